@@ -1,0 +1,5 @@
+import sys
+
+from learn2diss.cli import main
+
+sys.exit(main())

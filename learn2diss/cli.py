@@ -1,0 +1,61 @@
+"""The ``learn2diss`` command: one entry point with sub-commands.
+
+Each sub-command lives in a module that exposes ``add_arguments(parser)`` and ``run(args) -> int``;
+the module docstring's first paragraph is its description. Command modules import heavy libraries
+(torch, faiss, s3prl) inside ``run`` so that ``learn2diss --help`` stays fast.
+
+Examples::
+
+    learn2diss params --config configs/l2d_w12.yaml
+    learn2diss data synth --out data/demo
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# (words of the sub-command, module, one-line help). Registered explicitly, in the order shown by --help.
+COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
+    (("params",), "learn2diss.upstream.params", "print the learnable-parameter breakdown of a config"),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="learn2diss",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    groups: dict[tuple[str, ...], argparse._SubParsersAction] = {
+        (): parser.add_subparsers(dest="command", metavar="COMMAND")
+    }
+    for words, module_name, help_text in COMMANDS:
+        for depth in range(1, len(words)):
+            prefix = words[:depth]
+            if prefix not in groups:
+                group = groups[words[: depth - 1]].add_parser(words[depth - 1], help=f"{words[depth - 1]} commands")
+                groups[prefix] = group.add_subparsers(dest=f"command_{depth}", metavar="COMMAND")
+        module = importlib.import_module(module_name)
+        doc = (module.__doc__ or help_text).strip()
+        sub = groups[words[:-1]].add_parser(
+            words[-1], help=help_text, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+        )
+        module.add_arguments(sub)
+        sub.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "_run"):
+        parser.print_help(sys.stderr)
+        return 1
+    return int(args._run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

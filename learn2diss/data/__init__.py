@@ -1,0 +1,1 @@
+"""Data: audio reading and validation, manifests, batching, the demo corpus."""

@@ -1,0 +1,1 @@
+"""Evaluation: ABX, purity, CTC fine-tuning and decoding, probes, tables."""
