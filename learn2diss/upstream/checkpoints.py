@@ -1,0 +1,308 @@
+"""Checkpoints: import HuBERT/WavLM parents, save and load Learn2Diss models.
+
+Parents (third-party, untrusted; read with ``torch.load(weights_only=True)`` only):
+
+* an original fairseq HuBERT ``.pt`` or Microsoft's WavLM ``.pt``: a ``{"cfg", "model"}``
+  dictionary with the published key names (fairseq itself is not needed);
+* a Hugging Face ``HubertModel`` / ``WavLMModel`` directory: ``config.json`` with
+  ``model.safetensors`` or ``pytorch_model.bin``.
+
+Ours: a directory with ``config.yaml`` (the :class:`ModelConfig`) and ``model.safetensors``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import pickle
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+import yaml
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from learn2diss.schema import ConfigError, from_dict, to_dict
+from learn2diss.upstream.config import ModelConfig, ParentConfig
+from learn2diss.upstream.model import Learn2Diss, build_parent
+
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.yaml"
+WEIGHTS_FILE = "model.safetensors"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used, with the file and the reason."""
+
+
+class _InertObject:
+    """Stand-in for harmless classes found in fairseq checkpoints: it only stores the pickled state."""
+
+    def __setstate__(self, state: object) -> None:
+        self.__dict__["state"] = state
+
+
+# Classes that fairseq checkpoints carry next to the weights. Unpickling builds an inert stand-in
+# (no code of the original class runs); argparse.Namespace holds old fairseq "args".
+_ALLOWED_GLOBALS = [
+    argparse.Namespace,
+    (_InertObject, "fairseq.data.dictionary.Dictionary"),
+]
+
+
+def load_untrusted(path: str | Path) -> dict:
+    """``torch.load(path, weights_only=True)``; a file that needs arbitrary unpickling is refused."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        with torch.serialization.safe_globals(_ALLOWED_GLOBALS):
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        found = re.search(r"GLOBAL ([\w.]+)|global '?([\w.]+)", str(err))
+        what = next((g for g in found.groups() if g), "an object") if found else "an object"
+        raise CheckpointError(
+            f"{path}: refused to load: it asks to construct {what}, which safe loading (weights_only=True) does not "
+            "allow; nothing in the file was executed. Re-save the weights as a plain state dict or safetensors."
+        ) from None
+    except (RuntimeError, EOFError, OSError) as err:
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({err})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: expected a dictionary checkpoint, got {type(state).__name__}")
+    return state
+
+
+def _parse_conv_layers(expr: str) -> tuple[tuple[int, int, int], ...]:
+    """fairseq's ``conv_feature_layers`` string, e.g. "[(512,10,5)] + [(512,3,2)] * 4", without eval."""
+
+    def value(node: ast.AST) -> object:
+        if isinstance(node, ast.Constant) and isinstance(node.value, int):
+            return node.value
+        if isinstance(node, ast.Tuple | ast.List):
+            items = [value(e) for e in node.elts]
+            return tuple(items) if isinstance(node, ast.Tuple) else items
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add | ast.Mult):
+            left, right = value(node.left), value(node.right)
+            return left + right if isinstance(node.op, ast.Add) else left * right
+        raise CheckpointError(f"cannot parse conv_feature_layers {expr!r}")
+
+    layers = value(ast.parse(expr, mode="eval").body)
+    return tuple((int(c), int(k), int(s)) for c, k, s in layers)
+
+
+def _fairseq_parent_config(cfg: dict, kind: str) -> ParentConfig:
+    if cfg.get("normalize"):
+        raise CheckpointError("waveform-normalising parents (large models) are not supported; use a base model")
+    return ParentConfig(
+        kind=kind,
+        conv_layers=_parse_conv_layers(cfg.get("conv_feature_layers", "[(512,10,5)] + [(512,3,2)] * 4 + [(512,2,2)] * 2")),
+        extractor_mode="group_norm" if cfg.get("extractor_mode", "default") == "default" else "layer_norm",
+        conv_bias=bool(cfg.get("conv_bias", False)),
+        embed_dim=int(cfg.get("encoder_embed_dim", 768)),
+        num_layers=int(cfg.get("encoder_layers", 12)),
+        num_heads=int(cfg.get("encoder_attention_heads", 12)),
+        ffn_dim=int(cfg.get("encoder_ffn_embed_dim", 3072)),
+        pos_conv_kernel=int(cfg.get("conv_pos", 128)),
+        pos_conv_groups=int(cfg.get("conv_pos_groups", 16)),
+        layer_norm_first=bool(cfg.get("layer_norm_first", False)),
+        num_buckets=int(cfg.get("num_buckets", 320)),
+        max_distance=int(cfg.get("max_distance", 800)),
+    )
+
+
+# fairseq / Microsoft WavLM key → torchaudio Wav2Vec2Model key (``\1`` etc. are regex groups).
+_FAIRSEQ_KEYS = [
+    (r"feature_extractor\.conv_layers\.(\d+)\.0\.(weight|bias)", r"feature_extractor.conv_layers.\1.conv.\2"),
+    (r"feature_extractor\.conv_layers\.0\.2\.(weight|bias)", r"feature_extractor.conv_layers.0.layer_norm.\1"),
+    (r"feature_extractor\.conv_layers\.(\d+)\.2\.1\.(weight|bias)", r"feature_extractor.conv_layers.\1.layer_norm.\2"),
+    (r"post_extract_proj\.(weight|bias)", r"encoder.feature_projection.projection.\1"),
+    (r"layer_norm\.(weight|bias)", r"encoder.feature_projection.layer_norm.\1"),
+    (r"encoder\.pos_conv\.0\.bias", "encoder.transformer.pos_conv_embed.conv.bias"),
+    (r"encoder\.pos_conv\.0\.weight_g", "encoder.transformer.pos_conv_embed.conv.parametrizations.weight.original0"),
+    (r"encoder\.pos_conv\.0\.weight_v", "encoder.transformer.pos_conv_embed.conv.parametrizations.weight.original1"),
+    (r"encoder\.layer_norm\.(weight|bias)", r"encoder.transformer.layer_norm.\1"),
+    (r"encoder\.layers\.(\d+)\.self_attn\.((?:k|v|q|out)_proj\.(?:weight|bias))", r"encoder.transformer.layers.\1.attention.\2"),
+    (r"encoder\.layers\.(\d+)\.self_attn\.relative_attention_bias\.weight", r"encoder.transformer.layers.\1.attention.rel_attn_embed.weight"),
+    (r"encoder\.layers\.(\d+)\.self_attn\.grep_linear\.(weight|bias)", r"encoder.transformer.layers.\1.attention.gru_rel_pos_linear.\2"),
+    (r"encoder\.layers\.(\d+)\.self_attn\.grep_a", r"encoder.transformer.layers.\1.attention.gru_rel_pos_const"),
+    (r"encoder\.layers\.(\d+)\.self_attn_layer_norm\.(weight|bias)", r"encoder.transformer.layers.\1.layer_norm.\2"),
+    (r"encoder\.layers\.(\d+)\.fc1\.(weight|bias)", r"encoder.transformer.layers.\1.feed_forward.intermediate_dense.\2"),
+    (r"encoder\.layers\.(\d+)\.fc2\.(weight|bias)", r"encoder.transformer.layers.\1.feed_forward.output_dense.\2"),
+    (r"encoder\.layers\.(\d+)\.final_layer_norm\.(weight|bias)", r"encoder.transformer.layers.\1.final_layer_norm.\2"),
+]
+_FAIRSEQ_PRETRAINING_ONLY = re.compile(r"(mask_emb|label_embs_concat|final_proj\.|untie_final_proj|quantizer|project_q)")
+
+
+def _fuse_wavlm_qkv(state: dict[str, Tensor], num_layers: int) -> None:
+    """torchaudio's WavLM attention keeps q, k, v in one ``nn.MultiheadAttention`` in_proj (in that order)."""
+    for i in range(num_layers):
+        prefix = f"encoder.transformer.layers.{i}.attention."
+        for kind in ("weight", "bias"):
+            parts = [state.pop(f"{prefix}{p}_proj.{kind}") for p in ("q", "k", "v")]
+            state[f"{prefix}attention.in_proj_{kind}"] = torch.cat(parts)
+            state[f"{prefix}attention.out_proj.{kind}"] = state.pop(f"{prefix}out_proj.{kind}")
+
+
+def _read_fairseq(path: Path) -> tuple[ParentConfig, dict[str, Tensor]]:
+    ckpt = load_untrusted(path)
+    if "model" not in ckpt or not ("cfg" in ckpt or "args" in ckpt):
+        raise CheckpointError(f"{path}: expected a fairseq/WavLM checkpoint with 'cfg' (or 'args') and 'model' keys, "
+                              f"found {sorted(ckpt)}")
+    raw_cfg = ckpt.get("cfg") if ckpt.get("cfg") is not None else ckpt["args"]
+    cfg = vars(raw_cfg) if isinstance(raw_cfg, argparse.Namespace) else dict(raw_cfg)
+    if isinstance(cfg.get("model"), dict):  # fairseq hydra checkpoints: cfg = {"model": ..., "task": ...}
+        cfg = cfg["model"]
+    weights = ckpt["model"]
+    kind = "wavlm" if any("relative_attention_bias" in k or "grep_linear" in k for k in weights) else "hubert"
+    parent = _fairseq_parent_config(cfg, kind)
+    state: dict[str, Tensor] = {}
+    for key, tensor in weights.items():
+        key = key.removeprefix("w2v_model.")
+        if _FAIRSEQ_PRETRAINING_ONLY.match(key):
+            continue
+        for pattern, replacement in _FAIRSEQ_KEYS:
+            if re.fullmatch(pattern, key):
+                state[re.sub(pattern, replacement, key)] = tensor
+                break
+        else:
+            raise CheckpointError(f"{path}: unexpected parameter {key!r}; is this a HuBERT/WavLM base checkpoint?")
+    if kind == "wavlm":
+        _fuse_wavlm_qkv(state, parent.num_layers)
+    return parent, state
+
+
+def _read_huggingface(directory: Path) -> tuple[ParentConfig, dict[str, Tensor]]:
+    import transformers
+    from torchaudio.models.wav2vec2.utils import import_huggingface_model
+
+    config_path = directory / "config.json"
+    config = json.loads(config_path.read_text())
+    model_type = config.get("model_type")
+    classes = {"hubert": (transformers.HubertConfig, transformers.HubertModel),
+               "wavlm": (transformers.WavLMConfig, transformers.WavLMModel)}
+    if model_type not in classes:
+        raise CheckpointError(f"{config_path}: model_type {model_type!r} is not 'hubert' or 'wavlm'")
+    if (directory / "model.safetensors").is_file():
+        weights = load_file(directory / "model.safetensors")
+    elif (directory / "pytorch_model.bin").is_file():
+        weights = load_untrusted(directory / "pytorch_model.bin")
+    else:
+        raise CheckpointError(f"{directory}: no model.safetensors or pytorch_model.bin next to config.json")
+    config_cls, model_cls = classes[model_type]
+    hf_config = config_cls.from_dict(config)
+    hf_model = model_cls(hf_config)
+    weights = {k.removeprefix(f"{model_type}."): v for k, v in weights.items()}
+    weights = {k: v for k, v in weights.items() if not k.startswith(("lm_head.", "projector.", "classifier."))}
+    missing, unexpected = hf_model.load_state_dict(weights, strict=False)
+    missing = [k for k in missing if k != "masked_spec_embed"]
+    if missing or unexpected:
+        raise CheckpointError(f"{directory}: weights do not match config.json (missing {missing[:5]}, "
+                              f"unexpected {unexpected[:5]})")
+    parent = ParentConfig(
+        kind=model_type,
+        conv_layers=tuple(zip(hf_config.conv_dim, hf_config.conv_kernel, hf_config.conv_stride, strict=True)),
+        extractor_mode=f"{hf_config.feat_extract_norm}_norm",
+        conv_bias=hf_config.conv_bias,
+        embed_dim=hf_config.hidden_size,
+        num_layers=hf_config.num_hidden_layers,
+        num_heads=hf_config.num_attention_heads,
+        ffn_dim=hf_config.intermediate_size,
+        pos_conv_kernel=hf_config.num_conv_pos_embeddings,
+        pos_conv_groups=hf_config.num_conv_pos_embedding_groups,
+        layer_norm_first=hf_config.do_stable_layer_norm,
+        num_buckets=getattr(hf_config, "num_buckets", 320),
+        max_distance=getattr(hf_config, "max_bucket_distance", 800),
+    )
+    return parent, import_huggingface_model(hf_model).state_dict()
+
+
+def read_parent(path: str | Path) -> tuple[ParentConfig, dict[str, Tensor]]:
+    """The architecture and torchaudio-named weights of a HuBERT/WavLM checkpoint (fairseq ``.pt`` or HF directory)."""
+    path = Path(path)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise CheckpointError(f"{path}: a Hugging Face model directory needs config.json")
+        return _read_huggingface(path)
+    return _read_fairseq(path)
+
+
+def import_parent(model: Learn2Diss, path: str | Path) -> None:
+    """Initialise f and g of ``model`` from a parent checkpoint; its architecture must match ``model.config.parent``."""
+    parent_config, state = read_parent(path)
+    ours = model.config.parent
+    diffs = [f"{name}: config {getattr(ours, name)!r}, checkpoint {getattr(parent_config, name)!r}"
+             for name in ("kind", "conv_layers", "extractor_mode", "conv_bias", "embed_dim", "num_layers", "num_heads",
+                          "ffn_dim", "pos_conv_kernel", "pos_conv_groups", "layer_norm_first")
+             if getattr(ours, name) != getattr(parent_config, name)]
+    if diffs:
+        raise CheckpointError(f"{path}: parent architecture differs from model.parent: " + "; ".join(diffs))
+    parent = build_parent(ours)
+    try:
+        parent.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise CheckpointError(f"{path}: weights do not fit the architecture: {err}") from None
+    transformer = parent.encoder.transformer
+    model.feature_extractor.load_state_dict(parent.feature_extractor.state_dict())
+    model.feature_projection.load_state_dict(parent.encoder.feature_projection.state_dict())
+    model.pos_conv_embed.load_state_dict(transformer.pos_conv_embed.state_dict())
+    model.encoder_layer_norm.load_state_dict(transformer.layer_norm.state_dict())
+    model.layers.load_state_dict(transformer.layers.state_dict())
+
+
+def _replace_dir(tmp: Path, target: Path) -> None:
+    """Move a finished temporary directory into place (a reader never sees a half-written checkpoint)."""
+    if target.exists():
+        old = target.with_name(f".{target.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+        os.replace(tmp, target)
+        shutil.rmtree(old)
+    else:
+        os.replace(tmp, target)
+
+
+def save_model(model: Learn2Diss, directory: str | Path, extra: dict | None = None) -> Path:
+    """Write ``config.yaml`` + ``model.safetensors`` atomically; ``extra`` goes into config.yaml as provenance."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    meta = {"format_version": FORMAT_VERSION, "model": to_dict(model.config), **({"extra": extra} if extra else {})}
+    (tmp / CONFIG_FILE).write_text(yaml.safe_dump(meta, sort_keys=False))
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(state, tmp / WEIGHTS_FILE, metadata={"format": "learn2diss", "version": str(FORMAT_VERSION)})
+    _replace_dir(tmp, directory)
+    return directory
+
+
+def read_model_config(directory: str | Path) -> ModelConfig:
+    """The :class:`ModelConfig` stored in one of our checkpoint directories."""
+    path = Path(directory) / CONFIG_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{directory}: not a learn2diss checkpoint (no {CONFIG_FILE}); "
+                              "make one with `learn2diss export RUN_DIR --out CKPT_DIR`")
+    meta = yaml.safe_load(path.read_text())
+    if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: unsupported checkpoint format {meta.get('format_version') if isinstance(meta, dict) else meta!r}")
+    try:
+        return from_dict(ModelConfig, meta["model"], "model")
+    except ConfigError as err:
+        raise CheckpointError(f"{path}: {err}") from None
+
+
+def load_model(directory: str | Path, map_location: str | torch.device = "cpu") -> Learn2Diss:
+    """Rebuild a :class:`Learn2Diss` from ``config.yaml`` + ``model.safetensors``."""
+    directory = Path(directory)
+    model = Learn2Diss(read_model_config(directory))
+    weights = directory / WEIGHTS_FILE
+    if not weights.is_file():
+        raise CheckpointError(f"{directory}: {WEIGHTS_FILE} is missing")
+    try:
+        model.load_state_dict(load_file(weights, device=str(map_location)), strict=True)
+    except RuntimeError as err:
+        raise CheckpointError(f"{weights}: weights do not match config.yaml: {err}") from None
+    return model

@@ -1,0 +1,354 @@
+"""The Learn2Diss dual encoder (paper §3.2, Fig. 1, Table 1).
+
+* f, the frozen feature extractor: the parent's convolutional encoder, feature projection and
+  positional convolution, plus its first N transformer layers (§3.2.1);
+* g, the frame-level encoder: the parent's layers N+1..12, span masking with a learned mask
+  embedding, and W_g to K targets (§3.2.2);
+* h, the utterance-level encoder: speechbrain's ECAPA-TDNN with its per-frame layers exposed,
+  W_h to Q targets and the projections A^l of eq. 9 (§3.2.3).
+
+The parent is built with torchaudio's HuBERT/WavLM modules and its parts are reused as they are.
+The CLUB network q_phi is training-only and lives in :mod:`learn2diss.pretrain`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
+from torch import Tensor, nn
+from torchaudio.models import wav2vec2_model, wavlm_model
+
+from learn2diss.upstream.config import ModelConfig, ParentConfig, UtteranceConfig
+
+SAMPLE_RATE = 16_000
+
+
+@dataclass
+class Features:
+    """Output X' of the frozen feature extractor f.
+
+    Attributes:
+        x: (batch, frame, dim) features.
+        lengths: (batch,) valid frames.
+        padding_mask: (batch, frame), True at padding.
+        position_bias: WavLM's relative position bias from its first layer, or None.
+        hidden_states: the N+1 frozen hidden states (input of layer 1, then each frozen layer's output);
+            empty when N = 0 (g then computes the input of layer 1 from the masked X').
+    """
+
+    x: Tensor
+    lengths: Tensor
+    padding_mask: Tensor
+    position_bias: Tensor | None
+    hidden_states: list[Tensor]
+
+
+@dataclass
+class FrameOutput:
+    """Output of the frame encoder g: ``layers`` are y^1..y^M (batch, frame, dim); ``logits`` = W_g y^M."""
+
+    layers: list[Tensor]
+    logits: Tensor
+    input_state: Tensor  # the input of g's first layer (for N = 0: after the positional convolution)
+
+
+@dataclass
+class UtteranceOutput:
+    """Output of h: ``layers`` z^1..z^{L-1} (batch, frame, d'); ``embedding`` z^L (batch, d^L); ``logits`` W_h z^L."""
+
+    layers: list[Tensor]
+    embedding: Tensor
+    logits: Tensor
+
+
+@dataclass
+class InferenceOutput:
+    """What a downstream model reads: frame hidden states (input of layer 1 + every layer), utterance layers."""
+
+    frame_hidden_states: list[Tensor]
+    frame_lengths: Tensor
+    utt_hidden_states: list[Tensor]
+    utt_embedding: Tensor
+
+
+def build_parent(config: ParentConfig) -> nn.Module:
+    """A randomly initialised torchaudio HuBERT or WavLM model with this architecture."""
+    common = dict(
+        extractor_mode=config.extractor_mode,
+        extractor_conv_layer_config=[tuple(layer) for layer in config.conv_layers],
+        extractor_conv_bias=config.conv_bias,
+        encoder_embed_dim=config.embed_dim,
+        encoder_projection_dropout=config.dropout,
+        encoder_pos_conv_kernel=config.pos_conv_kernel,
+        encoder_pos_conv_groups=config.pos_conv_groups,
+        encoder_num_layers=config.num_layers,
+        encoder_num_heads=config.num_heads,
+        encoder_attention_dropout=config.attention_dropout,
+        encoder_ff_interm_features=config.ffn_dim,
+        encoder_ff_interm_dropout=0.0,
+        encoder_dropout=config.dropout,
+        encoder_layer_norm_first=config.layer_norm_first,
+        encoder_layer_drop=0.0,
+        aux_num_out=None,
+    )
+    if config.kind == "wavlm":
+        return wavlm_model(**common, encoder_num_buckets=config.num_buckets, encoder_max_distance=config.max_distance)
+    return wav2vec2_model(**common)
+
+
+def aggregate_frame_layers(layers: list[Tensor]) -> Tensor:
+    """Eq. 9, left: ȳ_{i,t} = Σ_{l=1..M} y^l_{i,t}; (batch, frame, dim)."""
+    return torch.stack(layers).sum(0)
+
+
+def valid_frames(lengths: Tensor, max_len: int) -> Tensor:
+    """(batch, max_len) bool, True at valid frames."""
+    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def span_mask(
+    lengths: Tensor, max_len: int, mask_prob: float, mask_length: int, generator: torch.Generator | None = None
+) -> Tensor:
+    """wav2vec 2.0 / HuBERT span masking (Baevski et al. 2020 §3.1), never on padding.
+
+    Each utterance of ``n`` valid frames gets ``floor(mask_prob * n / mask_length + u)`` spans
+    (u ~ U[0, 1)) of ``mask_length`` frames with uniform start frames; spans may overlap.
+
+    Args:
+        lengths: (batch,) valid frames.
+        max_len: padded length T.
+        generator: the random source (on ``lengths``'s device); None uses the global one.
+
+    Returns:
+        (batch, max_len) bool, True at masked frames.
+    """
+    batch = lengths.shape[0]
+    device = lengths.device
+    lengths_f = lengths.to(torch.float32)
+    num_spans = (mask_prob * lengths_f / mask_length + torch.rand(batch, generator=generator, device=device)).long()
+    max_spans = max(int(num_spans.max().item()), 1)
+    last_start = (lengths - mask_length).clamp(min=0).to(torch.float32) + 1
+    starts = (torch.rand(batch, max_spans, generator=generator, device=device) * last_start[:, None]).long()
+    positions = starts[:, :, None] + torch.arange(mask_length, device=device)  # (batch, span, mask_length)
+    keep = (torch.arange(max_spans, device=device)[None, :] < num_spans[:, None])[:, :, None]
+    keep = keep & (positions < lengths[:, None, None])
+    index = torch.where(keep, positions, max_len)  # dropped positions go to a spare column
+    mask = torch.zeros(batch, max_len + 1, dtype=torch.bool, device=device)
+    mask.scatter_(1, index.flatten(1), True)
+    return mask[:, :max_len]
+
+
+class UtteranceEncoder(nn.Module):
+    """h: ECAPA-TDNN (Desplanques et al. 2020, speechbrain's implementation) with its L-1 per-frame layers
+    (TDNN, three SE-Res2Net blocks, multi-layer aggregation), the pooled embedding z^L, W_h and A^l."""
+
+    def __init__(self, config: UtteranceConfig, input_dim: int) -> None:
+        super().__init__()
+        self.ecapa = ECAPA_TDNN(
+            input_size=input_dim,
+            lin_neurons=config.embed_dim,
+            channels=list(config.channels),
+            kernel_sizes=list(config.kernel_sizes),
+            dilations=list(config.dilations),
+            attention_channels=config.attention_channels,
+            res2net_scale=config.res2net_scale,
+            se_channels=config.se_channels,
+        )
+        self.head = nn.Linear(config.embed_dim, config.num_targets)  # W_h
+        self.layer_projections = nn.ModuleList(  # A^l, l = 1..L-1 (eq. 9)
+            nn.Linear(channels, config.embed_dim, bias=False) for channels in config.channels
+        )
+
+    def forward(self, x: Tensor, lengths: Tensor) -> UtteranceOutput:
+        """x: (batch, frame, input_dim); lengths: (batch,) valid frames."""
+        relative = lengths.to(x.dtype) / x.shape[1]  # speechbrain's convention, at this boundary only
+        h = self.ecapa.blocks[0](x.transpose(1, 2))  # (batch, channel, frame)
+        layers = [h]
+        for block in self.ecapa.blocks[1:]:
+            h = block(h, lengths=relative)
+            layers.append(h)
+        h = self.ecapa.mfa(torch.cat(layers[1:], dim=1))
+        layers.append(h)
+        pooled = self.ecapa.fc(self.ecapa.asp_bn(self.ecapa.asp(h, lengths=relative)))[:, :, 0]  # (batch, d^L)
+        return UtteranceOutput([z.transpose(1, 2) for z in layers], pooled, self.head(pooled))
+
+    def aggregate(self, output: UtteranceOutput) -> Tensor:
+        """Eq. 9, right: z̄_{i,t} = z^L_i + Σ_{l=1..L-1} A^l z^l_{i,t}; (batch, frame, d^L)."""
+        projected = sum(proj(z) for proj, z in zip(self.layer_projections, output.layers, strict=True))
+        return output.embedding[:, None, :] + projected
+
+
+class Learn2Diss(nn.Module):
+    """Frozen feature extractor f, frame encoder g and utterance encoder h (paper §3.2)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        parent = build_parent(config.parent)
+        transformer = parent.encoder.transformer
+        self.feature_extractor = parent.feature_extractor
+        self.feature_projection = parent.encoder.feature_projection
+        self.pos_conv_embed = transformer.pos_conv_embed
+        self.encoder_layer_norm = transformer.layer_norm
+        # torchaudio's Transformer.layer_norm_first is True when the layer norm comes *before* the layers.
+        self.norm_before_layers = transformer.layer_norm_first
+        self.layers = transformer.layers
+        self.layer_dropout = transformer.dropout
+        dim = config.parent.embed_dim
+        self.mask_embedding = nn.Parameter(torch.empty(dim).uniform_())
+        self.frame_head = nn.Linear(dim, config.frame.num_targets)  # W_g
+        self.utterance_encoder = UtteranceEncoder(config.utterance, dim)
+        self._is_wavlm = config.parent.kind == "wavlm"
+        for module in self.frozen_modules():
+            module.requires_grad_(False)
+
+    @property
+    def num_frozen_layers(self) -> int:
+        return self.config.frame.num_frozen_layers
+
+    def frozen_modules(self) -> Iterator[nn.Module]:
+        """The modules of f (plus the pre-layer norm and positional conv when N = 0)."""
+        yield from (self.feature_extractor, self.feature_projection, self.pos_conv_embed)
+        if self.norm_before_layers:
+            yield self.encoder_layer_norm
+        yield from self.layers[: self.num_frozen_layers]
+
+    def frame_parameters(self) -> list[nn.Parameter]:
+        """Trainable parameters of g: layers N+1..12, the mask embedding, W_g (and a final layer norm if any)."""
+        params = [p for layer in self.layers[self.num_frozen_layers :] for p in layer.parameters()]
+        params += [self.mask_embedding, *self.frame_head.parameters()]
+        if not self.norm_before_layers:
+            params += list(self.encoder_layer_norm.parameters())
+        return params
+
+    def utterance_parameters(self) -> list[nn.Parameter]:
+        """Trainable parameters of h: ECAPA-TDNN, W_h and A^l."""
+        return list(self.utterance_encoder.parameters())
+
+    def train(self, mode: bool = True) -> Learn2Diss:
+        super().train(mode)
+        for module in self.frozen_modules():
+            module.eval()  # f never uses dropout
+        return self
+
+    def check_input(self, waveforms: Tensor, lengths: Tensor | None, sample_rate: int = SAMPLE_RATE) -> Tensor:
+        """Validate a batch and return ``lengths`` (filled in when None); raises ValueError saying what is wrong."""
+        if sample_rate != SAMPLE_RATE:
+            raise ValueError(f"Learn2Diss takes {SAMPLE_RATE} Hz audio, got sample_rate={sample_rate}; resample first")
+        if waveforms.ndim != 2:
+            raise ValueError(
+                f"waveforms must be (batch, samples) mono 16 kHz audio, got shape {tuple(waveforms.shape)}"
+                + ("; average or pick one channel first" if waveforms.ndim == 3 else "")
+            )
+        if not waveforms.is_floating_point():
+            raise ValueError(f"waveforms must be floating point, got {waveforms.dtype}")
+        batch, samples = waveforms.shape
+        if lengths is None:
+            lengths = torch.full((batch,), samples, dtype=torch.long, device=waveforms.device)
+        if lengths.shape != (batch,) or lengths.is_floating_point():
+            raise ValueError(f"lengths must be an integer tensor of shape ({batch},), got {tuple(lengths.shape)}")
+        if bool((lengths > samples).any()) or bool((lengths <= 0).any()):
+            raise ValueError(f"lengths must be in [1, {samples}], got {lengths.tolist()}")
+        shortest = self.min_samples
+        if int(lengths.min()) < shortest:
+            raise ValueError(f"utterance too short: {int(lengths.min())} samples, need at least {shortest}")
+        bad = ~torch.isfinite(waveforms).all(dim=1)
+        if bool(bad.any()):
+            raise ValueError(f"waveforms contain NaN or inf (batch items {bad.nonzero().flatten().tolist()})")
+        return lengths
+
+    @property
+    def min_samples(self) -> int:
+        """The receptive field of the convolutional encoder: the shortest input that gives one frame."""
+        span = 1
+        for _, kernel, stride in reversed(self.config.parent.conv_layers):
+            span = (span - 1) * stride + kernel
+        return span
+
+    def _attention_mask(self, padding_mask: Tensor) -> Tensor | None:
+        """HuBERT layers take a (batch, 1, T, T) boolean mask (True = attend); WavLM layers a key padding mask."""
+        batch, frames = padding_mask.shape
+        return (~padding_mask)[:, None, None, :].expand(batch, 1, frames, frames)
+
+    def _run_layers(
+        self, x: Tensor, layers: nn.ModuleList, padding_mask: Tensor, position_bias: Tensor | None
+    ) -> tuple[list[Tensor], Tensor | None]:
+        outputs = []
+        key_padding = torch.zeros(padding_mask.shape, dtype=x.dtype, device=x.device).masked_fill(
+            padding_mask, float("-inf")
+        )
+        for layer in layers:
+            if self._is_wavlm:
+                x, position_bias = layer(x, None, position_bias=position_bias, key_padding_mask=key_padding)
+            else:
+                x, _ = layer(x, self._attention_mask(padding_mask))
+            outputs.append(x)
+        return outputs, position_bias
+
+    def _layer_input(self, x: Tensor) -> Tensor:
+        """Positional convolution and (for the base models) the encoder layer norm: the input of layer 1."""
+        x = x + self.pos_conv_embed(x)
+        return self.encoder_layer_norm(x) if self.norm_before_layers else x
+
+    def extract(self, waveforms: Tensor, lengths: Tensor | None = None, sample_rate: int = SAMPLE_RATE) -> Features:
+        """f: waveforms (batch, samples) at 16 kHz, lengths (batch,) valid samples → X' (no gradient)."""
+        lengths = self.check_input(waveforms, lengths, sample_rate)
+        with torch.no_grad():
+            x, frame_lengths = self.feature_extractor(waveforms, lengths)
+            padding_mask = ~valid_frames(frame_lengths, x.shape[1])
+            x = self.feature_projection(x).masked_fill(padding_mask[..., None], 0.0)
+            hidden_states: list[Tensor] = []
+            position_bias = None
+            if self.num_frozen_layers:
+                x = self._layer_input(x)
+                outputs, position_bias = self._run_layers(
+                    x, self.layers[: self.num_frozen_layers], padding_mask, None
+                )
+                hidden_states = [x, *outputs]
+                x = outputs[-1]
+        return Features(x, frame_lengths, padding_mask, position_bias, hidden_states)
+
+    def sample_mask(self, features: Features, generator: torch.Generator | None = None) -> Tensor:
+        """Span mask over X' with the configured probability and span length; (batch, frame) bool."""
+        frame = self.config.frame
+        return span_mask(features.lengths, features.x.shape[1], frame.mask_prob, frame.mask_length, generator)
+
+    def encode_frames(self, features: Features, mask: Tensor | None = None) -> FrameOutput:
+        """g: replace masked frames of X' by the mask embedding, run layers N+1..12, project with W_g."""
+        x = features.x
+        if mask is not None:
+            x = torch.where(mask[..., None], self.mask_embedding.to(x.dtype), x)
+        if not self.num_frozen_layers:
+            x = self.layer_dropout(self._layer_input(x))
+        layers, _ = self._run_layers(
+            x, self.layers[self.num_frozen_layers :], features.padding_mask, features.position_bias
+        )
+        if not self.norm_before_layers:
+            layers[-1] = self.encoder_layer_norm(layers[-1])
+        return FrameOutput(layers, self.frame_head(layers[-1]), x)
+
+    def encode_utterance(self, x: Tensor, lengths: Tensor) -> UtteranceOutput:
+        """h on features ``x`` (batch, frame, dim) with ``lengths`` (batch,) valid frames."""
+        return self.utterance_encoder(x, lengths)
+
+    def aggregate_utterance_layers(self, output: UtteranceOutput) -> Tensor:
+        """Eq. 9, right: z̄ (batch, frame, d^L)."""
+        return self.utterance_encoder.aggregate(output)
+
+    def forward(
+        self, waveforms: Tensor, lengths: Tensor | None = None, sample_rate: int = SAMPLE_RATE
+    ) -> InferenceOutput:
+        """Inference without masking: every frame hidden state, the utterance layers and the pooled embedding."""
+        features = self.extract(waveforms, lengths, sample_rate)
+        frames = self.encode_frames(features)
+        frozen = features.hidden_states or [frames.input_state]
+        utterance = self.encode_utterance(features.x, features.lengths)
+        return InferenceOutput(
+            frame_hidden_states=[*frozen, *frames.layers],
+            frame_lengths=features.lengths,
+            utt_hidden_states=utterance.layers,
+            utt_embedding=utterance.embedding,
+        )
