@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 # (words of the sub-command, module, one-line help). Registered explicitly, in the order shown by --help.
 COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
-    (("params",), "learn2diss.upstream.params", "print the learnable-parameter breakdown of a config"),
+    (("params",), "learn2diss.params", "print the learnable-parameter breakdown of a config"),
 ]
 
 
