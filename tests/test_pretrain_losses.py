@@ -1,0 +1,162 @@
+"""The paper's losses against slow loop-form references written here from the equations."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from learn2diss.pretrain.club import GaussianCLUBNetwork
+from learn2diss.pretrain.losses import (
+    club_negative_term,
+    club_nll,
+    club_upper_bound,
+    frame_cross_entropy,
+    gaussian_log_likelihood,
+    info_nce_loss,
+    pseudo_con_loss,
+    utterance_cross_entropy,
+)
+
+
+def _cos(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(a @ b / (a.norm() * b.norm()))
+
+
+def _log_q(y: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> float:
+    """log N(y; mu, exp(logvar)) one dimension at a time."""
+    total = 0.0
+    for d in range(y.shape[0]):
+        var = math.exp(float(logvar[d]))
+        total += -0.5 * math.log(2 * math.pi * var) - (float(y[d]) - float(mu[d])) ** 2 / (2 * var)
+    return total
+
+
+@pytest.mark.parametrize("denominator", ["all_others", "negatives"])
+def test_pseudo_con_matches_loop(denominator):
+    g = torch.Generator().manual_seed(0)
+    feats = torch.randn(12, 6, generator=g)
+    labels = torch.tensor([0, 1, 0, 2, 1, 0, 3, 2, 4, 1, 0, 2])  # label 3 and 4: anchors without positives
+    tau = 0.3
+    losses = []
+    for t in range(12):
+        pos = [p for p in range(12) if p != t and labels[p] == labels[t]]
+        if denominator == "all_others":
+            den = [a for a in range(12) if a != t]
+        else:
+            den = [a for a in range(12) if labels[a] != labels[t]]
+        if not pos or not den:
+            continue
+        log_den = math.log(sum(math.exp(_cos(feats[t], feats[a]) / tau) for a in den))
+        losses.append(-sum(_cos(feats[t], feats[p]) / tau - log_den for p in pos) / len(pos))
+    expected = sum(losses) / len(losses)
+    got = pseudo_con_loss(feats, labels, tau, denominator=denominator)
+    assert got.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_pseudo_con_without_positives_is_zero_with_finite_grad():
+    feats = torch.randn(4, 3, requires_grad=True)
+    loss = pseudo_con_loss(feats, torch.arange(4), 0.1)
+    loss.backward()
+    assert loss.item() == 0.0 and torch.isfinite(feats.grad).all()
+
+
+@pytest.mark.parametrize("denominator", ["all_others", "paper"])
+def test_info_nce_matches_loop(denominator):
+    g = torch.Generator().manual_seed(1)
+    b, tau = 5, 0.5
+    z = {1: torch.randn(b, 7, generator=g), 2: torch.randn(b, 7, generator=g)}
+    total = 0.0
+    for i in range(b):
+        for j in (1, 2):
+            other = 3 - j
+            num = _cos(z[j][i], z[other][i]) / tau
+            terms = []
+            for k in range(b):
+                for a in (1, 2):
+                    in_denominator = (k, a) != (i, j) if denominator == "all_others" else (k != i and a != j)
+                    if in_denominator:
+                        terms.append(_cos(z[j][i], z[a][k]) / tau)
+            total += -(num - math.log(sum(math.exp(s) for s in terms)))
+    expected = total / (2 * b)
+    got = info_nce_loss(z[1], z[2], tau, denominator=denominator)
+    assert got.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_cross_entropies_match_loop():
+    g = torch.Generator().manual_seed(2)
+    logits = torch.randn(2, 4, 5, generator=g)
+    targets = torch.randint(0, 5, (2, 4), generator=g)
+    selected = torch.tensor([[True, False, True, True], [False, False, True, False]])
+    terms = [
+        -torch.log_softmax(logits[b, t], -1)[targets[b, t]].item()
+        for b in range(2) for t in range(4) if selected[b, t]
+    ]
+    assert frame_cross_entropy(logits, targets, selected).item() == pytest.approx(sum(terms) / len(terms), rel=1e-5)
+
+    l1, l2 = torch.randn(3, 4, generator=g), torch.randn(3, 4, generator=g)
+    mu = torch.tensor([2, 0, 3])
+    expected = sum(
+        -0.5 * (torch.log_softmax(l1[i], -1)[mu[i]] + torch.log_softmax(l2[i], -1)[mu[i]]).item() for i in range(3)
+    ) / 3
+    assert utterance_cross_entropy(l1, l2, mu).item() == pytest.approx(expected, rel=1e-5)
+
+
+def _random_gaussian(b: int, t: int, d: int, seed: int):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(b, t, d, generator=g), 0.5 * torch.randn(b, t, d, generator=g),
+            torch.randn(b, t, d, generator=g))
+
+
+def test_gaussian_log_likelihood_and_nll():
+    mu, logvar, y = _random_gaussian(2, 3, 4, 3)
+    ref = torch.distributions.Normal(mu, torch.exp(0.5 * logvar)).log_prob(y).sum(-1)
+    torch.testing.assert_close(gaussian_log_likelihood(mu, logvar, y), ref)
+    valid = torch.tensor([[True, True, False], [True, False, False]])
+    assert club_nll(mu, logvar, y, valid).item() == pytest.approx(-ref[valid].mean().item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("negatives", ["same_time", "all_frames"])
+def test_club_closed_form_negative_equals_pairwise(negatives):
+    b, t, d = 4, 6, 5
+    mu, logvar, y = _random_gaussian(b, t, d, 4)
+    valid = torch.ones(b, t, dtype=torch.bool)
+    valid[1, 4:] = False
+    valid[3, 2:] = False
+    # explicit pairs: log q(y_{i,t} | x_{j,s}) as a (B_i, T_i, B_j, T_j) tensor
+    pair = gaussian_log_likelihood(mu[None, None], logvar[None, None], y[:, :, None, None])
+    if negatives == "same_time":
+        same_t = torch.eye(t, dtype=torch.bool)[None, :, None, :]
+        weight = (valid[None, None] & same_t).float()
+    else:
+        weight = valid[None, None].float().expand(b, t, b, t)
+    expected = (pair * weight).sum(dim=(2, 3)) / weight.sum(dim=(2, 3))
+    got = club_negative_term(mu, logvar, y, valid, negatives)
+    torch.testing.assert_close(got[valid], expected[valid], rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_club_upper_bound_matches_loop(reduction):
+    b, t, d = 3, 4, 3
+    mu, logvar, y = _random_gaussian(b, t, d, 5)
+    valid = torch.ones(b, t, dtype=torch.bool)
+    valid[2, 3] = False
+    total = 0.0
+    for i in range(b):
+        for s in range(t):
+            if not valid[i, s]:
+                continue
+            negs = [_log_q(y[i, s], mu[j, s], logvar[j, s]) for j in range(b) if valid[j, s]]
+            total += _log_q(y[i, s], mu[i, s], logvar[i, s]) - sum(negs) / len(negs)
+    expected = total / b if reduction == "sum" else total / int(valid.sum())
+    got = club_upper_bound(mu, logvar, y, valid, "same_time", reduction)
+    assert got.item() == pytest.approx(expected, rel=1e-4, abs=1e-4)
+
+
+def test_club_network_shapes_and_bounded_logvar():
+    q = GaussianCLUBNetwork(8, 12, 16, "tanh")
+    mu, logvar = q(100 * torch.randn(2, 5, 8))
+    assert mu.shape == logvar.shape == (2, 5, 12)
+    assert logvar.abs().max() <= 1.0
+    assert len(GaussianCLUBNetwork(8, 12, 16, "none").logvar) == 3
