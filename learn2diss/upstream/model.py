@@ -262,11 +262,13 @@ class Learn2Diss(nn.Module):
 
     @property
     def min_samples(self) -> int:
-        """The receptive field of the convolutional encoder: the shortest input that gives one frame."""
+        """The shortest input: enough frames for the widest ECAPA-TDNN convolution (it pads by reflection)."""
+        utt = self.config.utterance
+        frames = max(d * (k - 1) // 2 for k, d in zip(utt.kernel_sizes, utt.dilations, strict=True)) + 1
         span = 1
         for _, kernel, stride in reversed(self.config.parent.conv_layers):
             span = (span - 1) * stride + kernel
-        return span
+        return span + (frames - 1) * self.config.parent.stride
 
     def _attention_mask(self, padding_mask: Tensor) -> Tensor | None:
         """HuBERT layers take a (batch, 1, T, T) boolean mask (True = attend); WavLM layers a key padding mask."""

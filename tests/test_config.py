@@ -1,0 +1,61 @@
+"""Config validation and the parameter breakdown of the paper's four configs."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from learn2diss.cli import main
+from learn2diss.config import ConfigError, load_config
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def _write(tmp_path: Path, edit) -> Path:
+    data = yaml.safe_load((CONFIGS / "l2d_w12.yaml").read_text())
+    edit(data)
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d["model"]["frame"].update(mask_prop=0.5), r"unknown key\(s\) model\.frame\.mask_prop"),
+        (lambda d: d["model"]["utterance"].pop("embed_dim"), r"missing key\(s\) model\.utterance\.embed_dim"),
+        (lambda d: d["model"]["parent"].update(num_layers="12"), r"model\.parent\.num_layers: expected int"),
+        (lambda d: d["model"]["parent"].update(kind="wav2vec"), r"model\.parent\.kind: 'wav2vec' is not one of"),
+        (lambda d: d["model"]["frame"].update(mask_prob=1.5), r"mask_prob must be in \[0, 1\]"),
+        (lambda d: d["model"]["frame"].update(num_frozen_layers=12), r"num_frozen_layers must be in \[0, 11\]"),
+    ],
+)
+def test_bad_config_names_file_and_key(tmp_path, edit, message):
+    path = _write(tmp_path, edit)
+    with pytest.raises(ConfigError, match=message) as info:
+        load_config(path)
+    assert str(path) in str(info.value)
+
+
+def test_overrides_are_validated_too():
+    config = load_config(CONFIGS / "l2d_w12.yaml", ["model.frame.mask_prob=0.65"])
+    assert config.model.frame.mask_prob == 0.65
+    with pytest.raises(ConfigError, match="unknown key 'model.frame.nope'"):
+        load_config(CONFIGS / "l2d_w12.yaml", ["model.frame.nope=1"])
+
+
+@pytest.mark.parametrize(("name", "paper"), [("h6", 61), ("h12", 103), ("w6", 61), ("w12", 103)])
+def test_params_match_table1_within_5_percent(capsys, name, paper):
+    assert main(["params", "--config", str(CONFIGS / f"l2d_{name}.yaml")]) == 0
+    out = capsys.readouterr().out
+    learnable = float(re.search(r"total learnable\s*\|\s*([\d.]+)", out).group(1))
+    assert abs(learnable - paper) / paper < 0.05, out
+    assert "ECAPA-TDNN" in out and "W_g" in out
+
+
+def test_cli_without_command_prints_help(capsys):
+    assert main([]) == 1
+    assert "params" in capsys.readouterr().err

@@ -1,0 +1,121 @@
+"""The Learn2Diss model: shapes, padding, masking, frozen parts, input checks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import randomize_, tiny_config
+
+from learn2diss.upstream.model import Learn2Diss, aggregate_frame_layers, span_mask
+
+
+@pytest.mark.parametrize("kind", ["hubert", "wavlm"])
+@pytest.mark.parametrize("frozen", [0, 1])
+def test_inference_shapes(kind, frozen, waveforms):
+    model = Learn2Diss(tiny_config(kind, frozen)).eval()
+    out = model(waveforms, torch.tensor([4000, 3000]))
+    frames = out.frame_lengths.max()
+    assert len(out.frame_hidden_states) == 4  # input of layer 1 + 3 layers
+    assert all(h.shape == (2, frames, 32) for h in out.frame_hidden_states)
+    assert out.frame_lengths.tolist() == [199, 149]
+    assert [z.shape for z in out.utt_hidden_states] == [(2, frames, 32)] * 5
+    assert out.utt_embedding.shape == (2, 16)
+
+
+@pytest.mark.parametrize("kind", ["hubert", "wavlm"])
+@pytest.mark.parametrize("frozen", [0, 2])
+def test_padded_batch_equals_single(kind, frozen, waveforms):
+    """With a padding-invariant extractor (layer norm), padding never leaks into the frame path."""
+    model = randomize_(Learn2Diss(tiny_config(kind, frozen, extractor_mode="layer_norm"))).eval()
+    batched = model(waveforms, torch.tensor([4000, 2500]))
+    alone = model(waveforms[1:, :2500])
+    frames = int(alone.frame_lengths[0])
+    for b, a in zip(batched.frame_hidden_states, alone.frame_hidden_states, strict=True):
+        torch.testing.assert_close(b[1, :frames], a[0], atol=1e-4, rtol=1e-4)
+
+
+def test_frozen_layers_match_parent_hidden_states(waveforms):
+    """Moving layers between f and g does not change inference outputs."""
+    a = Learn2Diss(tiny_config("wavlm", 0)).eval()
+    b = Learn2Diss(tiny_config("wavlm", 2)).eval()
+    b.load_state_dict(a.state_dict())
+    for x, y in zip(a(waveforms).frame_hidden_states, b(waveforms).frame_hidden_states, strict=True):
+        torch.testing.assert_close(x, y)
+
+
+def test_span_mask_stays_inside_valid_frames():
+    lengths = torch.tensor([100, 37, 5, 1])
+    generator = torch.Generator().manual_seed(0)
+    masks = torch.stack([span_mask(lengths, 120, 0.8, 10, generator) for _ in range(50)])
+    valid = torch.arange(120)[None, :] < lengths[:, None]
+    assert not (masks & ~valid).any()
+    ratio = masks[:, 0, :100].float().mean().item()
+    assert 0.35 < ratio < 0.7  # 1 - exp(-0.8) ≈ 0.55 for overlapping spans
+    again = span_mask(lengths, 120, 0.8, 10, torch.Generator().manual_seed(0))
+    assert torch.equal(again, masks[0])
+
+
+def test_masked_frames_use_mask_embedding(waveforms):
+    model = Learn2Diss(tiny_config("hubert", 1)).eval()
+    features = model.extract(waveforms)
+    mask = torch.zeros(features.x.shape[:2], dtype=torch.bool)
+    mask[:, 10:20] = True
+    with torch.no_grad():
+        model.mask_embedding.fill_(3.0)
+    masked = model.encode_frames(features, mask)
+    plain = model.encode_frames(features)
+    assert not torch.allclose(masked.layers[-1][:, 10:20], plain.layers[-1][:, 10:20])
+    assert masked.logits.shape == (2, features.x.shape[1], 20)
+
+
+def test_gradients_reach_only_g_and_h(waveforms):
+    model = Learn2Diss(tiny_config("wavlm", 1)).train()
+    features = model.extract(waveforms)
+    mask = model.sample_mask(features, torch.Generator().manual_seed(0))
+    frames = model.encode_frames(features, mask)
+    utt = model.encode_utterance(features.x, features.lengths)
+    loss = aggregate_frame_layers(frames.layers).sum() + frames.logits.sum()
+    loss = loss + model.aggregate_utterance_layers(utt).sum() + utt.logits.sum()
+    loss.backward()
+    trainable = {id(p) for p in model.frame_parameters() + model.utterance_parameters()}
+    for name, param in model.named_parameters():
+        if id(param) in trainable:
+            assert param.requires_grad, name
+        else:
+            assert param.grad is None and not param.requires_grad, name
+    assert model.mask_embedding.grad is not None and model.mask_embedding.grad.abs().sum() > 0
+    assert all(p.grad is not None for p in model.utterance_encoder.layer_projections.parameters())
+
+
+def test_frozen_part_stays_in_eval_mode():
+    model = Learn2Diss(tiny_config("hubert", 2)).train()
+    assert not model.feature_extractor.training and not model.layers[0].training
+    assert model.layers[2].training and model.utterance_encoder.training
+
+
+def test_aggregate_utterance_is_eq9(waveforms):
+    model = Learn2Diss(tiny_config()).eval()
+    features = model.extract(waveforms)
+    utt = model.encode_utterance(features.x, features.lengths)
+    expected = utt.embedding[:, None, :] + sum(
+        z @ proj.weight.T for z, proj in zip(utt.layers, model.utterance_encoder.layer_projections, strict=True)
+    )
+    torch.testing.assert_close(model.aggregate_utterance_layers(utt), expected)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda m: m(torch.randn(2, 1, 4000)), "average or pick one channel"),
+        (lambda m: m(torch.randn(4000)), r"\(batch, samples\)"),
+        (lambda m: m(torch.randn(2, 4000), sample_rate=8000), "16000 Hz"),
+        (lambda m: m(torch.randn(2, 50)), "too short: 50 samples, need at least 110"),
+        (lambda m: m(torch.full((1, 4000), float("nan"))), "NaN or inf"),
+        (lambda m: m(torch.randn(2, 4000), torch.tensor([4000, 5000])), r"lengths must be in \[1, 4000\]"),
+        (lambda m: m(torch.randint(0, 5, (1, 4000))), "floating point"),
+    ],
+)
+def test_bad_input_is_a_clear_value_error(call, message):
+    model = Learn2Diss(tiny_config()).eval()
+    with pytest.raises(ValueError, match=message):
+        call(model)
