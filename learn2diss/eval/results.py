@@ -1,0 +1,155 @@
+"""Result rows shared by every evaluation command and read back by ``learn2diss tables``.
+
+Each evaluation appends rows to ``RESULTS_DIR/<eval>.csv`` (one row per model x dataset x condition x
+metric). A row carries its provenance: the checkpoint path and a short hash of its weights, the config
+name and the date. Files are rewritten atomically, and a row with the same key replaces the old one, so
+re-running an evaluation updates its numbers instead of duplicating them.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import hashlib
+import io
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+# Columns of every results CSV, in order. ``KEY_COLUMNS`` identify a row.
+COLUMNS: tuple[str, ...] = (
+    "eval", "model", "variant", "dataset", "condition", "metric", "value",
+    "features", "checkpoint", "checkpoint_hash", "config", "date", "details",
+)
+KEY_COLUMNS: tuple[str, ...] = ("eval", "model", "variant", "dataset", "condition", "metric", "features")
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    """One number with its provenance.
+
+    Attributes:
+        eval: evaluation name (``abx``, ``purity``, ``ctc``, ``probes``, ``superb``).
+        model: display name of the model (``L2D-H12``, ``HuBERT``, a run name).
+        dataset: evaluation set (``dev-clean``, ``test-other``, ``demo``).
+        condition: eval-specific condition (``within``/``across`` speaker, ``10h``, ``frame``).
+        metric: metric name (``abx_error``, ``phone_purity``, ``wer`` ...); percentages are stored as %.
+        value: the number.
+        variant: model variant for ablation tables (``no-mi``, ``final-layer-mi``); empty by default.
+        features: feature spec the number was computed on (``frame:last``).
+        checkpoint: checkpoint path as given by the user.
+        checkpoint_hash: first 12 hex digits of the SHA-256 of the checkpoint weights.
+        config: config name (model config or evaluation config).
+        date: ISO date of the run.
+        details: free text (engine settings, number of items ...).
+    """
+
+    eval: str
+    model: str
+    dataset: str
+    condition: str
+    metric: str
+    value: float
+    variant: str = ""
+    features: str = ""
+    checkpoint: str = ""
+    checkpoint_hash: str = ""
+    config: str = ""
+    date: str = field(default_factory=lambda: _dt.date.today().isoformat())
+    details: str = ""
+
+    def key(self) -> tuple[str, ...]:
+        return tuple(str(getattr(self, name)) for name in KEY_COLUMNS)
+
+
+def checkpoint_hash(path: str | os.PathLike[str] | None) -> str:
+    """Short SHA-256 of a checkpoint: ``model.safetensors`` inside a checkpoint folder, or the file itself.
+
+    Returns an empty string when no checkpoint is given (precomputed features).
+    """
+    if not path:
+        return ""
+    target = Path(path)
+    if target.is_dir():
+        target = target / "model.safetensors"
+    if not target.is_file():
+        raise FileNotFoundError(f"checkpoint weights not found: {target}")
+    digest = hashlib.sha256()
+    with open(target, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:12]
+
+
+def write_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def read_rows(path: str | os.PathLike[str]) -> list[ResultRow]:
+    """Read a results CSV written by :func:`append_rows`; unknown or missing columns are an error."""
+    path = Path(path)
+    with open(path, encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        header = tuple(reader.fieldnames or ())
+        missing = [name for name in ("eval", "model", "dataset", "condition", "metric", "value") if name not in header]
+        unknown = [name for name in header if name not in COLUMNS]
+        if missing or unknown:
+            raise ValueError(f"{path}: not a results file (missing columns {missing}, unknown columns {unknown})")
+        rows = []
+        for line_no, record in enumerate(reader, start=2):
+            try:
+                value = float(record["value"])
+            except ValueError as error:
+                raise ValueError(f"{path}:{line_no}: value {record['value']!r} is not a number") from error
+            known = {f.name for f in fields(ResultRow)}
+            kwargs = {k: (v or "") for k, v in record.items() if k in known and k != "value"}
+            rows.append(ResultRow(value=value, **kwargs))
+    return rows
+
+
+def format_rows(rows: Iterable[ResultRow]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(COLUMNS), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        record = asdict(row)
+        record["value"] = repr(float(row.value))
+        writer.writerow(record)
+    return buffer.getvalue()
+
+
+def append_rows(path: str | os.PathLike[str], rows: Iterable[ResultRow]) -> Path:
+    """Merge ``rows`` into the CSV at ``path`` (a row with the same key is replaced) and rewrite it atomically."""
+    path = Path(path)
+    merged: dict[tuple[str, ...], ResultRow] = {}
+    if path.exists():
+        for old in read_rows(path):
+            merged[old.key()] = old
+    for row in rows:
+        merged[row.key()] = row
+    write_atomic(path, format_rows(merged.values()))
+    return path
+
+
+def read_results_dir(folder: str | os.PathLike[str]) -> list[ResultRow]:
+    """All rows of every ``*.csv`` results file in ``folder`` (files with another schema are an error)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"results folder not found: {folder}")
+    rows: list[ResultRow] = []
+    for path in sorted(folder.glob("*.csv")):
+        rows.extend(read_rows(path))
+    return rows
