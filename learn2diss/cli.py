@@ -20,6 +20,7 @@ from collections.abc import Sequence
 # (words of the sub-command, module, one-line help). Registered explicitly, in the order shown by --help.
 COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("params",), "learn2diss.params", "print the learnable-parameter breakdown of a config"),
+    (("data", "manifest"), "learn2diss.data.manifest", "validate a LibriSpeech-layout corpus into a training manifest"),
 ]
 
 

@@ -9,6 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from learn2diss.pretrain.config import (
+    DataConfig,
+    FrameTargetsConfig,
+    JointConfig,
+    TrainConfig,
+    UttSimCLRConfig,
+    UttTargetsConfig,
+)
 from learn2diss.schema import ConfigError, apply_overrides, from_dict, read_yaml, to_dict
 from learn2diss.upstream.config import ModelConfig
 
@@ -17,9 +25,20 @@ __all__ = ["Config", "ConfigError", "load_config", "config_to_dict"]
 
 @dataclass(frozen=True)
 class Config:
-    """A whole run: the model architecture and (added by the pretraining code) its training stages."""
+    """A whole run: the model architecture and the pretraining stages (docs/pretraining.md)."""
 
     model: ModelConfig
+    data: DataConfig
+    train: TrainConfig
+    frame_targets: FrameTargetsConfig
+    utt_simclr: UttSimCLRConfig
+    utt_targets: UttTargetsConfig
+    joint: JointConfig
+
+    def __post_init__(self) -> None:
+        if self.frame_targets.layer > self.model.parent.num_layers:
+            raise ValueError(f"frame_targets.layer {self.frame_targets.layer} is past the parent's "
+                             f"{self.model.parent.num_layers} layers")
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:

@@ -1,0 +1,179 @@
+"""Config sections of the pretraining pipeline (paper §3.3), one frozen dataclass per YAML section.
+
+They sit next to ``model:`` in ``configs/l2d_*.yaml``; every key is required and checked by
+:func:`learn2diss.config.load_config`. docs/pretraining.md explains each switch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Batching of the training stages."""
+
+    max_batch_seconds: float = 25.0  # padded audio per micro-batch per GPU (25 s in the paper)
+    max_utterance_seconds: float = 15.0  # longer utterances are randomly cropped (frame-aligned)
+    min_utterance_seconds: float = 1.0  # shorter ones are left out of training, and counted
+    segment_seconds: float = 1.0  # length of each of the two non-overlapping views for h (eq. 5)
+    num_workers: int = 4  # DataLoader worker processes per GPU
+    seed: int = 0  # batch order, crops and segment positions
+
+    def __post_init__(self) -> None:
+        if not 0 < self.min_utterance_seconds <= self.max_utterance_seconds <= self.max_batch_seconds:
+            raise ValueError("need 0 < min_utterance_seconds <= max_utterance_seconds <= max_batch_seconds, got "
+                             f"{self.min_utterance_seconds}, {self.max_utterance_seconds}, {self.max_batch_seconds}")
+        if self.segment_seconds <= 0 or self.num_workers < 0:
+            raise ValueError("segment_seconds must be > 0 and num_workers >= 0")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Engineering settings shared by the two training stages (utt-simclr and joint)."""
+
+    seed: int = 0  # model init (random parent), dropout
+    checkpoint_every: int = 1000  # optimiser steps between checkpoints
+    keep_checkpoints: int = 3  # older ones are deleted
+    log_every: int = 50  # optimiser steps between TensorBoard points
+    max_nonfinite_steps: int = 100  # abort after this many skipped steps (NaN/inf loss) in a stage
+    precision: Literal["bf16", "fp32"] = "bf16"  # autocast dtype on CUDA; the CPU always runs fp32
+
+    def __post_init__(self) -> None:
+        if min(self.checkpoint_every, self.keep_checkpoints, self.log_every) < 1 or self.max_nonfinite_steps < 0:
+            raise ValueError("checkpoint_every, keep_checkpoints and log_every must be >= 1, "
+                             "max_nonfinite_steps >= 0")
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """Adam (Kingma & Ba) with a constant or warm-up + linear-decay learning rate."""
+
+    lr: float  # peak (or constant) learning rate
+    schedule: Literal["constant", "warmup_linear"]  # warmup_linear: initial_lr -> lr over warmup_steps, then -> final_lr
+    initial_lr: float
+    final_lr: float
+    warmup_steps: int
+    betas: tuple[float, float]
+    eps: float
+    weight_decay: float
+    clip_grad_norm: float  # 0 disables clipping
+
+    def __post_init__(self) -> None:
+        if min(self.lr, self.initial_lr, self.final_lr) < 0 or self.warmup_steps < 0 or self.clip_grad_norm < 0:
+            raise ValueError("learning rates, warmup_steps and clip_grad_norm must be >= 0")
+
+
+@dataclass(frozen=True)
+class FrameTargetsConfig:
+    """Stage a: k-means (K = model.frame.num_targets) on one parent layer -> a label per 20 ms frame."""
+
+    layer: int = 11  # index into frame_hidden_states (0 = input of layer 1): 9 for HuBERT, 11 for WavLM
+    fit_max_frames: int = 1_000_000  # random frames (from random utterances) used to fit k-means
+    kmeans_iterations: int = 20
+    batch_seconds: float = 200.0  # audio per extraction batch (inference, no gradient)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.layer < 0 or self.fit_max_frames < 1 or self.kmeans_iterations < 1 or self.batch_seconds <= 0:
+            raise ValueError("layer >= 0, fit_max_frames >= 1, kmeans_iterations >= 1, batch_seconds > 0 required")
+
+
+@dataclass(frozen=True)
+class InfoNCEConfig:
+    """Eq. 5."""
+
+    temperature: float = 0.1  # eq. 5 as printed has none (tau = 1); SimCLR uses 0.1-0.5
+    denominator: Literal["all_others", "paper"] = "all_others"  # NT-Xent, or eq. 5's indicator read literally
+
+    def __post_init__(self) -> None:
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+
+
+@dataclass(frozen=True)
+class UttSimCLRConfig:
+    """Stage b: h alone, InfoNCE on the two 1-s segments of each utterance."""
+
+    steps: int
+    grad_accum: int
+    max_batch_seconds: float  # padded audio per micro-batch per GPU (only f runs on it, without gradient)
+    optimizer: OptimizerConfig
+    infonce: InfoNCEConfig
+
+    def __post_init__(self) -> None:
+        if self.steps < 0 or self.grad_accum < 1 or self.max_batch_seconds <= 0:
+            raise ValueError("steps must be >= 0, grad_accum >= 1 and max_batch_seconds > 0")
+
+
+@dataclass(frozen=True)
+class UttTargetsConfig:
+    """Stage c: k-means of the pooled embeddings z^L for several Q, knee point, labels."""
+
+    cluster_counts: tuple[int, ...] = (250, 500, 1000, 1500, 2000, 2500, 3000, 4000)  # the Q of the knee curve
+    use_knee: bool = True  # Q = knee point; false: Q = model.utterance.num_targets (the curve is still drawn)
+    normalize: bool = True  # L2-normalise the embeddings first (InfoNCE trains cosine similarity)
+    kmeans_iterations: int = 20
+    batch_seconds: float = 200.0  # audio per embedding batch
+    max_utterance_seconds: float = 35.0  # longer utterances are embedded from their first part
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.cluster_counts or min(self.cluster_counts) < 2 or list(self.cluster_counts) != sorted(
+            set(self.cluster_counts)
+        ):
+            raise ValueError(f"cluster_counts must be increasing values >= 2, got {list(self.cluster_counts)}")
+        if self.kmeans_iterations < 1 or self.batch_seconds <= 0 or self.max_utterance_seconds <= 0:
+            raise ValueError("kmeans_iterations >= 1, batch_seconds > 0 and max_utterance_seconds > 0 required")
+
+
+@dataclass(frozen=True)
+class PseudoConConfig:
+    """L_PC^g of eq. 3 (SupCon form; see learn2diss.pretrain.losses.pseudo_con_loss)."""
+
+    weight: float = 1.0  # eq. 4 adds it with weight 1; 0 turns it off
+    temperature: float = 0.1
+    normalize: bool = True  # cosine similarity
+    denominator: Literal["all_others", "negatives"] = "all_others"  # SupCon, or A(t) of eq. 3 as printed
+    max_frames: int = 4096  # random subset of the selected frames per micro-batch (N^2 memory); 0 = all
+
+    def __post_init__(self) -> None:
+        if self.weight < 0 or self.temperature <= 0 or self.max_frames < 0:
+            raise ValueError("weight >= 0, temperature > 0 and max_frames >= 0 required")
+
+
+@dataclass(frozen=True)
+class CLUBConfig:
+    """L_MI of eq. 8-9 and its variational network q_phi (eq. 2)."""
+
+    optimizer: OptimizerConfig  # q_phi's own Adam (1e-6 in the paper)
+    weight: float = 1e-3  # lambda of eq. 10; 0 is Table 5's "without MI" (the estimate is still logged)
+    representation: Literal["aggregate", "final"] = "aggregate"  # eq. 9, or (y^M, z^L): Table 6 without aggregation
+    hidden_dim: int = 2048
+    logvar_activation: Literal["tanh", "none"] = "tanh"
+    inner_steps: int = 5  # q_phi NLL steps on detached features per micro-batch, before the main step
+    negatives: Literal["same_time", "all_frames"] = "same_time"  # the j of eq. 8's negative term
+    frame_reduction: Literal["sum", "mean"] = "sum"  # eq. 8 sums over frames and averages over utterances
+
+    def __post_init__(self) -> None:
+        if self.weight < 0 or self.hidden_dim < 1 or self.inner_steps < 0:
+            raise ValueError("weight >= 0, hidden_dim >= 1 and inner_steps >= 0 required")
+
+
+@dataclass(frozen=True)
+class JointConfig:
+    """Stage d: L_total of eq. 10."""
+
+    steps: int
+    grad_accum: int
+    loss_frames: Literal["masked", "all"]  # frames of L_CE^g and L_PC^g (HuBERT: masked only)
+    frame_optimizer: OptimizerConfig  # g (+ W_g)
+    utterance_optimizer: OptimizerConfig  # h (+ W_h, A^l)
+    pseudo_con: PseudoConConfig
+    infonce: InfoNCEConfig
+    club: CLUBConfig
+
+    def __post_init__(self) -> None:
+        if self.steps < 0 or self.grad_accum < 1:
+            raise ValueError("steps must be >= 0 and grad_accum >= 1")
