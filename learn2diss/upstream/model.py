@@ -279,14 +279,19 @@ class Learn2Diss(nn.Module):
         self, x: Tensor, layers: nn.ModuleList, padding_mask: Tensor, position_bias: Tensor | None
     ) -> tuple[list[Tensor], Tensor | None]:
         outputs = []
-        key_padding = torch.zeros(padding_mask.shape, dtype=x.dtype, device=x.device).masked_fill(
-            padding_mask, float("-inf")
-        )
+        padded = bool(padding_mask.any())  # without padding, no mask: SDPA may then pick its fastest kernel
+        if self._is_wavlm:
+            key_padding = None
+            if padded:
+                key_padding = torch.zeros(padding_mask.shape, dtype=x.dtype, device=x.device)
+                key_padding = key_padding.masked_fill(padding_mask, float("-inf"))
+        else:
+            attention_mask = self._attention_mask(padding_mask) if padded else None
         for layer in layers:
             if self._is_wavlm:
                 x, position_bias = layer(x, None, position_bias=position_bias, key_padding_mask=key_padding)
             else:
-                x, _ = layer(x, self._attention_mask(padding_mask))
+                x, _ = layer(x, attention_mask)
             outputs.append(x)
         return outputs, position_bias
 
@@ -340,16 +345,19 @@ class Learn2Diss(nn.Module):
         """Eq. 9, right: z̄ (batch, frame, d^L)."""
         return self.utterance_encoder.aggregate(output)
 
+    def frame_hidden_states(self, features: Features) -> list[Tensor]:
+        """Inference of the frame path: the input of layer 1 and every layer's output (frozen ones first)."""
+        frames = self.encode_frames(features)
+        return [*(features.hidden_states or [frames.input_state]), *frames.layers]
+
     def forward(
         self, waveforms: Tensor, lengths: Tensor | None = None, sample_rate: int = SAMPLE_RATE
     ) -> InferenceOutput:
         """Inference without masking: every frame hidden state, the utterance layers and the pooled embedding."""
         features = self.extract(waveforms, lengths, sample_rate)
-        frames = self.encode_frames(features)
-        frozen = features.hidden_states or [frames.input_state]
         utterance = self.encode_utterance(features.x, features.lengths)
         return InferenceOutput(
-            frame_hidden_states=[*frozen, *frames.layers],
+            frame_hidden_states=self.frame_hidden_states(features),
             frame_lengths=features.lengths,
             utt_hidden_states=utterance.layers,
             utt_embedding=utterance.embedding,

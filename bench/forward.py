@@ -1,0 +1,95 @@
+"""Inference cost of the Learn2Diss frame path against the parent model alone, measured in one run.
+
+The paper (§5.1): "the inference cost of the proposed models are identical to those of the parent
+models". This times L2D-W12 / L2D-H12 frame hidden states (f + g) against torchaudio's WavLM /
+HuBERT base ``extract_features`` on the same batch, alternating the two so that machine noise
+hits both, and prints a markdown table with the ratio (goal: <= 1.05). Random weights.
+
+    python bench/forward.py                                   # CPU, 4 x 10 s
+    python bench/forward.py --device cuda --batch 16 --repeats 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import torch
+import torchaudio
+
+from learn2diss.config import load_config
+from learn2diss.upstream.model import Learn2Diss, build_parent
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _time(fn, device: torch.device) -> float:
+    _sync(device)
+    start = time.perf_counter()
+    fn()
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--models", default="w12", help="comma list of w12, h12, w6, h6")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    wav = torch.randn(args.batch, int(args.seconds * 16000), generator=torch.Generator().manual_seed(0)).to(device)
+    lengths = torch.full((args.batch,), wav.shape[1], dtype=torch.long, device=device)
+    audio = args.batch * args.seconds
+    print(f"device: {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'} "
+          f"({torch.get_num_threads()} threads), torch {torch.__version__}, torchaudio {torchaudio.__version__}, "
+          f"batch {args.batch} x {args.seconds} s, {'bf16 autocast' if device.type == 'cuda' else 'fp32'}")
+    print("| model | ms/batch (mean ± std) | audio-s/s | peak MiB | ratio to parent |")
+    print("|---|---:|---:|---:|---:|")
+    for name in args.models.split(","):
+        config = load_config(CONFIGS / f"l2d_{name}.yaml").model
+        ours = Learn2Diss(config).to(device).eval()
+        parent = build_parent(config.parent).to(device).eval()
+
+        def run_ours(ours: Learn2Diss = ours) -> None:
+            ours.frame_hidden_states(ours.extract(wav, lengths))
+
+        def run_parent(parent: torch.nn.Module = parent) -> None:
+            parent.extract_features(wav)  # equal lengths: no padding (torchaudio WavLM rejects lengths)
+
+        times: dict[str, list[float]] = {"ours": [], "parent": []}
+        peaks: dict[str, float] = {}
+        with torch.inference_mode(), autocast:
+            for _ in range(args.warmup):
+                run_ours()
+                run_parent()
+            for key, fn in (("ours", run_ours), ("parent", run_parent)):
+                if device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats(device)
+                    fn()
+                    peaks[key] = torch.cuda.max_memory_allocated(device) / 2**20
+            for _ in range(args.repeats):  # alternate, so that noise on a shared machine hits both
+                times["ours"].append(_time(run_ours, device))
+                times["parent"].append(_time(run_parent, device))
+        ratio = statistics.mean(times["ours"]) / statistics.mean(times["parent"])
+        labels = {"ours": f"L2D-{name.upper()} frame path", "parent": f"{config.parent.kind} base (torchaudio)"}
+        for key in ("parent", "ours"):
+            mean, std = statistics.mean(times[key]), statistics.stdev(times[key]) if len(times[key]) > 1 else 0.0
+            peak = f"{peaks[key]:.0f}" if key in peaks else "-"
+            print(f"| {labels[key]} | {1000 * mean:.0f} ± {1000 * std:.0f} | {audio / mean:.1f} | {peak} | "
+                  f"{ratio if key == 'ours' else 1.0:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
