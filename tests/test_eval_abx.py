@@ -210,3 +210,63 @@ def test_malformed_item_line_is_named(tmp_path):
     item_file.write_text(HEADER + "\nutt1 0.1 0.2 A X Y s1\nutt2 0.1 A X Y s1\n")
     with pytest.raises(ValueError, match=r"bad.item:3: expected 7 columns"):
         read_item_file(item_file)
+
+
+# ---- command line, end to end with a tiny random checkpoint ----
+
+def tiny_abx_corpus(root: Path) -> Path:
+    """Two speakers x 3 utterances of 1 s; items of phones A/B in context X_Y at fixed times."""
+    from eval_helpers import write_librispeech
+
+    write_librispeech(root, {"11": ["A", "B", "C"], "22": ["A", "B", "C"]}, seconds=1.0)
+    lines = [HEADER]
+    for spk in ("11", "22"):
+        for n in range(3):
+            lines += [f"{spk}-100-{n:04d} 0.1000 0.3000 A X Y {spk}", f"{spk}-100-{n:04d} 0.5000 0.7000 B X Y {spk}"]
+    item = root / "tiny.item"
+    item.write_text("\n".join(lines) + "\n")
+    return item
+
+
+def test_abx_command_with_checkpoint(tmp_path):
+    from eval_helpers import tiny_checkpoint
+
+    from learn2diss.cli import main
+    from learn2diss.eval.results import read_rows
+
+    item = tiny_abx_corpus(tmp_path / "audio")
+    ckpt = tiny_checkpoint(tmp_path / "my-ckpt")
+    args = ["eval", "abx", "--ckpt", str(ckpt), "--item", str(item), "--audio", str(tmp_path / "audio"),
+            "--features", "frame:last", "--results", str(tmp_path / "results"), "--work-dir", str(tmp_path / "work")]
+    assert main(args) == 0
+    rows = {r.condition: r for r in read_rows(tmp_path / "results" / "abx.csv")}
+    assert set(rows) == {"within", "across"}
+    assert all(0.0 <= r.value <= 100.0 and r.model == "my-ckpt" and len(r.checkpoint_hash) == 12 for r in rows.values())
+    cached = np.load(tmp_path / "work" / "features" / "my-ckpt" / "tiny" / "frame_last" / "11-100-0000.npy")
+    assert cached.shape == (49, 32)  # 50 Hz frames of 1 s of audio
+
+    # the same features through --features-dir give the same scores
+    folder = tmp_path / "work" / "features" / "my-ckpt" / "tiny" / "frame_last"
+    args = ["eval", "abx", "--features-dir", str(folder), "--item", str(item), "--model-name", "again", "--results", str(tmp_path / "results")]
+    assert main(args) == 0
+    again = {r.condition: r.value for r in read_rows(tmp_path / "results" / "abx.csv") if r.model == "again"}
+    assert again == {k: r.value for k, r in rows.items()}
+
+
+def test_abx_command_zr2021_layout(tmp_path):
+    from eval_helpers import tiny_checkpoint
+
+    from learn2diss.cli import main
+    from learn2diss.eval.results import read_rows
+
+    root = tmp_path / "zr2021"
+    item = tiny_abx_corpus(root / "phonetic" / "dev-clean")
+    item.rename(root / "phonetic" / "dev-clean" / "dev-clean.item")
+    ckpt = tiny_checkpoint(tmp_path / "ckpt")
+    common = ["eval", "abx", "--ckpt", str(ckpt), "--zr2021", str(root), "--model-name", "L2D-H12",
+              "--results", str(tmp_path / "results"), "--work-dir", str(tmp_path / "work")]
+    with pytest.raises(FileNotFoundError, match="dev-other"):
+        main(common)
+    assert main([*common, "--sets", "dev-clean"]) == 0
+    assert {(r.dataset, r.condition) for r in read_rows(tmp_path / "results" / "abx.csv")} == {
+        ("dev-clean", "within"), ("dev-clean", "across")}

@@ -1,0 +1,1 @@
+"""``learn2diss eval ...`` and ``learn2diss tables`` command modules (thin: parse, call, write results)."""
