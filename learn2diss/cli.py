@@ -21,6 +21,8 @@ from collections.abc import Sequence
 COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("params",), "learn2diss.params", "print the learnable-parameter breakdown of a config"),
     (("data", "manifest"), "learn2diss.data.manifest", "validate a LibriSpeech-layout corpus into a training manifest"),
+    (("eval", "abx"), "learn2diss.eval.commands.abx", "ZeroSpeech 2021 ABX error rate of a checkpoint (Table 3)"),
+    (("tables",), "learn2diss.eval.commands.tables", "regenerate the paper's Tables 2-8 beside your results"),
 ]
 
 
