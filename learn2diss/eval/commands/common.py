@@ -64,3 +64,48 @@ def open_source(args: argparse.Namespace) -> ModelSource:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     return ModelSource(args.model_name or args.ckpt.name, str(args.ckpt), checkpoint_hash(args.ckpt), config, model,
                        device)
+
+
+def add_corpus_arguments(parser: argparse.ArgumentParser) -> None:
+    """Audio, frame-level phone alignments and speaker labels of an evaluation set."""
+    parser.add_argument("--audio", type=Path, help="folder with the utterances (.flac/.wav, searched recursively)")
+    parser.add_argument("--alignments", type=Path, required=True,
+                        help="phone alignments: 'utt start end phone' segments (demo corpus alignments/<split>.tsv, "
+                             "MFA-derived TSV) or 'utt p1 p1 p2 ...' per-frame labels (give --label-rate)")
+    parser.add_argument("--alignment-format", choices=("auto", "segments", "frames"), default="auto")
+    parser.add_argument("--label-rate", type=float, default=None, help="labels per second of a per-frame file")
+    parser.add_argument("--speakers", type=Path, default=None,
+                        help="utterance -> speaker map: 'utt speaker' lines or a TSV with utt_id and speaker columns "
+                             "(demo corpus splits/<split>.tsv); default: LibriSpeech ids, speaker = text before '-'")
+    parser.add_argument("--dataset", help="dataset name in the results (default: the alignment file's name)")
+    parser.add_argument("--max-utterances", type=int, default=None, help="evaluate only the first N utterances")
+
+
+def read_speakers(path: Path | None, utterances: list[str]) -> dict[str, str]:
+    """Speaker of each utterance from a map file, or from LibriSpeech-style ids (``spk-chapter-n``)."""
+    if path is None:
+        return {u: u.split("-")[0] for u in utterances}
+    lines = [line.split("\t") if "\t" in line else line.split() for line in path.read_text().splitlines() if line]
+    if lines and "utt_id" in lines[0] and "speaker" in lines[0]:
+        utt_col, spk_col = lines[0].index("utt_id"), lines[0].index("speaker")
+        mapping = {parts[utt_col]: parts[spk_col] for parts in lines[1:]}
+    else:
+        mapping = {parts[0]: parts[1] for parts in lines if len(parts) >= 2}
+    missing = [u for u in utterances if u not in mapping]
+    if missing:
+        raise ValueError(f"{path}: no speaker for {len(missing)} utterance(s), e.g. {', '.join(missing[:3])}")
+    return {u: mapping[u] for u in utterances}
+
+
+def prepare_features(source: ModelSource, args: argparse.Namespace, dataset: str, utterances: list[str],
+                     specs: list) -> dict[str, Path]:
+    """Folders holding ``<utt>.npy`` for each spec: extracted from the checkpoint (cached), or --features-dir."""
+    from learn2diss.eval.features import extract_features, find_audio
+
+    if source.model is None:
+        return {str(spec): args.features_dir for spec in specs}
+    if args.audio is None:
+        raise SystemExit("--ckpt needs --audio DIR with the utterances to extract")
+    folders = {str(spec): source.feature_dir(args.work_dir, dataset, str(spec)) for spec in specs}
+    extract_features(source.model, find_audio(args.audio, utterances), specs, folders, device=source.device)
+    return folders
