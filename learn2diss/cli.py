@@ -22,6 +22,8 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("params",), "learn2diss.params", "print the learnable-parameter breakdown of a config"),
     (("data", "manifest"), "learn2diss.data.manifest", "validate a LibriSpeech-layout corpus into a training manifest"),
     (("eval", "abx"), "learn2diss.eval.commands.abx", "ZeroSpeech 2021 ABX error rate of a checkpoint (Table 3)"),
+    (("eval", "purity"), "learn2diss.eval.commands.purity", "phone and speaker purity of a checkpoint (Table 8)"),
+    (("eval", "probes"), "learn2diss.eval.commands.probes", "linear speaker-ID and phone probes of both encoders"),
     (("tables",), "learn2diss.eval.commands.tables", "regenerate the paper's Tables 2-8 beside your results"),
 ]
 
