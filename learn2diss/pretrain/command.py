@@ -1,0 +1,55 @@
+"""Pretrain Learn2Diss: frame targets, SimCLR of h, utterance clusters, then joint training (paper §3.2-3.3).
+
+Runs the stages in order (or the one named), skipping finished ones. An interrupted training
+stage continues from its latest checkpoint with --resume. Several GPUs: launch with torchrun.
+
+Examples::
+
+    learn2diss pretrain --config configs/l2d_w12.yaml --parent WavLM-Base.pt --data manifests/ --out runs/l2d_w12
+    learn2diss pretrain joint --config configs/l2d_w12.yaml --data manifests/ --out runs/l2d_w12 --resume
+    torchrun --nproc_per_node=8 -m learn2diss.cli pretrain --config configs/l2d_w12.yaml \\
+        --parent WavLM-Base.pt --data manifests/ --out runs/l2d_w12
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+STAGE_CHOICES = ("all", "frame-targets", "utt-simclr", "utt-targets", "joint")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("stage", nargs="?", default="all", choices=STAGE_CHOICES,
+                        help="stage to run (default: all, in order)")
+    parser.add_argument("--config", required=True, help="run config, e.g. configs/l2d_w12.yaml")
+    parser.add_argument("--data", required=True, help="manifest TSV, or the folder written by `learn2diss data manifest`")
+    parser.add_argument("--out", required=True, help="run folder (created; reused to resume)")
+    parser.add_argument("--parent", help="HuBERT/WavLM base checkpoint (fairseq .pt or Hugging Face folder)")
+    parser.add_argument("--random-parent", action="store_true",
+                        help="start from a randomly initialised parent (tests and benchmarks only)")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted training stage")
+    parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set joint.steps=1000 (repeatable)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from learn2diss.config import load_config
+    from learn2diss.data.manifest import read_manifest
+    from learn2diss.pretrain.ddp import setup_distributed, teardown
+    from learn2diss.pretrain.stages import STAGES, prepare_run, run_stage
+
+    config = load_config(args.config, args.set)
+    manifest = read_manifest(args.data)
+    ctx = setup_distributed(args.device)
+    try:
+        run_dir = prepare_run(Path(args.out), config, manifest, ctx, Path(args.parent) if args.parent else None,
+                              args.random_parent, args.resume)
+        for stage in STAGES if args.stage == "all" else (args.stage,):
+            run_stage(run_dir, stage)
+    finally:
+        teardown(ctx)
+    if ctx.is_main:
+        print(f"done: {args.out}; export with `learn2diss export {args.out} --out CKPT_DIR`")
+    return 0

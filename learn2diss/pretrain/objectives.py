@@ -1,0 +1,115 @@
+"""The forward passes of the two training stages, as modules that DDP can wrap.
+
+- :class:`SimCLRObjective` (stage b): f, then h alone on the two 1-s segments of each utterance,
+  InfoNCE (eq. 5).
+- :class:`JointObjective` (stage d): f, masked g with L_CE^g + L_PC^g (eq. 3-4), h on the segment
+  pairs with InfoNCE + L_CE^h (eq. 5-7), and the paired representations of the MI term: z-bar of
+  view 1 (the segment X'_{i,1}) with y-bar of the same frames of the masked-input g pass (eq. 8-9).
+  The CLUB terms themselves need q_phi, which has its own optimiser, so the stage computes them
+  from the returned ``ybar`` / ``zbar`` (:mod:`learn2diss.pretrain.stages`).
+
+Both take a :class:`~learn2diss.data.batching.Batch` and a ``torch.Generator`` on the batch's
+device (span masks, pseudo-con subsampling) and return a dict of tensors.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from learn2diss.data.batching import IGNORE, Batch
+from learn2diss.pretrain.config import InfoNCEConfig, JointConfig
+from learn2diss.pretrain.losses import (
+    frame_cross_entropy,
+    info_nce_loss,
+    pseudo_con_loss,
+    utterance_cross_entropy,
+)
+from learn2diss.upstream.model import Learn2Diss, aggregate_frame_layers
+
+__all__ = ["SimCLRObjective", "JointObjective", "gather_segments"]
+
+
+def gather_segments(x: Tensor, starts: Tensor, length: int) -> Tensor:
+    """Frames ``starts[b, v] .. + length`` of each row: x (B, T, D), starts (B, V) -> (V, B, length, D)."""
+    batch = torch.arange(x.shape[0], device=x.device)[:, None, None]
+    frames = starts[:, :, None] + torch.arange(length, device=x.device)  # (B, V, length)
+    return x[batch, frames].transpose(0, 1)
+
+
+class SimCLRObjective(nn.Module):
+    """Stage b: InfoNCE of h on the segment pairs (only utterances with two segments are used)."""
+
+    def __init__(self, model: Learn2Diss, infonce: InfoNCEConfig, segment_frames: int) -> None:
+        super().__init__()
+        self.model = model
+        self.infonce = infonce
+        self.segment_frames = segment_frames
+
+    def forward(self, batch: Batch, generator: torch.Generator) -> dict[str, Tensor]:
+        del generator  # no randomness beyond the batch's segment positions
+        features = self.model.extract(batch.waveforms, batch.lengths)
+        keep = batch.segment_valid
+        views = gather_segments(features.x[keep], batch.segment_starts[keep], self.segment_frames)
+        n = views.shape[1]
+        lengths = torch.full((2 * n,), self.segment_frames, dtype=torch.long, device=views.device)
+        out = self.model.encode_utterance(views.flatten(0, 1), lengths)  # view 1 of all, then view 2
+        z1, z2 = out.embedding[:n], out.embedding[n:]
+        return {"infonce": info_nce_loss(z1, z2, self.infonce.temperature, self.infonce.denominator)}
+
+
+class JointObjective(nn.Module):
+    """Stage d: every term of eq. 10 except the CLUB estimate, plus the pairs (y-bar, z-bar) it needs."""
+
+    def __init__(self, model: Learn2Diss, config: JointConfig, segment_frames: int) -> None:
+        super().__init__()
+        self.model = model
+        self.config = config
+        self.segment_frames = segment_frames
+
+    def forward(self, batch: Batch, generator: torch.Generator) -> dict[str, Tensor]:
+        cfg = self.config
+        model = self.model
+        features = model.extract(batch.waveforms, batch.lengths)
+        mask = model.sample_mask(features, generator)
+        frames = model.encode_frames(features, mask)
+        targets = batch.frame_targets[:, : mask.shape[1]]
+        if targets.shape != mask.shape:
+            raise ValueError(f"frame targets {tuple(targets.shape)} do not cover the {tuple(mask.shape)} frames")
+        selected = targets != IGNORE
+        if cfg.loss_frames == "masked":
+            selected = selected & mask
+        out = {"frame_ce": frame_cross_entropy(frames.logits, targets, selected)}
+        out["pseudo_con"] = self._pseudo_con(frames.layers[-1], targets, selected, generator)
+
+        keep = batch.segment_valid
+        n = int(keep.sum())
+        if n == 0:  # no utterance long enough for two segments: no utterance-level term in this batch
+            zero = frames.logits.sum() * 0.0
+            empty = features.x.new_zeros(0, self.segment_frames, features.x.shape[-1])
+            return {**out, "infonce": zero, "utt_ce": zero, "ybar": empty, "zbar": empty}
+        x_views = gather_segments(features.x[keep], batch.segment_starts[keep], self.segment_frames)
+        lengths = torch.full((2 * n,), self.segment_frames, dtype=torch.long, device=x_views.device)
+        utt = model.encode_utterance(x_views.flatten(0, 1), lengths)
+        z1, z2 = utt.embedding[:n], utt.embedding[n:]
+        out["infonce"] = info_nce_loss(z1, z2, cfg.infonce.temperature, cfg.infonce.denominator)
+        out["utt_ce"] = utterance_cross_entropy(utt.logits[:n], utt.logits[n:], batch.utt_targets[keep])
+
+        view1 = batch.segment_starts[keep][:, :1]
+        if cfg.club.representation == "aggregate":  # eq. 9
+            y = aggregate_frame_layers(frames.layers)
+            zbar = model.aggregate_utterance_layers(utt)[:n]  # (n, S, d^L)
+        else:  # Table 6 ablation: final layers only
+            y = frames.layers[-1]
+            zbar = z1[:, None, :].expand(n, self.segment_frames, z1.shape[-1])
+        out["ybar"] = gather_segments(y[keep], view1, self.segment_frames)[0]  # (n, S, d)
+        out["zbar"] = zbar
+        return out
+
+    def _pseudo_con(self, y: Tensor, targets: Tensor, selected: Tensor, generator: torch.Generator) -> Tensor:
+        cfg = self.config.pseudo_con
+        feats, labels = y[selected], targets[selected]
+        if cfg.max_frames and feats.shape[0] > cfg.max_frames:
+            pick = torch.randperm(feats.shape[0], generator=generator, device=feats.device)[: cfg.max_frames]
+            feats, labels = feats[pick], labels[pick]
+        return pseudo_con_loss(feats, labels, cfg.temperature, cfg.denominator, cfg.normalize)

@@ -1,0 +1,441 @@
+"""The four pretraining stages (paper §3.2-3.3) and the run folder they share.
+
+``OUT/`` holds ``config.yaml`` (the resolved config), ``run.json`` (manifest fingerprint),
+``init/`` (the model initialised from the parent, our checkpoint format) and one folder per stage:
+
+- ``frame_targets/``: ``centroids.npy`` (K x d), ``labels.npy`` + ``offsets.npy`` (a label per 20 ms frame);
+- ``utt_simclr/``: ``checkpoints/step_N.pt``, ``metrics.jsonl``;
+- ``utt_targets/``: ``embeddings.npy``, ``kmeans_Q*.npz``, ``knee.png``, ``labels.npy``;
+- ``joint/``: ``checkpoints/step_N.pt``, ``metrics.jsonl``;
+- ``tensorboard/<stage>/``.
+
+Each stage writes ``done.json`` last and is skipped when it exists; interrupted work resumes
+(k-means results and label chunks are reused, training continues from its latest checkpoint with
+``--resume``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from torch import Tensor
+
+from learn2diss.config import Config, config_to_dict
+from learn2diss.data.batching import (
+    Batch,
+    SecondsBatchSampler,
+    UtteranceDataset,
+    collate,
+    frames_for_samples,
+)
+from learn2diss.data.manifest import Manifest
+from learn2diss.pretrain.club import GaussianCLUBNetwork
+from learn2diss.pretrain.ddp import DistributedContext, barrier
+from learn2diss.pretrain.extract import iterate_batches, map_utterances, read_chunks
+from learn2diss.pretrain.losses import club_nll, club_upper_bound
+from learn2diss.pretrain.objectives import JointObjective, SimCLRObjective
+from learn2diss.pretrain.targets import (
+    FrameLabels,
+    assign,
+    fit_kmeans,
+    knee_point,
+    plot_knee,
+    save_npy,
+)
+from learn2diss.pretrain.trainer import TrainingStage, load_checkpoint, make_adam, train
+from learn2diss.schema import to_dict
+from learn2diss.upstream.checkpoints import import_parent, load_model, save_model
+from learn2diss.upstream.config import ModelConfig
+from learn2diss.upstream.model import SAMPLE_RATE, Learn2Diss
+
+__all__ = ["STAGES", "Run", "prepare_run", "run_stage", "joint_model_config", "StageError"]
+
+STAGES = ("frame-targets", "utt-simclr", "utt-targets", "joint")
+_NEEDS = {"utt-simclr": (), "frame-targets": (), "utt-targets": ("utt-simclr",),
+          "joint": ("frame-targets", "utt-simclr", "utt-targets")}
+
+
+class StageError(RuntimeError):
+    """A stage cannot run: a prerequisite is missing or the run folder does not match the config."""
+
+
+def _write_json(path: Path, data: dict) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(data, handle, indent=2)
+    os.replace(tmp, path)
+
+
+@dataclass
+class Run:
+    """A run folder with its config, manifest and process group."""
+
+    out: Path
+    config: Config
+    manifest: Manifest
+    ctx: DistributedContext
+    resume: bool
+
+    def dir(self, stage: str) -> Path:
+        path = self.out / stage.replace("-", "_")
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def done(self, stage: str) -> dict | None:
+        path = self.out / stage.replace("-", "_") / "done.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def mark_done(self, stage: str, info: dict) -> None:
+        if self.ctx.is_main:
+            _write_json(self.dir(stage) / "done.json", info)
+        barrier(self.ctx)
+
+    @property
+    def segment_frames(self) -> int:
+        return round(self.config.data.segment_seconds * SAMPLE_RATE / self.config.model.parent.stride)
+
+    def autocast(self) -> torch.autocast:
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.ctx.device.type == "cuda"
+                              and self.config.train.precision == "bf16")
+
+    def log(self, message: str) -> None:
+        if self.ctx.is_main:
+            print(message, flush=True)
+
+
+def _model_diff(a: dict, b: dict, prefix: str = "model") -> list[str]:
+    keys = sorted(set(a) | set(b))
+    out = []
+    for k in keys:
+        if isinstance(a.get(k), dict) and isinstance(b.get(k), dict):
+            out += _model_diff(a[k], b[k], f"{prefix}.{k}")
+        elif a.get(k) != b.get(k):
+            out.append(f"{prefix}.{k}: {a.get(k)!r} -> {b.get(k)!r}")
+    return out
+
+
+def prepare_run(
+    out: Path, config: Config, manifest: Manifest, ctx: DistributedContext, parent: Path | None,
+    random_parent: bool, resume: bool,
+) -> Run:
+    """Create or check ``out``: config.yaml, run.json and the initial model ``init/``."""
+    run = Run(Path(out), config, manifest, ctx, resume)
+    config_path, run_path = run.out / "config.yaml", run.out / "run.json"
+    current = config_to_dict(config)
+    if config_path.is_file():
+        stored = yaml.safe_load(config_path.read_text())
+        diffs = _model_diff(stored.get("model", {}), current["model"])
+        if diffs:
+            raise StageError(f"{config_path}: the model differs from this run's config ({'; '.join(diffs)}); "
+                             "use another --out")
+        changed = [k for k in current if k != "model" and stored.get(k) != current[k]]
+        if changed:
+            run.log(f"note: config sections {changed} differ from {config_path}; the new values apply from here on")
+    if run_path.is_file():
+        info = json.loads(run_path.read_text())
+        if info["manifest_fingerprint"] != manifest.fingerprint():
+            raise StageError(f"{run_path}: the run was made with manifest {info['manifest']} "
+                             f"({info['manifest_utterances']} utterances); {manifest.source} differs. "
+                             "Labels are stored per manifest row: use the same manifest or another --out")
+    if ctx.is_main:
+        run.out.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".config.yaml.", dir=run.out)
+        with os.fdopen(fd, "w") as handle:
+            yaml.safe_dump(current, handle, sort_keys=False)
+        os.replace(tmp, config_path)
+        _write_json(run_path, {"manifest": manifest.source, "manifest_utterances": len(manifest),
+                               "manifest_fingerprint": manifest.fingerprint()})
+        if not (run.out / "init").is_dir():
+            if parent is None and not random_parent:
+                raise StageError("pass --parent PARENT_CKPT (a HuBERT/WavLM base checkpoint: fairseq .pt or "
+                                 "Hugging Face folder), or --random-parent for a randomly initialised parent")
+            torch.manual_seed(config.train.seed)
+            model = Learn2Diss(config.model)
+            if parent is not None:
+                import_parent(model, parent)
+            save_model(model, run.out / "init", extra={"parent": str(parent) if parent else "random"})
+        elif parent is not None:
+            run.log(f"note: {run.out / 'init'} exists; --parent {parent} is not imported again")
+    barrier(ctx)
+    return run
+
+
+def run_stage(run: Run, stage: str) -> None:
+    """Run ``stage`` unless it is done; its prerequisites must be done."""
+    if run.done(stage) is not None:
+        run.log(f"[{stage}] done already ({run.out / stage.replace('-', '_') / 'done.json'}), skipped")
+        return
+    missing = [s for s in _NEEDS[stage] if run.done(s) is None]
+    if missing:
+        raise StageError(f"stage {stage} needs {', '.join(missing)} first: run `learn2diss pretrain {missing[0]} ...` "
+                         "(or `learn2diss pretrain` for all stages in order)")
+    {"frame-targets": frame_targets, "utt-simclr": utt_simclr, "utt-targets": utt_targets, "joint": joint}[stage](run)
+
+
+def _init_model(run: Run) -> Learn2Diss:
+    torch.manual_seed(run.config.train.seed)
+    return load_model(run.out / "init").to(run.ctx.device)
+
+
+def _layer_features(model: Learn2Diss, wav: Tensor, lengths: Tensor, layer: int) -> tuple[Tensor, Tensor]:
+    """frame_hidden_states[layer] of the inference path (0 = input of layer 1), and the frame lengths."""
+    features = model.extract(wav, lengths)
+    if layer < len(features.hidden_states):
+        return features.hidden_states[layer], features.lengths
+    frames = model.encode_frames(features)
+    states = (features.hidden_states or [frames.input_state]) + frames.layers
+    return states[layer], features.lengths
+
+
+def frame_targets(run: Run) -> None:
+    """Stage a: k-means (K = model.frame.num_targets) of the parent's layer ``frame_targets.layer``."""
+    cfg, work = run.config.frame_targets, run.dir("frame-targets")
+    k = run.config.model.frame.num_targets
+    model = _init_model(run).eval()
+    batch_samples = int(cfg.batch_seconds * SAMPLE_RATE)
+    longest = int(run.manifest.samples.max())
+    centroids_path = work / "centroids.npy"
+    if run.ctx.is_main and not centroids_path.is_file():
+        rng = np.random.default_rng(cfg.seed)
+        order = rng.permutation(len(run.manifest))
+        frames = frames_for_samples(run.manifest.samples[order], run.config.model.parent.conv_layers)
+        take = order[: int(np.searchsorted(np.cumsum(frames), cfg.fit_max_frames)) + 1]
+        chunks = []
+        with torch.no_grad(), run.autocast():
+            for _, wav, lengths in iterate_batches(run.manifest, take, batch_samples, longest,
+                                                   run.config.data.num_workers, run.ctx.device):
+                h, n = _layer_features(model, wav, lengths, cfg.layer)
+                chunks += [h[b, : int(n[b])].float().cpu().numpy() for b in range(h.shape[0])]
+        x = np.concatenate(chunks)
+        if len(x) > cfg.fit_max_frames:
+            x = x[rng.choice(len(x), cfg.fit_max_frames, replace=False)]
+        run.log(f"[frame-targets] k-means K={k} on {len(x)} frames of layer {cfg.layer} ({x.shape[1]}-d)")
+        centroids, inertia = fit_kmeans(x, k, cfg.kmeans_iterations, cfg.seed)
+        save_npy(centroids_path, centroids)
+        _write_json(work / "kmeans.json", {"frames": len(x), "inertia": inertia})
+    barrier(run.ctx)
+    centroids = torch.from_numpy(np.load(centroids_path)).to(run.ctx.device)
+
+    @torch.no_grad()
+    def label(wav: Tensor, lengths: Tensor) -> list[np.ndarray]:
+        with run.autocast():
+            h, n = _layer_features(model, wav, lengths, cfg.layer)
+        labels = assign(h.flatten(0, 1), centroids).view(h.shape[:2]).cpu().numpy()
+        return [labels[b, : int(n[b])] for b in range(len(labels))]
+
+    num_chunks = map_utterances(run.manifest, label, work / "chunks", run.ctx, batch_samples, longest,
+                                run.config.data.num_workers, desc="frame targets")
+    if run.ctx.is_main:
+        per_utt = read_chunks(work / "chunks", num_chunks)
+        expected = frames_for_samples(run.manifest.samples, run.config.model.parent.conv_layers)
+        bad = [i for i, (a, n) in enumerate(zip(per_utt, expected, strict=True)) if len(a) != n]
+        if bad:
+            raise StageError(f"frame labels of {run.manifest.paths[bad[0]]} have {len(per_utt[bad[0]])} frames, "
+                             f"expected {expected[bad[0]]}")
+        FrameLabels.write(work, per_utt, k)
+        shutil.rmtree(work / "chunks")
+        run.log(f"[frame-targets] {sum(map(len, per_utt))} frame labels for {len(per_utt)} utterances in {work}")
+    run.mark_done("frame-targets", {"num_clusters": k, "layer": cfg.layer})
+
+
+def _training_batches(
+    run: Run, indices: np.ndarray, max_batch_seconds: float, frame_labels: FrameLabels | None,
+    utt_labels: np.ndarray | None,
+) -> Callable[[tuple[int, int]], Iterator[Batch]]:
+    data, model_cfg = run.config.data, run.config.model
+    dataset = UtteranceDataset(run.manifest.paths, run.manifest.samples, model_cfg.parent.conv_layers,
+                               int(data.max_utterance_seconds * SAMPLE_RATE), data.seed, frame_labels, utt_labels)
+    collate_fn = partial(collate, conv_layers=model_cfg.parent.conv_layers, segment_frames=run.segment_frames,
+                         seed=data.seed)
+
+    def factory(position: tuple[int, int]) -> Iterator[Batch]:
+        sampler = SecondsBatchSampler(dataset.cropped_lengths(), indices, int(max_batch_seconds * SAMPLE_RATE),
+                                      data.seed, run.ctx.rank, run.ctx.world_size, start=position)
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_sampler=sampler, collate_fn=collate_fn, num_workers=data.num_workers,
+            pin_memory=run.ctx.device.type == "cuda", generator=torch.Generator(),
+        )
+        return iter(loader)
+
+    return factory
+
+
+def _usable(run: Run, min_samples: int, two_segments: bool) -> np.ndarray:
+    """Manifest rows long enough to train on (and, for ``two_segments``, for two views after cropping)."""
+    data, model = run.config.data, run.config.model
+    shortest = max(int(data.min_utterance_seconds * SAMPLE_RATE), min_samples)
+    cropped = np.minimum(run.manifest.samples, int(data.max_utterance_seconds * SAMPLE_RATE))
+    keep = run.manifest.samples >= shortest
+    short_h = keep & (frames_for_samples(cropped, model.parent.conv_layers) < 2 * run.segment_frames)
+    if two_segments:
+        keep &= ~short_h
+    if not keep.any():
+        raise StageError(f"no utterance of {run.manifest.source} is long enough for this stage "
+                         f"(data.min_utterance_seconds, data.segment_seconds)")
+    run.log(f"training on {int(keep.sum())} of {len(keep)} utterances; "
+            f"{int((~keep).sum())} too short are left out"
+            + ("" if two_segments else f", {int(short_h.sum())} shorter than 2 segments get no utterance-level loss"))
+    return np.flatnonzero(keep)
+
+
+def utt_simclr(run: Run) -> None:
+    """Stage b: h alone with InfoNCE (eq. 5) on the segment pairs; f and g untouched."""
+    cfg, work = run.config.utt_simclr, run.dir("utt-simclr")
+    model = _init_model(run)
+    for p in model.frame_parameters():
+        p.requires_grad_(False)
+    optimizer = make_adam(model.utterance_parameters(), cfg.optimizer)
+    stage = TrainingStage(
+        name="utt-simclr", model=model, objective=SimCLRObjective(model, cfg.infonce, run.segment_frames),
+        optimizers={"utterance": (optimizer, cfg.optimizer)},
+        loss=lambda out, step: (out["infonce"], {"infonce": out["infonce"]}),
+        steps=cfg.steps, grad_accum=cfg.grad_accum,
+    )
+    batches = _training_batches(run, _usable(run, model.min_samples, two_segments=True), cfg.max_batch_seconds, None, None)
+    final = train(stage, batches, work, run.out / "tensorboard" / "utt_simclr", run.config.train, run.ctx,
+                  run.resume, {"config": config_to_dict(run.config)})
+    run.mark_done("utt-simclr", {"checkpoint": str(final)})
+
+
+def utt_targets(run: Run) -> None:
+    """Stage c: pooled embeddings z^L -> k-means for each Q -> knee point -> utterance cluster labels."""
+    cfg, work = run.config.utt_targets, run.dir("utt-targets")
+    model = _init_model(run)
+    model.load_state_dict(load_checkpoint(Path(run.done("utt-simclr")["checkpoint"]))["model"])
+    model.eval()
+
+    @torch.no_grad()
+    def embed(wav: Tensor, lengths: Tensor) -> list[np.ndarray]:
+        with run.autocast():
+            features = model.extract(wav, lengths)
+            z = model.encode_utterance(features.x, features.lengths).embedding
+        return list(z.float().cpu().numpy()[:, None, :])
+
+    max_samples = int(cfg.max_utterance_seconds * SAMPLE_RATE)
+    num_chunks = map_utterances(run.manifest, embed, work / "chunks", run.ctx, int(cfg.batch_seconds * SAMPLE_RATE),
+                                max_samples, run.config.data.num_workers, desc="utterance embeddings")
+    if run.ctx.is_main:
+        emb = np.concatenate(read_chunks(work / "chunks", num_chunks)).astype(np.float32)
+        if cfg.normalize:
+            emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+        save_npy(work / "embeddings.npy", emb)
+        counts = list(cfg.cluster_counts)
+        if counts[-1] > len(emb):
+            raise StageError(f"utt_targets.cluster_counts goes up to Q = {counts[-1]} but the manifest has only "
+                             f"{len(emb)} utterances")
+        inertias = [_kmeans_cached(work, emb, q, cfg.kmeans_iterations, cfg.seed)[1] for q in counts]
+        knee = knee_point(counts, inertias)
+        chosen = knee if cfg.use_knee and knee is not None else run.config.model.utterance.num_targets
+        if cfg.use_knee and knee is None:
+            run.log(f"[utt-targets] no knee in the curve {dict(zip(counts, inertias, strict=True))}; "
+                    f"using model.utterance.num_targets = {chosen}")
+        centroids, _ = _kmeans_cached(work, emb, chosen, cfg.kmeans_iterations, cfg.seed)
+        labels = assign(torch.from_numpy(emb), torch.from_numpy(centroids)).numpy()
+        save_npy(work / "labels.npy", labels)
+        plot_knee(counts, inertias, knee, chosen, work / "knee.png")
+        shutil.rmtree(work / "chunks")
+        run.log(f"[utt-targets] knee Q = {knee}, using Q = {chosen}; curve in {work / 'knee.png'}")
+        info = {"num_clusters": int(chosen), "knee": knee, "counts": counts, "inertias": inertias}
+    run.mark_done("utt-targets", info if run.ctx.is_main else {})
+
+
+def _kmeans_cached(work: Path, x: np.ndarray, q: int, iterations: int, seed: int) -> tuple[np.ndarray, float]:
+    path = work / f"kmeans_Q{q}.npz"
+    if path.is_file():
+        with np.load(path) as saved:
+            return saved["centroids"], float(saved["inertia"])
+    centroids, inertia = fit_kmeans(x, q, iterations, seed)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=work)
+    with os.fdopen(fd, "wb") as handle:
+        np.savez(handle, centroids=centroids, inertia=np.float64(inertia))
+    os.replace(tmp, path)
+    return centroids, inertia
+
+
+def joint_model_config(config: Config, num_utterance_clusters: int) -> ModelConfig:
+    """The model of the joint stage: the config's, with Q set to the number of utterance clusters found."""
+    utterance = dataclasses.replace(config.model.utterance, num_targets=num_utterance_clusters)
+    return dataclasses.replace(config.model, utterance=utterance)
+
+
+def _joint_loss(run: Run, q: GaussianCLUBNetwork, q_train: torch.nn.Module, q_opt: torch.optim.Optimizer):
+    joint = run.config.joint
+    club = joint.club
+
+    def loss(out: dict[str, Tensor], step: int) -> tuple[Tensor, dict[str, Tensor]]:
+        del step
+        ybar, zbar = out["ybar"].float(), out["zbar"].float()
+        valid = torch.ones(ybar.shape[:2], dtype=torch.bool, device=ybar.device)
+        y_d, z_d = ybar.detach(), zbar.detach()
+        nll = torch.zeros((), device=ybar.device)
+        for _ in range(club.inner_steps):  # eq. 2 on detached features, q_phi's own optimiser
+            mu, logvar = q_train(z_d)
+            nll = club_nll(mu, logvar, y_d, valid)
+            q_opt.zero_grad(set_to_none=True)
+            nll.backward()
+            params = list(q.parameters())
+            norm = torch.nn.utils.clip_grad_norm_(params, club.optimizer.clip_grad_norm or float("inf"))
+            if bool(torch.isfinite(norm)):  # identical on every rank after DDP's gradient all-reduce
+                q_opt.step()
+        frozen = {name: p.detach() for name, p in q.named_parameters()}
+        mu, logvar = torch.func.functional_call(q, frozen, (zbar,))
+        mi = club_upper_bound(mu, logvar, ybar, valid, club.negatives, club.frame_reduction)  # eq. 8
+        terms = {k: out[k].float() for k in ("frame_ce", "pseudo_con", "infonce", "utt_ce")}
+        total = (terms["frame_ce"] + joint.pseudo_con.weight * terms["pseudo_con"]  # eq. 4
+                 + terms["infonce"] + terms["utt_ce"]  # eq. 7
+                 + club.weight * mi)  # eq. 10
+        return total, {**terms, "mi_club": mi.detach(), "q_nll": nll.detach()}
+
+    return loss
+
+
+def joint(run: Run) -> None:
+    """Stage d: L_total = L_frame + L_utt + lambda L_MI (eq. 10), q_phi by its NLL (eq. 2)."""
+    cfg, work = run.config.joint, run.dir("joint")
+    num_q = int(run.done("utt-targets")["num_clusters"])
+    model_config = joint_model_config(run.config, num_q)
+    torch.manual_seed(run.config.train.seed)
+    model = Learn2Diss(model_config)
+    state = load_checkpoint(Path(run.done("utt-simclr")["checkpoint"]))["model"]
+    if num_q != run.config.model.utterance.num_targets:  # W_h gets Q outputs: a fresh head
+        state = {k: v for k, v in state.items() if not k.startswith("utterance_encoder.head.")}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or any(not k.startswith("utterance_encoder.head.") for k in missing):
+        raise StageError(f"the utt-simclr checkpoint does not fit the joint model (missing {missing[:3]}, "
+                         f"unexpected {unexpected[:3]})")
+    model.to(run.ctx.device)
+    club = cfg.club
+    q = GaussianCLUBNetwork(model_config.utterance.embed_dim, model_config.parent.embed_dim, club.hidden_dim,
+                            club.logvar_activation).to(run.ctx.device)
+    q_train: torch.nn.Module = q
+    if run.ctx.distributed:
+        q_train = torch.nn.parallel.DistributedDataParallel(
+            q, device_ids=[run.ctx.device.index] if run.ctx.device.type == "cuda" else None)
+    q_opt = make_adam(list(q.parameters()), club.optimizer)
+    stage = TrainingStage(
+        name="joint", model=model, objective=JointObjective(model, cfg, run.segment_frames),
+        optimizers={"frame": (make_adam(model.frame_parameters(), cfg.frame_optimizer), cfg.frame_optimizer),
+                    "utterance": (make_adam(model.utterance_parameters(), cfg.utterance_optimizer),
+                                  cfg.utterance_optimizer)},
+        loss=_joint_loss(run, q, q_train, q_opt), steps=cfg.steps, grad_accum=cfg.grad_accum,
+        extra_modules={"q_phi": q}, extra_optimizers={"q_phi": (q_opt, club.optimizer)},
+    )
+    frame_labels = FrameLabels(run.dir("frame-targets"))
+    utt_labels = np.load(run.dir("utt-targets") / "labels.npy")
+    batches = _training_batches(run, _usable(run, model.min_samples, two_segments=False), run.config.data.max_batch_seconds,
+                                frame_labels, utt_labels)
+    final = train(stage, batches, work, run.out / "tensorboard" / "joint", run.config.train, run.ctx, run.resume,
+                  {"config": config_to_dict(run.config), "model_config": to_dict(model_config)})
+    run.mark_done("joint", {"checkpoint": str(final), "num_utterance_clusters": num_q})
+

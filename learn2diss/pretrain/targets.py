@@ -1,0 +1,124 @@
+"""Discrete targets: k-means (faiss) for frames and utterances, the knee point, label files.
+
+- :func:`fit_kmeans` fits with ``faiss.Kmeans`` on a sample and returns the centroids and the
+  sum of squared distances of that sample (the inertia of the knee curve).
+- :func:`assign` labels features with torch on their own device (a GPU labels 960 h of frames
+  in minutes; faiss-cpu would take hours).
+- :func:`knee_point` is the Kneedle algorithm (Satopaa et al. 2011) from the ``kneed`` package.
+- :class:`FrameLabels` stores one int16/int32 label per 20 ms frame for every manifest row in a
+  flat ``labels.npy`` with ``offsets.npy``, read through a memory map.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = ["fit_kmeans", "assign", "knee_point", "plot_knee", "FrameLabels", "save_npy"]
+
+
+def fit_kmeans(x: np.ndarray, k: int, iterations: int, seed: int) -> tuple[np.ndarray, float]:
+    """Lloyd k-means with faiss on ``x`` (N, D) float32; returns ``(centroids (k, D), inertia)``.
+
+    Raises:
+        ValueError: fewer points than clusters.
+    """
+    import faiss
+
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if len(x) < k:
+        raise ValueError(f"k-means with {k} clusters needs at least {k} points, got {len(x)}")
+    # max_points_per_centroid: use the whole sample we were given (faiss would silently subsample to 256 k)
+    kmeans = faiss.Kmeans(x.shape[1], k, niter=iterations, seed=seed, max_points_per_centroid=len(x) // k + 1,
+                          verbose=False)
+    kmeans.train(x)
+    distances, _ = kmeans.index.search(x, 1)
+    return kmeans.centroids.copy(), float(distances.sum())
+
+
+def assign(x: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
+    """Nearest centroid (squared Euclidean) of each row of ``x`` (N, D); (N,) int64. Runs on ``x``'s device."""
+    x = x.float()
+    c = centroids.to(x.device, torch.float32)
+    scores = x @ c.T - 0.5 * c.pow(2).sum(dim=1)  # argmax of x.c - |c|^2 / 2 = argmin |x - c|^2
+    return scores.argmax(dim=1)
+
+
+def knee_point(counts: Sequence[int], inertias: Sequence[float]) -> int | None:
+    """The knee of the decreasing, convex inertia curve (Kneedle, S = 1); None when the curve has none."""
+    from kneed import KneeLocator
+
+    if len(counts) < 3:
+        return None
+    knee = KneeLocator(list(counts), list(inertias), curve="convex", direction="decreasing", S=1.0).knee
+    return None if knee is None else int(knee)
+
+
+def plot_knee(counts: Sequence[int], inertias: Sequence[float], knee: int | None, chosen: int, path: Path) -> None:
+    """Save the knee curve as a PNG (atomically)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.plot(counts, inertias, "o-", label="k-means inertia")
+    if knee is not None:
+        ax.axvline(knee, color="tab:red", linestyle="--", label=f"knee Q = {knee}")
+    if chosen != knee:
+        ax.axvline(chosen, color="tab:green", linestyle=":", label=f"used Q = {chosen}")
+    ax.set_xlabel("Q (utterance clusters)")
+    ax.set_ylabel("sum of squared distances")
+    ax.set_title("Utterance clusters: Kneedle knee point")
+    ax.legend()
+    fig.tight_layout()
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def save_npy(path: Path, array: np.ndarray) -> None:
+    """``np.save`` to a temporary file, then rename."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npy", dir=path.parent)
+    with os.fdopen(fd, "wb") as handle:
+        np.save(handle, array)
+    os.replace(tmp, path)
+
+
+class FrameLabels:
+    """Row ``i`` -> its frame labels, from ``DIR/labels.npy`` (flat) and ``DIR/offsets.npy`` (N + 1).
+
+    The memory map is opened lazily, so the object pickles cheaply into DataLoader workers.
+    """
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        self.offsets = np.load(self.directory / "offsets.npy")
+        self._labels: np.ndarray | None = None
+
+    @staticmethod
+    def write(directory: Path, per_utterance: Sequence[np.ndarray], num_classes: int) -> None:
+        dtype = np.int16 if num_classes <= np.iinfo(np.int16).max else np.int32
+        offsets = np.zeros(len(per_utterance) + 1, dtype=np.int64)
+        offsets[1:] = np.cumsum([len(a) for a in per_utterance])
+        flat = np.concatenate(per_utterance).astype(dtype) if per_utterance else np.zeros(0, dtype)
+        save_npy(directory / "labels.npy", flat)
+        save_npy(directory / "offsets.npy", offsets)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        if self._labels is None:
+            self._labels = np.load(self.directory / "labels.npy", mmap_mode="r")
+        return np.asarray(self._labels[self.offsets[i] : self.offsets[i + 1]], dtype=np.int64)
+
+    def __getstate__(self) -> dict:
+        return {"directory": self.directory, "offsets": self.offsets, "_labels": None}
