@@ -1,0 +1,104 @@
+"""CTC fine-tuning on letters and 4-gram decoding (Tables 4 and 7).
+
+Fine-tunes the frame encoder's transformer layers and a linear letter head (blank, word boundary,
+apostrophe, a-z) with CTC on a Libri-light 1 h / 10 h split or train-clean-100 (the feature extractor
+stays frozen), with the schedule of --config (packaged: ctc_1h, ctc_10h, ctc_100h, ctc_demo). Then
+decodes each evaluation set with flashlight-text's LexiconDecoder and the KenLM model --lm (ARPA or
+binary; the lexicon is spelled from --words) and scores WER with jiwer; best-path (no LM) WER is
+reported too. Fine-tuning resumes from its last checkpoint under --work-dir. Scores are merged into
+RESULTS/ctc.csv, hypotheses written to RESULTS/ctc/<model>/<condition>/<set>.hyp.txt.
+
+Examples::
+
+    learn2diss eval ctc --ckpt runs/l2d_w12/final --config ctc_10h --train-split 10h --data-root /data \\
+        --eval-sets dev-clean dev-other test-clean test-other --lm 4-gram.arpa --words librispeech-vocab.txt \\
+        --model-name L2D-W12
+    learn2diss eval ctc --ckpt runs/demo/final --config ctc_demo --train data/demo/train \\
+        --eval data/demo/test --lm demo.arpa --words words.txt --condition 1h
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from learn2diss.eval.commands.common import add_model_arguments, open_source
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_model_arguments(parser, features_default=None)
+    parser.add_argument("--config", default="ctc_10h", help="packaged CTC config name or YAML path (default ctc_10h)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set finetune.max_updates=1000 (repeatable)")
+    parser.add_argument("--data-root", type=Path, help="folder holding librispeech_finetuning/ and LibriSpeech/")
+    parser.add_argument("--train-split", choices=("1h", "10h", "100h"), help="named training split under --data-root")
+    parser.add_argument("--train", type=Path, nargs="+", help="LibriSpeech-layout training folders instead")
+    parser.add_argument("--eval-sets", nargs="+", default=[], help="LibriSpeech sets under --data-root "
+                                                                  "(dev-clean dev-other test-clean test-other)")
+    parser.add_argument("--eval", type=Path, nargs="+", default=[], help="LibriSpeech-layout evaluation folders "
+                                                                         "(named by their folder name)")
+    parser.add_argument("--condition", help="column name in the tables (default: the training split, else the config)")
+    parser.add_argument("--lm", type=Path, help="KenLM n-gram (ARPA or binary); without it only best-path WER")
+    parser.add_argument("--words", type=Path, help="word list for the lexicon (first column; required with --lm)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from learn2diss.eval.ctc.config import load_ctc_config
+    from learn2diss.eval.ctc.data import read_split, read_transcribed_folder
+    from learn2diss.eval.ctc.decode import LexiconLMDecoder, viterbi_decode, word_error_rate
+    from learn2diss.eval.ctc.finetune import emissions, finetune
+    from learn2diss.eval.ctc.lexicon import read_word_list
+    from learn2diss.eval.results import ResultRow, append_rows, write_atomic
+
+    if args.ckpt is None:
+        raise SystemExit("CTC fine-tuning needs --ckpt (precomputed features cannot be fine-tuned)")
+    if args.lm is not None and args.words is None:
+        raise SystemExit("--lm needs --words (the word list the lexicon is spelled from)")
+    config_name, config = load_ctc_config(args.config, args.overrides)
+    if args.train_split:
+        if args.data_root is None:
+            raise SystemExit("--train-split needs --data-root")
+        train = read_split(args.data_root, args.train_split)
+    elif args.train:
+        train = [u for folder in args.train for u in read_transcribed_folder(folder)]
+    else:
+        raise SystemExit("give --train-split with --data-root, or --train FOLDER...")
+    eval_sets = {name: read_split(args.data_root, name) for name in args.eval_sets} if args.eval_sets else {}
+    eval_sets.update({folder.name: read_transcribed_folder(folder) for folder in args.eval})
+    if not eval_sets:
+        raise SystemExit("give --eval-sets (with --data-root) or --eval FOLDER... to score")
+    condition = args.condition or args.train_split or config_name.removeprefix("ctc_")
+
+    source = open_source(args)
+    run_dir = args.work_dir / "ctc" / source.name / condition
+    print(f"fine-tuning on {len(train)} utterances ({config_name}); run folder {run_dir}", file=sys.stderr)
+    ctc, _ = finetune(source.model, train, config.finetune, run_dir, device=source.device)
+    decoder = LexiconLMDecoder(read_word_list(args.words), args.lm, config.decode) if args.lm else None
+
+    rows = []
+    hyp_dir = args.results / "ctc" / source.name / condition
+    for dataset, utterances in eval_sets.items():
+        refs, viterbi, beam = [], [], []
+        for utt in utterances:
+            log_probs = emissions(ctc, utt, source.device)
+            refs.append(utt.text)
+            viterbi.append(viterbi_decode(log_probs))
+            if decoder is not None:
+                beam.append(decoder(log_probs))
+        ids = [u.utt_id for u in utterances]
+        write_atomic(hyp_dir / f"{dataset}.viterbi.txt", "".join(f"{i}\t{h}\n" for i, h in zip(ids, viterbi, strict=True)))
+        scores = {"wer_viterbi": word_error_rate(refs, viterbi)}
+        if decoder is not None:
+            write_atomic(hyp_dir / f"{dataset}.hyp.txt", "".join(f"{i}\t{h}\n" for i, h in zip(ids, beam, strict=True)))
+            scores["wer"] = word_error_rate(refs, beam)
+        for metric, value in scores.items():
+            details = f"{len(utterances)} utterances; {config.decode}" if metric == "wer" else f"{len(utterances)} utterances"
+            rows.append(ResultRow("ctc", source.name, dataset, condition, metric, value, variant=args.variant,
+                                  features="frame:last", checkpoint=source.checkpoint,
+                                  checkpoint_hash=source.checkpoint_hash,
+                                  config="/".join(c for c in (source.config, config_name) if c), details=details))
+            print(f"{source.name} {condition} {dataset} {metric}: {value:.2f} %")
+    out = append_rows(args.results / "ctc.csv", rows)
+    print(f"results merged into {out}; hypotheses in {hyp_dir}", file=sys.stderr)
+    return 0

@@ -1,0 +1,158 @@
+"""CTC: letter vocabulary, a toy 4-gram fixing a hypothesis, a tiny fine-tune lowering the loss, the command."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from eval_helpers import tiny_50hz_config, tiny_checkpoint, write_librispeech
+
+from learn2diss.cli import main
+from learn2diss.eval.ctc.config import FinetuneConfig, load_ctc_config
+from learn2diss.eval.ctc.data import read_transcribed_folder
+from learn2diss.eval.ctc.decode import (
+    DecodeConfig,
+    LexiconLMDecoder,
+    viterbi_decode,
+    word_error_rate,
+)
+from learn2diss.eval.ctc.finetune import CtcModel, finetune, load_batch, tri_stage_lr
+from learn2diss.eval.ctc.vocab import INDEX, TOKENS, encode, greedy_decode
+from learn2diss.eval.results import read_rows
+from learn2diss.schema import ConfigError
+from learn2diss.upstream.model import Learn2Diss
+
+
+def write_arpa(path: Path, sentences: list[str], order: int = 4, backoff: float = -0.5) -> Path:
+    """A maximum-likelihood n-gram LM in ARPA format with a constant back-off weight (no lmplz needed)."""
+    counts = [Counter() for _ in range(order)]
+    for sentence in sentences:
+        words = ["<s>", *sentence.split(), "</s>"]
+        for n in range(1, order + 1):
+            for i in range(len(words) - n + 1):
+                counts[n - 1][tuple(words[i : i + n])] += 1
+    total = sum(c for gram, c in counts[0].items() if gram != ("<s>",))
+    lines = ["\\data\\"] + [f"ngram {n + 1}={len(counts[n]) + (n == 0)}" for n in range(order)]
+    for n in range(order):
+        lines += ["", f"\\{n + 1}-grams:"] + ([f"-5.0\t<unk>\t{backoff}"] if n == 0 else [])
+        for gram, c in sorted(counts[n].items()):
+            if n == 0:
+                prob = -99.0 if gram == ("<s>",) else math.log10(c / total)
+            else:
+                prob = math.log10(c / counts[n - 1][gram[:-1]])
+            lines.append(f"{prob:.4f}\t{' '.join(gram)}" + (f"\t{backoff}" if n < order - 1 else ""))
+    path.write_text("\n".join([*lines, "", "\\end\\", ""]))
+    return path
+
+
+SENTENCES = ["the cat sat"] * 3 + ["the car"] + ["a cat sat on the mat"]
+WORDS = ["the", "cat", "sat", "car", "a", "on", "mat"]
+
+
+def emissions_for(frames: list[dict[str, float]]) -> np.ndarray:
+    out = []
+    for dist in frames:
+        p = np.full(len(TOKENS), 1e-4)
+        for token, value in dist.items():
+            p[INDEX[token]] = value
+        out.append(np.log(p / p.sum()))
+    return np.array(out, dtype=np.float32)
+
+
+def test_vocabulary_has_29_letters_and_round_trips():
+    assert len(TOKENS) == 29 and TOKENS[:3] == ("-", "|", "'")
+    ids = encode("DON'T  Stop")
+    assert [TOKENS[i] for i in ids] == list("don't|stop|")
+    assert greedy_decode([0, ids[0], ids[0], 0, *ids[1:]]) == "don't stop"
+    with pytest.raises(ValueError, match="outside the CTC vocabulary"):
+        encode("naïve")
+
+
+def test_toy_4gram_turns_out_of_lexicon_hypothesis_into_word(tmp_path):
+    lm = write_arpa(tmp_path / "toy.arpa", SENTENCES)
+    # acoustically: "the ca?" where ? is e (0.6) > r (0.25) > t (0.15), then "sat"
+    em = emissions_for([{"t": 1}, {"-": 1}, {"h": 1}, {"e": 1}, {"|": 1}, {"c": 1}, {"-": 1}, {"a": 1},
+                        {"e": 0.6, "r": 0.25, "t": 0.15}, {"|": 1}, {"s": 1}, {"a": 1}, {"t": 1}, {"|": 1}])
+    assert viterbi_decode(em) == "the cae sat"  # "cae" is not a word
+    with_lm = LexiconLMDecoder(WORDS, lm, DecodeConfig(beam=50, lm_weight=2.0, word_score=0.0))
+    without_lm = LexiconLMDecoder(WORDS, lm, DecodeConfig(beam=50, lm_weight=0.0, word_score=0.0))
+    assert without_lm(em) == "the car sat"  # the lexicon alone picks the acoustically closest word
+    assert with_lm(em) == "the cat sat"  # the 4-gram prefers "the cat sat"
+
+
+def test_wer_uses_jiwer_counts():
+    assert word_error_rate(["the cat sat", "a mat"], ["the cat", "a hat"]) == pytest.approx(100 * 2 / 5)
+
+
+def test_tri_stage_schedule():
+    config = load_ctc_config("ctc_10h")[1].finetune
+    assert tri_stage_lr(0, config) == pytest.approx(5e-7)
+    assert tri_stage_lr(1000, config) == pytest.approx(5e-7 + (5e-5 - 5e-7) / 2)
+    assert tri_stage_lr(2000, config) == tri_stage_lr(9999, config) == pytest.approx(5e-5)
+    assert tri_stage_lr(15000, config) == pytest.approx(5e-5 * math.sqrt(0.05))
+    assert tri_stage_lr(30000, config) == pytest.approx(5e-5 * 0.05)
+
+
+def test_config_unknown_key_is_named(tmp_path):
+    path = tmp_path / "my.yaml"
+    path.write_text((Path(__file__).parents[1] / "learn2diss/eval/ctc_demo.yaml").read_text().replace("lr:", "lrr:", 1))
+    with pytest.raises(ConfigError, match=r"my.yaml: unknown key\(s\) finetune.lrr"):
+        load_ctc_config(path)
+    with pytest.raises(ConfigError, match="finetune.nope"):
+        load_ctc_config("ctc_demo", ["finetune.nope=1"])
+
+
+def tiny_config(**changes) -> FinetuneConfig:
+    values = dict(lr=2e-3, max_updates=25, warmup_updates=2, hold_updates=20, decay_updates=3, init_lr_scale=0.1,
+                  final_lr_scale=0.5, freeze_updates=0, batch_seconds=4.0, grad_accum=1, mask_prob=0.0,
+                  mask_length=2, clip_norm=10.0, max_seconds=5.0, save_every=10, log_every=5, seed=0)
+    return FinetuneConfig(**{**values, **changes})
+
+
+def ctc_loss(ctc: CtcModel, utterances) -> float:
+    wavs, lengths, targets, target_lengths = load_batch(utterances, "cpu")
+    with torch.no_grad():
+        log_probs, frames = ctc.eval()(wavs, lengths, mask=False)
+        return float(torch.nn.functional.ctc_loss(log_probs.transpose(0, 1), targets, frames, target_lengths))
+
+
+def test_tiny_finetune_lowers_ctc_loss_and_resumes(tmp_path):
+    write_librispeech(tmp_path / "train", {"11": ["A CAT", "THE MAT"], "22": ["A HAT", "ON IT"]}, seconds=1.0)
+    train = read_transcribed_folder(tmp_path / "train")
+    torch.manual_seed(0)
+    model = Learn2Diss(tiny_50hz_config())
+    frozen = {k: v.clone() for k, v in model.feature_extractor.state_dict().items()}
+    before = ctc_loss(CtcModel(model), train)  # a fresh head: same init as finetune's (seeded)
+    torch.manual_seed(0)
+    ctc, losses = finetune(model, train, tiny_config(max_updates=20), tmp_path / "run", progress=False)
+    after = ctc_loss(ctc, train)
+    assert len(losses) == 20 and after < 0.5 * before
+    assert all(torch.equal(v, model.feature_extractor.state_dict()[k]) for k, v in frozen.items())  # f frozen
+
+    resumed, more = finetune(Learn2Diss(tiny_50hz_config()), train, tiny_config(max_updates=22), tmp_path / "run",
+                             progress=False)
+    assert len(more) == 2  # continued from the saved update 20
+    assert (tmp_path / "run" / "checkpoint" / "model" / "model.safetensors").is_file()
+
+
+def test_ctc_command_end_to_end(tmp_path):
+    write_librispeech(tmp_path / "data" / "train", {"11": ["THE CAT SAT", "THE CAR"]}, seconds=1.0)
+    write_librispeech(tmp_path / "data" / "dev-clean", {"22": ["THE CAT SAT"]}, seconds=1.0)
+    lm = write_arpa(tmp_path / "toy.arpa", SENTENCES)
+    words = tmp_path / "words.txt"
+    words.write_text("\n".join(WORDS) + "\n")
+    ckpt = tiny_checkpoint(tmp_path / "ckpt")
+    assert main(["eval", "ctc", "--ckpt", str(ckpt), "--config", "ctc_demo", "--set", "finetune.max_updates=3",
+                 "--set", "finetune.batch_seconds=4", "--set", "decode.beam=20", "--train",
+                 str(tmp_path / "data" / "train"), "--eval-sets", "dev-clean", "--data-root", str(tmp_path / "data"),
+                 "--lm", str(lm), "--words", str(words), "--condition", "1h", "--model-name", "L2D-W12",
+                 "--results", str(tmp_path / "results"), "--work-dir", str(tmp_path / "work")]) == 0
+    rows = {r.metric: r for r in read_rows(tmp_path / "results" / "ctc.csv")}
+    assert set(rows) == {"wer", "wer_viterbi"}
+    assert rows["wer"].dataset == "dev-clean" and rows["wer"].condition == "1h" and rows["wer"].value >= 0
+    hyp = (tmp_path / "results" / "ctc" / "L2D-W12" / "1h" / "dev-clean.hyp.txt").read_text().split("\t")
+    assert hyp[0] == "22-100-0000" and set(hyp[1].split()) <= set(WORDS)  # lexicon decoding emits only words
