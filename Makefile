@@ -20,10 +20,10 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 debs:
 	bash scripts/install-demo-debs.sh
 
-test: install
+test: install debs
 	$(VENV)/bin/pytest -q -m "not slow" tests
 
-test-all: install
+test-all: install debs
 	$(VENV)/bin/pytest -q tests
 
 lint: install
