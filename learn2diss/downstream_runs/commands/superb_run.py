@@ -1,0 +1,63 @@
+"""Run SUPERB tasks (paper Table 2) with s3prl and collect the test metrics into results/superb.csv.
+
+Each task and learning rate is one s3prl run in OUT/<task>/lr<LR> (ER: one per fold); finished runs
+are skipped, interrupted ones resumed. The SUPERB protocol: frozen upstream, weighted sum of the
+layers of the task's key (frame layers for PR/ASR/KS/IC/SF, utterance layers for SID/ASV/ER), only
+the learning rate swept; the best dev learning rate is reported (ASV: best test EER, as SUPERB).
+
+Examples::
+
+    learn2diss superb run --upstream learn2diss_w12 -k ckpt/l2d_w12 --tasks asv,sid --data-root /data --out runs/superb
+    learn2diss superb run --upstream learn2diss_w12 -k ckpt/l2d_w12 --tasks all --lrs 1e-4,1e-3,1e-2 \\
+        --data-root /data --out runs/superb --model-name L2D-W12
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--upstream", required=True, help="s3prl upstream name, e.g. learn2diss_w12, learn2diss_local")
+    parser.add_argument("-k", "--checkpoint", help="checkpoint directory (s3prl -k)")
+    parser.add_argument("--tasks", default="all", help="comma-separated: pr,asr,ks,ic,sf,sid,asv,er or all")
+    parser.add_argument("--data-root", type=Path, required=True,
+                        help="folder holding the datasets under their published names (docs/superb.md)")
+    parser.add_argument("--out", type=Path, default=Path("runs/superb"), help="run folders (default runs/superb)")
+    parser.add_argument("--lrs", help="learning rates to sweep, comma-separated (default: each task config's)")
+    parser.add_argument("--feature-key", help="s3prl -s for every task (default: each task's key)")
+    parser.add_argument("--override", default="", help="extra s3prl -o options for training, e.g. "
+                        "\"config.runner.total_steps=1000\"")
+    parser.add_argument("--device", help="cuda or cpu (default: cuda when available)")
+    parser.add_argument("--results", type=Path, default=Path("results/superb.csv"), help="results CSV")
+    parser.add_argument("--model-name", help="model name in the results and tables (default from --upstream, "
+                        "learn2diss_w12 -> L2D-W12)")
+    parser.add_argument("--variant", default="", help="ablation variant for Tables 5/6 (no-mi, final-layers)")
+
+
+def model_name(upstream: str, checkpoint: str | None) -> str:
+    if upstream.startswith("learn2diss_") and upstream != "learn2diss_local":
+        return "L2D-" + upstream.removeprefix("learn2diss_").upper()
+    return Path(checkpoint).name if checkpoint else upstream
+
+
+def run(args: argparse.Namespace) -> int:
+    from learn2diss.downstream_runs.runner import RunSpec
+    from learn2diss.downstream_runs.runner import run as run_superb
+    from learn2diss.downstream_runs.tasks import parse_tasks
+
+    tasks = parse_tasks(args.tasks)
+    if args.feature_key and args.upstream.startswith("learn2diss_"):
+        from learn2diss.upstream.expert import check_feature_key
+
+        check_feature_key(args.feature_key)
+    lrs = [float(x) for x in args.lrs.split(",")] if args.lrs else None
+    spec = RunSpec(upstream=args.upstream, checkpoint=args.checkpoint, data_root=args.data_root, out=args.out,
+                   override=args.override, device=args.device, feature_key=args.feature_key)
+    rows = run_superb(tasks, spec, lrs, args.results, args.model_name or model_name(args.upstream, args.checkpoint),
+                      args.variant)
+    for row in rows:
+        print(f"{row.condition:16s} {row.metric:5s} {row.value:8.2f}  ({row.details.split(';')[0]})")
+    print(f"wrote {args.results}")
+    return 0

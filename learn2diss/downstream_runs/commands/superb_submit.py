@@ -1,0 +1,41 @@
+"""Package SUPERB runs for the leaderboard: the public-set predict.zip and a hidden-set model package.
+
+predict.zip holds predict/<task>_public/predict.* from the run folders of `learn2diss superb run`
+(ER: all five folds or none), each file checked; with --checkpoint, OUT/model_package gets the
+expert, hubconf, checkpoint and requirements for a hidden-set upload.
+
+Examples::
+
+    learn2diss superb submit --runs runs/superb --out submission
+    learn2diss superb submit --runs runs/superb --out submission --checkpoint ckpt/l2d_w12
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--runs", type=Path, required=True, help="the --out folder of learn2diss superb run")
+    parser.add_argument("--out", type=Path, required=True, help="where predict.zip (and model_package/) go")
+    parser.add_argument("--tasks", default="all", help="comma-separated tasks to include (default: all that ran)")
+    parser.add_argument("--results", type=Path, default=Path("results/superb.csv"),
+                        help="results CSV that records each task's chosen learning rate")
+    parser.add_argument("--checkpoint", type=Path, help="also build the hidden-set model package from this checkpoint")
+
+
+def run(args: argparse.Namespace) -> int:
+    import zipfile
+
+    from learn2diss.downstream_runs.submit import build_model_package, build_predict_zip
+    from learn2diss.downstream_runs.tasks import parse_tasks
+
+    target = build_predict_zip(args.runs, args.out, parse_tasks(args.tasks), args.results)
+    with zipfile.ZipFile(target) as archive:
+        for name in archive.namelist():
+            print(name)
+    print(f"wrote {target}")
+    if args.checkpoint:
+        print(f"wrote {build_model_package(args.checkpoint, args.out)}")
+    return 0

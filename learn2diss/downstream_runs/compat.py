@@ -1,0 +1,228 @@
+"""Run s3prl's SUPERB recipes on today's stack without editing the installed s3prl.
+
+Each function fixes one known trap (``/work/shared/research/s3prl.md`` §3.2, §7) and is applied by
+:func:`install` inside the ``run_downstream.py`` process only:
+
+* downstream checkpoints (``states-*.ckpt``) hold an ``argparse.Namespace``: that one class is
+  allowed for ``torch.load(weights_only=True)``; weights_only is never turned off;
+* ``torchaudio.load`` needs TorchCodec since torchaudio 2.9: replaced by :func:`read_audio`
+  (soundfile; 16 kHz mono, the same reader as pretraining);
+* ``torchaudio.sox_effects`` is gone since 2.9 (KS, ASV): ``channels``/``rate``/``gain`` are done in
+  Python, any other effect (ASV's ``silence`` VAD) by the ``sox`` program;
+* ``catalyst`` (KS under DDP only) is not installed: a stand-in that says so when used;
+* the PR/SF corpus readers (``s3prl.downstream.ctc.corpus``) are missing from the wheel:
+  :mod:`learn2diss.downstream_runs.ctc_corpus` provides them;
+* SID and ASV cache file lists inside the s3prl package folder, so a cache made for one dataset
+  is silently reused for another: the caches are kept per data root under ``cache_dir``;
+* ASV moves an attention mask to CUDA unconditionally: on CPU runs that move is a no-op.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import io
+import shutil
+import subprocess
+import sys
+import types
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from learn2diss.data.audio import AudioError, read_audio
+
+SAMPLE_RATE = 16_000
+_PYTHON_EFFECTS = {"channels", "rate", "gain"}
+
+
+def allow_namespace_in_checkpoints() -> None:
+    """s3prl stores its command-line ``Args`` (an ``argparse.Namespace``) in every downstream checkpoint."""
+    torch.serialization.add_safe_globals([argparse.Namespace])
+
+
+def load_audio(path: str | Path, *args: object, **kwargs: object) -> tuple[torch.Tensor, int]:
+    """Stand-in for ``torchaudio.load``: (1, samples) float32 at 16 kHz, mono; errors name the file."""
+    wav = read_audio(path, SAMPLE_RATE)
+    return torch.from_numpy(wav)[None, :], SAMPLE_RATE
+
+
+def _gain_db(effects: Sequence[Sequence[str]]) -> float:
+    return sum(float(effect[1]) for effect in effects if effect[0] == "gain")
+
+
+def apply_effects_file(
+    path: str | Path, effects: Sequence[Sequence[str]], normalize: bool = True, channels_first: bool = True,
+    format: str | None = None,
+) -> tuple[torch.Tensor, int]:
+    """Stand-in for ``torchaudio.sox_effects.apply_effects_file``: returns ((1, samples), 16000).
+
+    ``channels 1``, ``rate 16000`` and ``gain`` are applied in Python; a chain with any other
+    effect runs through the ``sox`` program, so its semantics are exactly sox's.
+    """
+    names = {effect[0] for effect in effects}
+    for effect in effects:
+        if effect[0] == "channels" and effect[1] != "1" or effect[0] == "rate" and int(float(effect[1])) != SAMPLE_RATE:
+            raise ValueError(f"{path}: unsupported sox effect {effect} (the SUPERB recipes use mono 16 kHz)")
+    if names <= _PYTHON_EFFECTS:
+        wav = read_audio(path, SAMPLE_RATE) * np.float32(10 ** (_gain_db(effects) / 20))
+    else:
+        wav = _sox(path, effects)
+    tensor = torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))[None, :]
+    return (tensor if channels_first else tensor.T), SAMPLE_RATE
+
+
+def _sox(path: str | Path, effects: Sequence[Sequence[str]]) -> np.ndarray:
+    import soundfile as sf
+
+    program = shutil.which("sox")
+    if program is None:
+        raise RuntimeError(f"the sox effects {[e[0] for e in effects]} need the `sox` program "
+                           "(Debian/Ubuntu: apt-get install sox)")
+    command = [program, "-V1", str(path), "-t", "wav", "-e", "floating-point", "-b", "32", "-",
+               *(str(part) for effect in effects for part in effect)]
+    result = subprocess.run(command, capture_output=True, check=False)
+    if result.returncode != 0:
+        raise AudioError(f"{path}: sox failed: {result.stderr.decode(errors='replace').strip()}")
+    data, _ = sf.read(io.BytesIO(result.stdout), dtype="float32", always_2d=True)
+    if data.shape[0] == 0:  # sox's silence effect removed everything: keep one frame of zeros
+        return np.zeros(SAMPLE_RATE // 100, dtype=np.float32)
+    return data.mean(axis=1)
+
+
+def replace_torchaudio_io() -> None:
+    """torchaudio >= 2.9 dropped sox_effects and routes load() through TorchCodec."""
+    import torchaudio
+
+    torchaudio.load = load_audio
+    sox_effects = types.ModuleType("torchaudio.sox_effects")
+    sox_effects.apply_effects_file = apply_effects_file
+    sys.modules["torchaudio.sox_effects"] = sox_effects
+    torchaudio.sox_effects = sox_effects
+
+
+def _missing(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is None
+    except ModuleNotFoundError:
+        return True
+
+
+class _CatalystMissing:
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        raise RuntimeError("KS under torchrun needs catalyst's DistributedSamplerWrapper: pip install catalyst "
+                           "(single-process runs do not use it)")
+
+
+def provide_catalyst_stand_in() -> None:
+    """KS imports ``catalyst.data.sampler.DistributedSamplerWrapper`` at module level but uses it under DDP only."""
+    if not _missing("catalyst"):
+        return
+    for name in ("catalyst", "catalyst.data"):
+        sys.modules.setdefault(name, types.ModuleType(name))
+    sampler = types.ModuleType("catalyst.data.sampler")
+    sampler.DistributedSamplerWrapper = _CatalystMissing
+    sys.modules["catalyst.data.sampler"] = sampler
+
+
+def provide_ctc_corpus() -> None:
+    """PR (``libriphone``) and SF (``snips``) import ``s3prl.downstream.ctc.corpus.*``, which the wheel lacks."""
+    if not _missing("s3prl.downstream.ctc.corpus"):
+        return
+    from learn2diss.downstream_runs import ctc_corpus
+
+    package = types.ModuleType("s3prl.downstream.ctc.corpus")
+    package.__path__ = []
+    sys.modules[package.__name__] = package
+    for name, cls in (("libriphone", ctc_corpus.LibriPhoneDataset), ("snips", ctc_corpus.SnipsDataset)):
+        module = types.ModuleType(f"{package.__name__}.{name}")
+        setattr(module, cls.__name__, cls)
+        sys.modules[module.__name__] = module
+        setattr(package, name, module)
+
+
+def cache_folder(cache_dir: Path, task: str, *keys: object) -> Path:
+    """A cache folder for ``task`` that depends on the data root(s) and list files it was made from."""
+    digest = hashlib.sha1("\n".join(str(Path(str(k)).resolve()) for k in keys).encode()).hexdigest()[:16]
+    return cache_dir / task / digest
+
+
+def _before_init(cls: type, before: Callable[[dict[str, object]], None]) -> None:
+    """Run ``before(arguments by name)`` ahead of ``cls.__init__``."""
+    original = cls.__init__
+    if getattr(original, "_learn2diss_wrapped", False):
+        return
+    signature = inspect.signature(original)
+
+    @functools.wraps(original)
+    def __init__(self: object, *args: object, **kwargs: object) -> None:
+        before(signature.bind(self, *args, **kwargs).arguments)
+        original(self, *args, **kwargs)
+
+    __init__._learn2diss_wrapped = True
+    cls.__init__ = __init__
+
+
+def redirect_dataset_caches(cache_dir: Path) -> None:
+    """Keep SID's file-list cache and ASV's VAD-length cache per data root, outside site-packages."""
+    sid = importlib.import_module("s3prl.downstream.voxceleb1.dataset")
+    asv = importlib.import_module("s3prl.downstream.sv_voxceleb1.dataset")
+
+    def sid_cache(arguments: dict[str, object]) -> None:
+        folder = cache_folder(cache_dir, "sid", arguments["file_path"], arguments["meta_data"])
+        sid.CACHE_PATH = f"{folder}/"
+
+    def asv_cache(arguments: dict[str, object]) -> None:
+        # the dataset writes <dirname(__file__)>/.wav_lengths/<key>_length.pt: point __file__ at our folder
+        vad = arguments["vad_config"]
+        folder = cache_folder(cache_dir, "asv", *arguments["file_path"], vad.get("min_sec") if isinstance(vad, dict) else vad)
+        folder.mkdir(parents=True, exist_ok=True)
+        asv.__file__ = str(folder / "dataset.py")
+
+    _before_init(sid.SpeakerClassifiDataset, sid_cache)
+    _before_init(asv.SpeakerVerifi_train, asv_cache)
+
+
+@contextlib.contextmanager
+def _cuda_is_noop() -> Iterator[None]:
+    original = torch.Tensor.cuda
+    torch.Tensor.cuda = lambda self, *args, **kwargs: self
+    try:
+        yield
+    finally:
+        torch.Tensor.cuda = original
+
+
+def allow_asv_on_cpu() -> None:
+    """ASV's forward calls ``attention_mask.cuda()``; on a CPU run that call leaves the tensor where it is."""
+    expert = importlib.import_module("s3prl.downstream.sv_voxceleb1.expert").DownstreamExpert
+    original = expert.forward
+    if getattr(original, "_learn2diss_wrapped", False):
+        return
+
+    @functools.wraps(original)
+    def forward(self: object, mode: str, features: list[torch.Tensor], *args: object, **kwargs: object) -> object:
+        if features and features[0].is_cuda:
+            return original(self, mode, features, *args, **kwargs)
+        with _cuda_is_noop():
+            return original(self, mode, features, *args, **kwargs)
+
+    forward._learn2diss_wrapped = True
+    expert.forward = forward
+
+
+def install(cache_dir: Path) -> None:
+    """Apply every fix above (idempotent). Call before s3prl's runner is imported."""
+    allow_namespace_in_checkpoints()
+    replace_torchaudio_io()
+    provide_catalyst_stand_in()
+    provide_ctc_corpus()
+    redirect_dataset_caches(cache_dir)
+    allow_asv_on_cpu()

@@ -1,0 +1,146 @@
+"""``run_downstream.py``: s3prl's legacy SUPERB runner with the learn2diss upstreams registered.
+
+Takes s3prl's own arguments, plus ``--data-root``; registers ``learn2diss_*`` on ``s3prl.hub``,
+applies :mod:`learn2diss.downstream_runs.compat` and hands over to ``s3prl.run_downstream.main``.
+
+* ``-d`` may be one of our task names (``pr asr ks ic sf sid asv er``): the packaged task config is
+  filled from ``--data-root`` (after a layout check), written to ``EXPDIR/learn2diss_<task>.yaml``
+  and passed to s3prl as ``-c`` with its downstream folder as ``-d``; ``-s`` defaults to the task's
+  key, so semantic tasks read the frame layers and SID/ASV/ER the utterance layers.
+* An unknown ``-s`` key of a learn2diss upstream is an error (s3prl would fall back silently).
+* ``--local-rank N`` (``torch.distributed.launch``) and ``LOCAL_RANK`` (torchrun) become s3prl's
+  ``--local_rank``; without a GPU ``--device`` defaults to ``cpu``.
+
+Example::
+
+    python run_downstream.py -m train -u learn2diss_w12 -d asv -n w12_asv --data-root /data
+    python run_downstream.py -m evaluate -e result/downstream/w12_asv/states-200000.ckpt
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from argparse import Namespace
+from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
+
+from learn2diss.downstream_runs.tasks import TASKS, Task
+
+
+def cache_dir() -> Path:
+    """Where dataset caches of s3prl recipes go (``$LEARN2DISS_CACHE/s3prl``, default ``~/.cache/learn2diss/s3prl``)."""
+    root = os.environ.get("LEARN2DISS_CACHE") or Path.home() / ".cache" / "learn2diss"
+    return Path(root) / "s3prl"
+
+
+def _pre_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("-m", "--mode")
+    parser.add_argument("-d", "--downstream")
+    parser.add_argument("-c", "--config")
+    parser.add_argument("-u", "--upstream")
+    parser.add_argument("-s", "--upstream_feature_selection")
+    parser.add_argument("-n", "--expname")
+    parser.add_argument("-p", "--expdir")
+    parser.add_argument("-e", "--past_exp")
+    parser.add_argument("-o", "--override")
+    parser.add_argument("-a", "--auto_resume", action="store_true")
+    parser.add_argument("--device")
+    parser.add_argument("--local_rank", "--local-rank", type=int, dest="local_rank")
+    parser.add_argument("--data-root", "--data_root", dest="data_root")
+    return parser
+
+
+def _user_config_overrides(override: str | None, config: dict) -> None:
+    """Apply the ``config.*`` parts of ``-o`` to our copy (s3prl applies all of ``-o`` again later)."""
+    if not override or override.lower() == "none":
+        return
+    from s3prl.utility.helper import override as s3prl_override
+
+    options = [o for o in override.split(",,") if o.strip().startswith("config.")]
+    if options:
+        s3prl_override(",,".join(options), Namespace(), config)
+
+
+def _task_config(task: Task, known: Namespace, expdir: Path) -> Path:
+    if not known.data_root:
+        raise SystemExit(f"run_downstream.py: -d {task.name} needs --data-root DIR (the folder holding "
+                         f"{task.dataset}/, or that folder itself); see docs/superb.md")
+    from learn2diss.downstream_runs.prepare import prepare
+
+    config = task.config()
+    _user_config_overrides(known.override, config)
+    prepare(task, known.data_root, expdir / "metadata", config)
+    path = expdir / f"learn2diss_{task.name}.yaml"
+    expdir.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def s3prl_arguments(argv: Sequence[str]) -> list[str]:
+    """Translate our command line into s3prl's (see the module docstring); may write the task config."""
+    known, rest = _pre_parser().parse_known_args(list(argv))
+    if known.local_rank is None and os.environ.get("LOCAL_RANK"):
+        known.local_rank = int(os.environ["LOCAL_RANK"])
+    if known.device is None:
+        import torch
+
+        known.device = "cuda" if torch.cuda.is_available() else "cpu"
+    task = TASKS.get((known.downstream or "").lower())
+    upstream_is_ours = (known.upstream or "").startswith("learn2diss_")
+    if known.upstream_feature_selection and upstream_is_ours:
+        from learn2diss.upstream.expert import check_feature_key
+
+        try:
+            check_feature_key(known.upstream_feature_selection)
+        except ValueError as err:
+            raise SystemExit(f"run_downstream.py: {err}") from None
+    new_experiment = known.mode == "train" and not known.past_exp
+    if new_experiment and task is not None and not known.config:
+        expdir = Path(known.expdir or f"result/downstream/{known.expname}")
+        known.config = str(_task_config(task, known, expdir))
+        known.downstream = task.downstream
+        if upstream_is_ours and not known.upstream_feature_selection:
+            known.upstream_feature_selection = task.feature_key
+    elif new_experiment and known.downstream and not known.config:
+        raise SystemExit(f"run_downstream.py: the s3prl package ships no config for -d {known.downstream}; "
+                         f"use one of our tasks ({', '.join(TASKS)}) with --data-root, or pass -c CONFIG")
+    elif task is not None:
+        known.downstream = task.downstream
+    out = list(rest)
+    for flag, value in (("-m", known.mode), ("-d", known.downstream), ("-c", known.config), ("-u", known.upstream),
+                        ("-s", known.upstream_feature_selection), ("-n", known.expname), ("-p", known.expdir),
+                        ("-e", known.past_exp), ("-o", known.override), ("--device", known.device),
+                        ("--local_rank", known.local_rank)):
+        if value is not None:
+            out += [flag, str(value)]
+    if known.auto_resume:
+        out.append("-a")
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run s3prl's ``run_downstream`` with ``argv`` (default: ``sys.argv[1:]``)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    arguments = s3prl_arguments(argv)
+    from learn2diss.downstream_runs import compat
+
+    compat.install(cache_dir())
+    import s3prl.hub
+
+    from learn2diss.upstream.hubconf import register
+
+    register(s3prl.hub)
+    from s3prl.run_downstream import main as s3prl_main
+
+    sys.argv = ["run_downstream.py", *arguments]
+    s3prl_main()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

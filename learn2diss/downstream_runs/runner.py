@@ -1,0 +1,237 @@
+"""Run SUPERB tasks with the protocol of paper Table 2 and collect their test metrics.
+
+Protocol (SUPERB, paper §4.1): the upstream is frozen, s3prl learns a weighted sum of the layers
+of the task's feature key and trains the task's head; only the learning rate is swept. For each
+task and learning rate one s3prl run goes to ``OUT/<task>/lr<LR>`` (ER: ``.../lr<LR>/fold<N>``):
+
+* training is launched, resumed from its last ``states-*.ckpt``, or skipped when
+  ``states-<total_steps>.ckpt`` exists;
+* evaluation: the best dev checkpoint on the test split (and on dev, to pick the learning rate);
+  ASV has no dev set: every saved checkpoint is scored on the test trials and the lowest EER is
+  kept (SUPERB's ``test_expdir.sh``), its ``test_predict.txt`` copied into the run folder;
+  ER is the mean over the five folds;
+* metrics are read from the lines s3prl prints, stored in ``learn2diss_result.json`` per run,
+  and the selected learning rate's numbers go to ``results/superb.csv`` (percentages).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from tqdm import tqdm
+
+from learn2diss.downstream_runs.tasks import Task
+from learn2diss.eval.results import ResultRow, append_rows, checkpoint_hash, write_atomic
+
+RESULT_FILE = "learn2diss_result.json"
+
+
+class RunError(RuntimeError):
+    """An s3prl run that failed or printed no metric; the message names its log."""
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What every run of one ``superb run`` invocation shares."""
+
+    upstream: str
+    checkpoint: str | None
+    data_root: Path
+    out: Path
+    override: str = ""  # extra s3prl -o options for training (e.g. a short smoke schedule)
+    device: str | None = None
+    feature_key: str | None = None  # None: the task's default key
+
+
+def feature_key(task: Task, spec: RunSpec) -> str:
+    """The key a run reads: ``-s`` if given, else the task's key for learn2diss upstreams, else hidden_states."""
+    if spec.feature_key:
+        return spec.feature_key
+    return task.feature_key if spec.upstream.startswith("learn2diss_") else "hidden_states"
+
+
+def default_lrs(task: Task) -> list[float]:
+    """The learning rate of the task config (s3prl's default), when no sweep is asked for."""
+    return [float(task.config()["optimizer"]["lr"])]
+
+
+def lr_dir(out: Path, task: Task, lr: float, fold: str | None = None) -> Path:
+    path = out / task.name / f"lr{lr:g}"
+    return path / fold if fold else path
+
+
+def _launch(arguments: list[str], log: Path) -> str:
+    """``python -m learn2diss.downstream_runs.launcher ARGS``; stdout returned, stdout+stderr kept in ``log``."""
+    command = [sys.executable, "-m", "learn2diss.downstream_runs.launcher", *arguments]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(log, f"$ {' '.join(command)}\n{result.stdout}\n--- stderr ---\n{result.stderr}")
+    if result.returncode != 0:
+        tail = "\n".join(result.stderr.strip().splitlines()[-15:])
+        raise RunError(f"s3prl run failed (exit {result.returncode}), log {log}:\n{tail}")
+    return result.stdout
+
+
+def _states(expdir: Path) -> list[Path]:
+    return sorted((Path(p) for p in glob.glob(str(expdir / "states-*.ckpt"))), key=lambda p: int(p.stem.split("-")[1]))
+
+
+def total_steps(expdir: Path) -> int | None:
+    """``runner.total_steps`` of the run, from the newest ``config_*.yaml`` s3prl wrote."""
+    configs = sorted(expdir.glob("config_*.yaml"))
+    if not configs:
+        return None
+    return int(yaml.safe_load(configs[-1].read_text())["runner"]["total_steps"])
+
+
+def training_finished(expdir: Path) -> bool:
+    steps = total_steps(expdir)
+    return steps is not None and (expdir / f"states-{steps}.ckpt").exists()
+
+
+def train(task: Task, spec: RunSpec, lr: float, fold: str | None) -> Path:
+    """Launch, resume or skip the training run of ``task`` at learning rate ``lr``."""
+    expdir = lr_dir(spec.out, task, lr, fold)
+    if training_finished(expdir):
+        return expdir
+    if _states(expdir):
+        arguments = ["-m", "train", "-e", str(expdir)]
+    else:
+        options = [f"config.optimizer.lr={lr!r}"]
+        if fold:
+            options.append(f"config.downstream_expert.datarc.test_fold='{fold}'")
+        if spec.override:
+            options.append(spec.override)
+        arguments = ["-m", "train", "-u", spec.upstream, "-d", task.name, "-p", str(expdir),
+                     "--data-root", str(spec.data_root), "-o", ",,".join(options)]
+        if spec.checkpoint:
+            arguments += ["-k", spec.checkpoint]
+        if spec.feature_key:
+            arguments += ["-s", spec.feature_key]
+    if spec.device:
+        arguments += ["--device", spec.device]
+    _launch(arguments, expdir / "learn2diss_train.log")
+    if not training_finished(expdir):
+        raise RunError(f"{expdir}: training ended without states-{total_steps(expdir)}.ckpt")
+    return expdir
+
+
+def parse_metrics(task: Task, split: str, stdout: str) -> dict[str, float]:
+    """The task's metrics printed for ``split`` (s3prl's raw scale)."""
+    found = {}
+    for metric in task.metrics:
+        matches = re.findall(metric.pattern(split), stdout, flags=re.MULTILINE)
+        if matches:
+            found[metric.name] = float(matches[-1])
+    return found
+
+
+def _evaluate(task: Task, spec: RunSpec, checkpoint: Path, split: str, expdir: Path, log: Path) -> dict[str, float]:
+    arguments = ["-m", "evaluate", "-e", str(checkpoint), "-t", split, "-o", f"args.expdir={expdir}"]
+    if spec.device:
+        arguments += ["--device", spec.device]
+    metrics = parse_metrics(task, split, _launch(arguments, log))
+    if task.metrics[0].name not in metrics:
+        raise RunError(f"{checkpoint}: s3prl printed no '{split} {task.metrics[0].key}' line; see {log}")
+    return metrics
+
+
+def evaluate(task: Task, spec: RunSpec, expdir: Path, need_dev: bool = True) -> dict:
+    """Score a finished run (cached in ``RESULT_FILE``): {"test": {...}, "dev": {...} or None, "checkpoint": ...}.
+
+    ``need_dev`` False skips the dev pass, which only serves to pick among several learning rates.
+    """
+    cached = expdir / RESULT_FILE
+    result = json.loads(cached.read_text()) if cached.exists() else None
+    if result is not None and (result["dev"] is not None or not need_dev):
+        return result
+    if task.dev_split is None:  # ASV: every checkpoint on the test trials, keep the best
+        scored = []
+        for state in _states(expdir):
+            folder = expdir / state.stem
+            metrics = _evaluate(task, spec, state, task.test_split, folder, folder / "learn2diss_evaluate.log")
+            scored.append((metrics, state, folder))
+        if not scored:
+            raise RunError(f"{expdir}: no states-*.ckpt to evaluate")
+        primary = task.metrics[0]
+        metrics, state, folder = (max if primary.higher_better else min)(scored, key=lambda s: s[0][primary.name])
+        shutil.copyfile(folder / "test_predict.txt", expdir / "test_predict.txt")
+        result = {"test": metrics, "dev": metrics, "checkpoint": str(state)}
+    else:
+        best = expdir / task.best_checkpoint
+        if not best.exists():
+            raise RunError(f"{expdir}: no {task.best_checkpoint}; the run never evaluated on {task.dev_split} "
+                           "(runner.eval_step larger than total_steps?)")
+        if result is None:
+            test = _evaluate(task, spec, best, task.test_split, expdir, expdir / "learn2diss_evaluate_test.log")
+            result = {"test": test, "dev": None, "checkpoint": str(best)}
+        if need_dev:
+            result["dev"] = _evaluate(task, spec, best, task.dev_split, expdir, expdir / "learn2diss_evaluate_dev.log")
+    write_atomic(cached, json.dumps(result, indent=1))
+    return result
+
+
+def run_task(task: Task, spec: RunSpec, lrs: list[float] | None = None) -> dict[float, dict]:
+    """Train and evaluate ``task`` at every learning rate; ER's per-lr result is the mean over its folds."""
+    results: dict[float, dict] = {}
+    lrs = lrs or default_lrs(task)
+    for lr in tqdm(lrs, desc=f"{task.name} learning rates", leave=False):
+        folds = task.folds or (None,)
+        per_fold = [evaluate(task, spec, train(task, spec, lr, fold), need_dev=len(lrs) > 1) for fold in folds]
+        mean = {split: None if per_fold[0][split] is None else
+                {name: sum(r[split][name] for r in per_fold) / len(per_fold) for name in per_fold[0][split]}
+                for split in ("test", "dev")}
+        results[lr] = {**mean, "runs": [r["checkpoint"] for r in per_fold]}
+    return results
+
+
+def select(task: Task, results: dict[float, dict]) -> float:
+    """The learning rate with the best dev value of the task's first metric (ASV: its test EER)."""
+    if len(results) == 1:
+        return next(iter(results))
+    primary = task.metrics[0]
+    key = lambda lr: results[lr]["dev"][primary.name]  # noqa: E731
+    return max(results, key=key) if primary.higher_better else min(results, key=key)
+
+
+def table_column(task: Task, metric_name: str, feature_key: str) -> str:
+    """The Table 2/5 column of a number: ``frame/PR``, ``utt/SID``, ``frame/SF-F1`` (the layers actually read)."""
+    from learn2diss.upstream.expert import FRAME_KEYS
+
+    prefix = "frame" if feature_key in FRAME_KEYS else "utt"
+    suffix = f"-{metric_name.upper()}" if len(task.metrics) > 1 else ""
+    return f"{prefix}/{task.title}{suffix}"
+
+
+def result_rows(task: Task, spec: RunSpec, results: dict[float, dict], model: str, variant: str = "") -> list[ResultRow]:
+    """Rows for ``results/superb.csv`` at the selected learning rate, as percentages."""
+    lr = select(task, results)
+    chosen = results[lr]
+    key = feature_key(task, spec)
+    details = f"lr={lr:g}; lrs={','.join(f'{x:g}' for x in results)}; runs={';'.join(chosen['runs'])}"
+    return [
+        ResultRow(eval="superb", model=model, variant=variant, dataset=task.dataset,
+                  condition=table_column(task, metric.name, key), metric=metric.name,
+                  value=chosen["test"][metric.name] * metric.scale, features=key,
+                  checkpoint=spec.checkpoint or "", config=spec.upstream,
+                  checkpoint_hash=checkpoint_hash(spec.checkpoint) if spec.checkpoint else "", details=details)
+        for metric in task.metrics if metric.name in chosen["test"]
+    ]
+
+
+def run(tasks: list[Task], spec: RunSpec, lrs: list[float] | None, results_csv: Path, model: str,
+        variant: str = "") -> list[ResultRow]:
+    """Run every task at every learning rate and merge the selected numbers into ``results_csv``."""
+    rows = []
+    for task in tqdm(tasks, desc="SUPERB tasks"):
+        rows += result_rows(task, spec, run_task(task, spec, lrs), model, variant)
+        append_rows(results_csv, rows)
+    return rows

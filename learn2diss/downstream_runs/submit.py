@@ -1,0 +1,189 @@
+"""SUPERB leaderboard packaging: the public-set ``predict.zip`` and a hidden-set model package.
+
+Public set: ``predict.zip`` holds ``predict/<task>_public/predict.<ext>`` for every task run (ER:
+``predict/er_fold<N>_public/predict.txt`` for all five folds, or none), the prediction files s3prl
+wrote on the test split (the layout of s3prl's ``submit/submit.py``, built here with ``zipfile``).
+The runs are taken at the learning rate recorded in ``results/superb.csv`` or, without it, the
+one with the best dev score among ``RUNS/<task>/lr*/``. Every member is checked before it is
+written: ``.ark`` lines ``<utterance> <tokens>``, KS/SID ``<file> <label>``, ASV
+``<pair> <score>`` with a finite score, IC csv with ``file_id,action,object,location``, ER
+``<file> <label>``.
+
+Hidden set: a folder with ``expert.py`` + ``hubconf.py`` (an s3prl upstream that imports the
+installed ``learn2diss`` package), the checkpoint (``config.yaml`` + ``model.safetensors``),
+``requirements.txt`` and a README, ready to upload as a SUPERB "pretrained model" repository.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+import shutil
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+from learn2diss.downstream_runs.runner import RESULT_FILE
+from learn2diss.downstream_runs.tasks import TASKS, Task
+
+
+class SubmissionError(ValueError):
+    """A prediction file that is missing or malformed; the message names it."""
+
+
+def _lines(path: Path, text: str) -> list[list[str]]:
+    """Whitespace-split lines; the first field (utterance, file or pair) must be unique."""
+    rows = [line.split() for line in text.splitlines() if line.strip()]
+    if not rows:
+        raise SubmissionError(f"{path}: empty prediction file")
+    seen: set[str] = set()
+    for n, row in enumerate(rows, 1):
+        if row[0] in seen:
+            raise SubmissionError(f"{path}:{n}: {row[0]!r} is listed twice")
+        seen.add(row[0])
+    return rows
+
+
+def _check_ark(path: Path, text: str) -> None:
+    _lines(path, text)  # '<utterance> <tokens...>'; a hypothesis may be empty
+
+
+def _check_label(path: Path, text: str) -> None:
+    for n, row in enumerate(_lines(path, text), 1):
+        if len(row) != 2:
+            raise SubmissionError(f"{path}:{n}: expected '<file> <label>', got {' '.join(row)!r}")
+
+
+def _check_score(path: Path, text: str) -> None:
+    for n, row in enumerate(_lines(path, text), 1):
+        try:
+            ok = len(row) == 2 and math.isfinite(float(row[1]))
+        except ValueError:
+            ok = False
+        if not ok:
+            raise SubmissionError(f"{path}:{n}: expected '<pair> <finite score>', got {' '.join(row)!r}")
+
+
+def _check_intent_csv(path: Path, text: str) -> None:
+    rows = list(csv.reader(io.StringIO(text)))
+    if not rows or any(len(row) != 4 for row in rows):
+        raise SubmissionError(f"{path}: expected 'file_id,action,object,location' rows")
+
+
+CHECKS: dict[str, Callable[[Path, str], None]] = {
+    "pr": _check_ark, "asr": _check_ark, "sf": _check_ark, "ks": _check_label, "sid": _check_label,
+    "asv": _check_score, "ic": _check_intent_csv, "er": _check_label,
+}
+
+
+def chosen_run(runs: Path, task: Task, results_csv: Path | None = None) -> Path:
+    """The ``RUNS/<task>/lr<LR>`` folder of the selected learning rate."""
+    if results_csv is not None and results_csv.exists():
+        from learn2diss.eval.results import read_rows
+
+        for row in read_rows(results_csv):
+            found = re.search(r"lr=([^;]+)", row.details)
+            same_task = row.condition.partition("/")[2].split("-")[0] == task.title
+            if row.eval == "superb" and same_task and found and (runs / task.name / f"lr{found[1]}").is_dir():
+                return runs / task.name / f"lr{found[1]}"
+    candidates = sorted((runs / task.name).glob("lr*"))
+    if not candidates:
+        raise SubmissionError(f"no runs of {task.name} under {runs / task.name}")
+    primary = task.metrics[0]
+
+    def dev_score(folder: Path) -> float:
+        files = [folder / RESULT_FILE] if not task.folds else [folder / fold / RESULT_FILE for fold in task.folds]
+        results = [json.loads(f.read_text()) for f in files if f.exists()]
+        values = [r["dev"][primary.name] for r in results if r["dev"] is not None]
+        if not values:
+            return -math.inf if primary.higher_better else math.inf
+        return sum(values) / len(values)
+
+    return (max if primary.higher_better else min)(candidates, key=dev_score)
+
+
+def prediction_members(runs: Path, tasks: list[Task], results_csv: Path | None = None) -> dict[str, Path]:
+    """Member name in predict.zip -> prediction file, for every task with a run; ER needs all five folds."""
+    members: dict[str, Path] = {}
+    for task in tasks:
+        if not (runs / task.name).is_dir():
+            continue
+        run = chosen_run(runs, task, results_csv)
+        for source, target in task.predictions.items():
+            for fold in task.folds or (None,):
+                folder = run / fold if fold else run
+                file = folder / source.format(fold=fold)
+                if not file.is_file():
+                    what = f"ER {fold}" if fold else task.title
+                    raise SubmissionError(f"missing {what} prediction file {file} (run the {what} evaluation; "
+                                          f"{'ER is scored only with all five folds' if fold else 'see docs/superb.md'})")
+                members[f"predict/{target.format(fold=fold)}"] = file
+    if not members:
+        raise SubmissionError(f"no task runs under {runs} (expected {', '.join(f'{t}/' for t in TASKS)})")
+    return members
+
+
+def build_predict_zip(runs: str | Path, out: str | Path, tasks: list[Task] | None = None,
+                      results_csv: str | Path | None = None) -> Path:
+    """Write ``OUT/predict.zip`` (atomically) from the run folders; returns its path."""
+    runs, out = Path(runs), Path(out)
+    members = prediction_members(runs, tasks or list(TASKS.values()), Path(results_csv) if results_csv else None)
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / "predict.zip"
+    tmp = out / ".predict.zip.tmp"
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, file in sorted(members.items()):
+            text = file.read_text(encoding="utf-8")
+            task = name.split("/")[1].removesuffix("_public")
+            CHECKS["er" if task.startswith("er_fold") else {"sv": "asv"}.get(task, task)](file, text)
+            archive.writestr(name, text)
+    tmp.replace(target)
+    return target
+
+
+_HIDDEN_EXPERT = '''"""SUPERB hidden-set upstream: the learn2diss expert on the checkpoint in this folder."""
+
+from pathlib import Path
+
+from learn2diss.upstream.expert import UpstreamExpert as _Expert
+
+
+class UpstreamExpert(_Expert):
+    def __init__(self, ckpt=None, model_config=None, **kwargs):
+        super().__init__(ckpt or Path(__file__).parent / "checkpoint", model_config, **kwargs)
+'''
+
+_HIDDEN_HUBCONF = '''from expert import UpstreamExpert as _UpstreamExpert
+
+
+def learn2diss(ckpt=None, *args, **kwargs):
+    return _UpstreamExpert(ckpt, *args, **kwargs)
+'''
+
+
+def build_model_package(checkpoint: str | Path, out: str | Path) -> Path:
+    """``OUT/model_package``: expert + hubconf + checkpoint + requirements, for a hidden-set upload."""
+    from learn2diss.upstream.checkpoints import load_model
+
+    checkpoint = Path(checkpoint)
+    model = load_model(checkpoint)  # refuses a broken checkpoint before anything is written
+    package = Path(out) / "model_package"
+    tmp = Path(out) / ".model_package.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(checkpoint, tmp / "checkpoint")
+    (tmp / "expert.py").write_text(_HIDDEN_EXPERT)
+    (tmp / "hubconf.py").write_text(_HIDDEN_HUBCONF)
+    from importlib.metadata import version
+
+    (tmp / "requirements.txt").write_text(f"learn2diss=={version('learn2diss')}\n")
+    (tmp / "README.md").write_text(
+        f"# learn2diss upstream for SUPERB\n\nCheckpoint: {model.config.parent.kind} parent, "
+        f"{model.config.frame.num_frozen_layers} frozen layers. Keys: hidden_states (frame layers), "
+        "utt_hidden_states (utterance layers), task keys pr asr ks ic sf (frame) and sid asv er (utterance).\n"
+    )
+    shutil.rmtree(package, ignore_errors=True)
+    tmp.replace(package)
+    return package

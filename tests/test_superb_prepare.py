@@ -1,0 +1,142 @@
+"""Dataset layout checks, generated task metadata, the s3prl compatibility fixes and the launcher's argument rules."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from superb_fixtures import make_librispeech, make_voxceleb1, tone
+
+from learn2diss.downstream_runs import compat
+from learn2diss.downstream_runs.ctc_corpus import LibriPhoneDataset
+from learn2diss.downstream_runs.launcher import s3prl_arguments
+from learn2diss.downstream_runs.prepare import LayoutError, prepare, write_iemocap_folds
+from learn2diss.downstream_runs.tasks import TASKS, parse_tasks
+
+
+def test_every_task_config_is_complete_s3prl_schema() -> None:
+    for task in TASKS.values():
+        config = task.config()
+        assert {"runner", "optimizer", "downstream_expert"} <= set(config), task.name
+        assert config["runner"]["total_steps"] > 0 and config["optimizer"]["lr"] > 0
+    assert [t.name for t in parse_tasks("all")] == ["pr", "asr", "ks", "ic", "sf", "sid", "asv", "er"]
+    with pytest.raises(ValueError, match="unknown SUPERB task 'asvv'; choose from pr, asr"):
+        parse_tasks("sid,asvv")
+
+
+def test_voxceleb_layout_names_the_first_missing_file(tmp_path) -> None:
+    root = make_voxceleb1(tmp_path / "VoxCeleb1")
+    (root / "test" / "wav" / "id10002" / "vidT" / "00002.wav").unlink()
+    with pytest.raises(LayoutError, match=r"listed in veri_test2.txt: .*test/wav/id10002/vidT/00002.wav"):
+        prepare(TASKS["asv"], tmp_path, tmp_path / "meta", TASKS["asv"].config())
+    (root / "iden_split.txt").unlink()
+    with pytest.raises(LayoutError, match=r"missing VoxCeleb1 list: .*VoxCeleb1/iden_split.txt"):
+        prepare(TASKS["sid"], root, tmp_path / "meta", TASKS["sid"].config())
+
+
+def test_asv_metadata(tmp_path) -> None:
+    make_voxceleb1(tmp_path / "VoxCeleb1")
+    config = prepare(TASKS["asv"], tmp_path, tmp_path / "meta", TASKS["asv"].config())
+    datarc = config["downstream_expert"]["datarc"]
+    assert datarc["test_meta_data"] == str(tmp_path / "VoxCeleb1" / "veri_test2.txt")
+    assert Path(datarc["train_meta_data"]).read_text().split() == ["id10001", "id10002", "id10003"]
+    trials = [line.split() for line in Path(datarc["dev_meta_data"]).read_text().splitlines()]
+    assert {t[0] for t in trials} == {"0", "1"}
+    assert all((tmp_path / "VoxCeleb1" / "dev" / "wav" / t[i]).exists() for t in trials for i in (1, 2))
+    assert all((t[1].split("/")[0] == t[2].split("/")[0]) == (t[0] == "1") for t in trials)
+
+
+def test_librispeech_and_lexicon_checks(tmp_path) -> None:
+    root = make_librispeech(tmp_path / "LibriSpeech")
+    config = prepare(TASKS["asr"], tmp_path, tmp_path / "meta", TASKS["asr"].config())
+    datarc = config["downstream_expert"]["datarc"]
+    table = (tmp_path / "meta" / "len_for_bucket" / "test-clean.csv").read_text().splitlines()
+    assert table[0] == ",file_path,length,label" and table[1].split(",")[1].startswith("test-clean/19/198/")
+    assert int(table[1].split(",")[2]) == int(0.6 * 16000)
+    counts = [(line.split()[0], int(line.split()[1])) for line in Path(datarc["dict_path"]).read_text().splitlines()]
+    assert {s for s, _ in counts} == set("ABCDEFGHIJKLMNOPQRSTUVWXYZ'|")
+    assert dict(counts)["|"] == 4 and dict(counts)["L"] == 3 and dict(counts)["Q"] == 0  # HELLO WORLD, SPEECH TEST
+    assert [c for _, c in counts] == sorted((c for _, c in counts), reverse=True)
+    (root / "librispeech-lexicon.txt").unlink()
+    with pytest.raises(LayoutError, match=r"missing PR lexicon .*LibriSpeech/librispeech-lexicon.txt"):
+        prepare(TASKS["pr"], tmp_path, tmp_path / "meta", TASKS["pr"].config())
+    (root / "dev-clean" / "19" / "198" / "19-198-0001.flac").unlink()
+    with pytest.raises(LayoutError, match=r"audio listed in 19-198.trans.txt: .*dev-clean/19/198/19-198-0001.flac"):
+        prepare(TASKS["asr"], tmp_path, tmp_path / "meta", TASKS["asr"].config())
+
+
+def test_libriphone_corpus_reader(tmp_path) -> None:
+    from s3prl.downstream.ctc.text import load_text_encoder
+
+    root = make_librispeech(tmp_path / "LibriSpeech")
+    config = prepare(TASKS["pr"], tmp_path, tmp_path / "meta", TASKS["pr"].config())
+    tokenizer = load_text_encoder(**config["downstream_expert"]["text"])
+    corpus = config["downstream_expert"]["corpus"]
+    single = LibriPhoneDataset(["test-clean"], tokenizer, 1, corpus["path"], corpus["lexicon"])
+    assert len(single) == 2
+    path, ids = single[0]  # sorted by label length: SPEECH TEST (8 phones) before HELLO WORLD (8) is a tie
+    assert path.parent == root / "test-clean" / "19" / "198"
+    assert tokenizer.decode(ids).split() in (["S", "P", "IY1", "CH", "T", "EH1", "S", "T"],
+                                             ["HH", "AH0", "L", "OW1", "W", "ER1", "L", "D"])
+    bucket = LibriPhoneDataset(["train-clean-100"], tokenizer, 2, corpus["path"], corpus["lexicon"])
+    assert len(bucket[1]) == 2  # a bucket of 2 utterances, clipped at the end
+
+
+def test_iemocap_folds(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    for n in range(1, 6):
+        session = tmp_path / f"Session{n}"
+        lines = []
+        for i, emotion in enumerate(("neu", "exc", "fru", "sad")):
+            uid = f"Ses0{n}F_impro01_F00{i}"
+            path = session / "sentences" / "wav" / f"Ses0{n}F_impro01" / f"{uid}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sf.write(path, tone(0.3, 150, rng), 16000)
+            lines.append(f"[1.0 - 2.0]\t{uid}\t{emotion}\t[2.5, 2.5, 2.5]")
+        (session / "dialog" / "EmoEvaluation").mkdir(parents=True)
+        (session / "dialog" / "EmoEvaluation" / f"Ses0{n}F_impro01.txt").write_text("% header\n" + "\n".join(lines))
+    out = write_iemocap_folds(tmp_path, tmp_path / "meta")
+    test = json.loads((out / "Session3" / "test_meta_data.json").read_text())
+    train = json.loads((out / "Session3" / "train_meta_data.json").read_text())
+    assert test["labels"] == {"neu": 0, "hap": 1, "ang": 2, "sad": 3}
+    assert [item["label"] for item in test["meta_data"]] == ["neu", "hap", "sad"]  # exc -> hap, fru dropped
+    assert all(item["path"].startswith("Session3/") for item in test["meta_data"])
+    assert len(train["meta_data"]) == 12 and not any(i["path"].startswith("Session3/") for i in train["meta_data"])
+    shutil.rmtree(tmp_path / "Session5" / "dialog")
+    with pytest.raises(LayoutError, match="missing IEMOCAP label folder: .*Session5/dialog/EmoEvaluation"):
+        write_iemocap_folds(tmp_path, tmp_path / "meta")
+
+
+def test_sox_effects_stand_in(tmp_path) -> None:
+    t = np.arange(8000) / 8000
+    stereo = np.stack([0.5 * np.sin(2 * np.pi * 200 * t), 0.1 * np.sin(2 * np.pi * 200 * t)], axis=1)
+    sf.write(tmp_path / "stereo8k.wav", stereo.astype(np.float32), 8000)
+    wav, rate = compat.apply_effects_file(tmp_path / "stereo8k.wav", [["channels", "1"], ["rate", "16000"], ["gain", "-3.0"]])
+    assert rate == 16000 and wav.shape == (1, 16000)
+    assert float(wav.abs().max()) == pytest.approx(0.3 * 10 ** (-3 / 20), rel=0.02)  # mean of channels, -3 dB
+    loaded, rate = compat.load_audio(tmp_path / "stereo8k.wav")
+    assert rate == 16000 and loaded.shape == (1, 16000)
+    if shutil.which("sox") is None:
+        pytest.skip("the sox program is not installed (apt-get install sox)")
+    padded = np.concatenate([np.zeros(8000), 0.5 * np.sin(2 * np.pi * 200 * np.arange(16000) / 16000)])
+    sf.write(tmp_path / "silence.wav", padded.astype(np.float32), 16000)
+    vad = [["channels", "1"], ["rate", "16000"], ["gain", "-3.0"], ["silence", "1", "0.1", "0.1%", "-1", "0.1", "0.1%"]]
+    trimmed, _ = compat.apply_effects_file(tmp_path / "silence.wav", vad)
+    assert 15000 <= trimmed.shape[1] <= 16500  # the 0.5 s of leading silence is gone
+
+
+def test_launcher_argument_rules(tmp_path, monkeypatch) -> None:
+    with pytest.raises(SystemExit, match="ships no config for -d voxceleb1"):
+        s3prl_arguments(["-m", "train", "-u", "wavlm", "-d", "voxceleb1", "-n", "x"])
+    with pytest.raises(SystemExit, match="-d asv needs --data-root"):
+        s3prl_arguments(["-m", "train", "-u", "learn2diss_local", "-k", "ckpt", "-d", "asv", "-p", str(tmp_path / "x")])
+    args = s3prl_arguments(["-m", "evaluate", "-e", "run/dev-best.ckpt", "--local-rank=1", "-t", "test"])
+    assert args[args.index("--local_rank") + 1] == "1" and args[args.index("-e") + 1] == "run/dev-best.ckpt"
+    assert args[args.index("-t") + 1] == "test" and "--local-rank=1" not in args
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    args = s3prl_arguments(["-m", "evaluate", "-e", "run/dev-best.ckpt", "--device", "cpu"])
+    assert args[args.index("--local_rank") + 1] == "3" and args[args.index("--device") + 1] == "cpu"
