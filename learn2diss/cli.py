@@ -29,6 +29,8 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("eval", "probes"), "learn2diss.eval.commands.probes", "linear speaker-ID and phone probes of both encoders"),
     (("eval", "ctc"), "learn2diss.eval.commands.ctc", "CTC fine-tuning on letters + 4-gram decoding, WER (Tables 4, 7)"),
     (("tables",), "learn2diss.eval.commands.tables", "regenerate the paper's Tables 2-8 beside your results"),
+    (("superb", "run"), "learn2diss.downstream_runs.commands.superb_run", "run SUPERB tasks with s3prl, collect Table 2"),
+    (("superb", "submit"), "learn2diss.downstream_runs.commands.superb_submit", "build the SUPERB predict.zip and model package"),
 ]
 
 
