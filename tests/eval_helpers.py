@@ -27,9 +27,9 @@ def tiny_50hz_config(num_frozen_layers: int = 1) -> ModelConfig:
     )
 
 
-def tiny_checkpoint(directory: Path, seed: int = 0) -> Path:
+def tiny_checkpoint(directory: Path, seed: int = 0, extra: dict | None = None) -> Path:
     torch.manual_seed(seed)
-    return save_model(Learn2Diss(tiny_50hz_config()), directory)
+    return save_model(Learn2Diss(tiny_50hz_config()), directory, extra=extra)
 
 
 def write_librispeech(root: Path, speakers: dict[str, list[str]], seconds: float = 1.0, seed: int = 0) -> dict[str, Path]:

@@ -235,13 +235,14 @@ def test_abx_command_with_checkpoint(tmp_path):
     from learn2diss.eval.results import read_rows
 
     item = tiny_abx_corpus(tmp_path / "audio")
-    ckpt = tiny_checkpoint(tmp_path / "my-ckpt")
+    ckpt = tiny_checkpoint(tmp_path / "my-ckpt", extra={"run": "/runs/l2d_h12", "step": 100})
     args = ["eval", "abx", "--ckpt", str(ckpt), "--item", str(item), "--audio", str(tmp_path / "audio"),
             "--features", "frame:last", "--results", str(tmp_path / "results"), "--work-dir", str(tmp_path / "work")]
     assert main(args) == 0
     rows = {r.condition: r for r in read_rows(tmp_path / "results" / "abx.csv")}
     assert set(rows) == {"within", "across"}
     assert all(0.0 <= r.value <= 100.0 and r.model == "my-ckpt" and len(r.checkpoint_hash) == 12 for r in rows.values())
+    assert rows["within"].config == "l2d_h12@100"  # provenance from the exported checkpoint's run and step
     cached = np.load(tmp_path / "work" / "features" / "my-ckpt" / "tiny" / "frame_last" / "11-100-0000.npy")
     assert cached.shape == (49, 32)  # 50 Hz frames of 1 s of audio
 

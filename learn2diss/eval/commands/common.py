@@ -61,6 +61,8 @@ def open_source(args: argparse.Namespace) -> ModelSource:
         meta = yaml.safe_load((args.ckpt / "config.yaml").read_text()) or {}
         extra = meta.get("extra") or {}
         config = str(extra.get("config") or extra.get("config_name") or "")
+        if not config and extra.get("run"):  # `learn2diss export` records the pretraining run and its step
+            config = Path(str(extra["run"])).name + (f"@{extra['step']}" if "step" in extra else "")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     return ModelSource(args.model_name or args.ckpt.name, str(args.ckpt), checkpoint_hash(args.ckpt), config, model,
                        device)
