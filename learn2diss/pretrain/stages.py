@@ -41,6 +41,7 @@ from learn2diss.data.batching import (
 )
 from learn2diss.data.manifest import Manifest
 from learn2diss.pretrain.club import GaussianCLUBNetwork
+from learn2diss.pretrain.config import JointConfig
 from learn2diss.pretrain.ddp import DistributedContext, barrier
 from learn2diss.pretrain.extract import iterate_batches, map_utterances, read_chunks
 from learn2diss.pretrain.losses import club_nll, club_upper_bound
@@ -59,7 +60,8 @@ from learn2diss.upstream.checkpoints import import_parent, load_model, save_mode
 from learn2diss.upstream.config import ModelConfig
 from learn2diss.upstream.model import SAMPLE_RATE, Learn2Diss
 
-__all__ = ["STAGES", "Run", "prepare_run", "run_stage", "joint_model_config", "StageError"]
+__all__ = ["STAGES", "Run", "prepare_run", "run_stage", "joint_model_config", "joint_loss", "layer_features",
+           "StageError"]
 
 STAGES = ("frame-targets", "utt-simclr", "utt-targets", "joint")
 _NEEDS = {"utt-simclr": (), "frame-targets": (), "utt-targets": ("utt-simclr",),
@@ -188,7 +190,7 @@ def _init_model(run: Run) -> Learn2Diss:
     return load_model(run.out / "init").to(run.ctx.device)
 
 
-def _layer_features(model: Learn2Diss, wav: Tensor, lengths: Tensor, layer: int) -> tuple[Tensor, Tensor]:
+def layer_features(model: Learn2Diss, wav: Tensor, lengths: Tensor, layer: int) -> tuple[Tensor, Tensor]:
     """frame_hidden_states[layer] of the inference path (0 = input of layer 1), and the frame lengths."""
     features = model.extract(wav, lengths)
     if layer < len(features.hidden_states):
@@ -215,7 +217,7 @@ def frame_targets(run: Run) -> None:
         with torch.no_grad(), run.autocast():
             for _, wav, lengths in iterate_batches(run.manifest, take, batch_samples, longest,
                                                    run.config.data.num_workers, run.ctx.device):
-                h, n = _layer_features(model, wav, lengths, cfg.layer)
+                h, n = layer_features(model, wav, lengths, cfg.layer)
                 chunks += [h[b, : int(n[b])].float().cpu().numpy() for b in range(h.shape[0])]
         x = np.concatenate(chunks)
         if len(x) > cfg.fit_max_frames:
@@ -230,7 +232,7 @@ def frame_targets(run: Run) -> None:
     @torch.no_grad()
     def label(wav: Tensor, lengths: Tensor) -> list[np.ndarray]:
         with run.autocast():
-            h, n = _layer_features(model, wav, lengths, cfg.layer)
+            h, n = layer_features(model, wav, lengths, cfg.layer)
         labels = assign(h.flatten(0, 1), centroids).view(h.shape[:2]).cpu().numpy()
         return [labels[b, : int(n[b])] for b in range(len(labels))]
 
@@ -369,8 +371,14 @@ def joint_model_config(config: Config, num_utterance_clusters: int) -> ModelConf
     return dataclasses.replace(config.model, utterance=utterance)
 
 
-def _joint_loss(run: Run, q: GaussianCLUBNetwork, q_train: torch.nn.Module, q_opt: torch.optim.Optimizer):
-    joint = run.config.joint
+def joint_loss(
+    joint: JointConfig, q: GaussianCLUBNetwork, q_train: torch.nn.Module, q_opt: torch.optim.Optimizer
+) -> Callable[[dict[str, Tensor], int], tuple[Tensor, dict[str, Tensor]]]:
+    """The loss of the joint stage: ``club.inner_steps`` NLL steps of q_phi (eq. 2), then L_total (eq. 10).
+
+    ``q_train`` is ``q`` or its DDP wrapper (used for the NLL steps); the CLUB estimate uses q_phi's
+    current weights without gradient into them, so L_MI trains only the encoders.
+    """
     club = joint.club
 
     def loss(out: dict[str, Tensor], step: int) -> tuple[Tensor, dict[str, Tensor]]:
@@ -428,7 +436,7 @@ def joint(run: Run) -> None:
         optimizers={"frame": (make_adam(model.frame_parameters(), cfg.frame_optimizer), cfg.frame_optimizer),
                     "utterance": (make_adam(model.utterance_parameters(), cfg.utterance_optimizer),
                                   cfg.utterance_optimizer)},
-        loss=_joint_loss(run, q, q_train, q_opt), steps=cfg.steps, grad_accum=cfg.grad_accum,
+        loss=joint_loss(cfg, q, q_train, q_opt), steps=cfg.steps, grad_accum=cfg.grad_accum,
         extra_modules={"q_phi": q}, extra_optimizers={"q_phi": (q_opt, club.optimizer)},
     )
     frame_labels = FrameLabels(run.dir("frame-targets"))

@@ -134,6 +134,20 @@ def _grad_norm(optimizer: torch.optim.Optimizer, clip: float) -> Tensor:
     return torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else math.inf)
 
 
+def _check_replicas(ctx: DistributedContext, modules: list[nn.Module], step: int) -> None:
+    """Before a checkpoint: every rank must hold the same weights (a cheap checksum; DDP keeps them equal)."""
+    if not ctx.distributed:
+        return
+    import torch.distributed as dist
+
+    total = sum(p.detach().double().sum() for m in modules for p in m.parameters()).to(ctx.device).reshape(1)
+    low, high = total.clone(), total.clone()
+    dist.all_reduce(low, op=dist.ReduceOp.MIN)
+    dist.all_reduce(high, op=dist.ReduceOp.MAX)
+    if not torch.equal(low, high):
+        raise RuntimeError(f"step {step}: the weights differ between processes ({low.item()} vs {high.item()})")
+
+
 class _Logger:
     """Rank-0 TensorBoard + metrics.jsonl writer; averages scalars over the steps since the last write."""
 
@@ -276,6 +290,7 @@ def train(
             bar.set_postfix(loss=f"{means['loss/total']:.3f}", audio_s_per_s=f"{means['throughput/audio_seconds_per_second']:.0f}")
             seconds, tic = 0.0, time.perf_counter()
         if done % train_cfg.checkpoint_every == 0 or done == stage.steps:
+            _check_replicas(ctx, [stage.model, *stage.extra_modules.values()], done)
             last_path = ckpt_dir / f"step_{done:07d}.pt"
             if ctx.is_main:
                 save_checkpoint(last_path, {

@@ -1,0 +1,134 @@
+"""Trainer behaviour: the paper's LR schedule, NaN/inf steps skipped and counted, the joint loss falls on a fixed
+batch, unknown config keys are named."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+
+import numpy as np
+import pytest
+import torch
+from pretrain_helpers import CONFIG
+from torch import nn
+
+from learn2diss.config import ConfigError, load_config
+from learn2diss.data.batching import Batch, collate, frames_for_samples
+from learn2diss.pretrain.club import GaussianCLUBNetwork
+from learn2diss.pretrain.config import OptimizerConfig
+from learn2diss.pretrain.ddp import DistributedContext
+from learn2diss.pretrain.objectives import JointObjective
+from learn2diss.pretrain.stages import joint_loss
+from learn2diss.pretrain.trainer import NonFiniteLossError, TrainingStage, lr_at, make_adam, train
+from learn2diss.upstream.model import Learn2Diss
+
+CPU = DistributedContext(0, 0, 1, torch.device("cpu"))
+
+
+def test_frame_encoder_schedule_of_the_paper():
+    cfg = load_config(CONFIG.parents[0] / "l2d_w12.yaml").joint.frame_optimizer
+    assert lr_at(cfg, 0, 100_000) == pytest.approx(1e-6)
+    assert lr_at(cfg, 5_000, 100_000) == pytest.approx((1e-6 + 1e-4) / 2)
+    assert lr_at(cfg, 10_000, 100_000) == pytest.approx(1e-4)
+    assert lr_at(cfg, 55_000, 100_000) == pytest.approx((1e-4 + 1e-6) / 2)
+    assert lr_at(cfg, 100_000, 100_000) == pytest.approx(1e-6)
+
+
+def test_unknown_config_key_is_named(tmp_path):
+    text = CONFIG.read_text().replace("    inner_steps: 2\n", "    inner_steps: 2\n    lambda: 0.1\n")
+    (tmp_path / "c.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) joint\.club\.lambda"):
+        load_config(tmp_path / "c.yaml")
+    with pytest.raises(ConfigError, match="joint.pseudo_con.temprature"):
+        load_config(CONFIG, ["joint.pseudo_con.temprature=0.2"])
+
+
+class _Toy(nn.Module):
+    """Loss = weight . batch mean; NaN on the batches listed in ``poisoned``."""
+
+    def __init__(self, poisoned: set[int]) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(3))
+        self.poisoned = poisoned
+
+    def forward(self, batch: Batch, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        loss = (self.weight * batch.waveforms.mean(0)).sum()
+        return {"x": loss * float("nan") if batch.index in self.poisoned else loss}
+
+
+def _toy_batches(position: tuple[int, int]):
+    for index in itertools.count(position[1]):
+        wav = torch.full((2, 3), 1.0)
+        yield Batch(wav, torch.tensor([3, 3]), None, None, torch.zeros(2, 2, dtype=torch.long),
+                    torch.zeros(2, dtype=torch.bool), torch.tensor([0, 1]), 0, index)
+
+
+def _toy_stage(poisoned: set[int], steps: int) -> tuple[TrainingStage, _Toy]:
+    toy = _Toy(poisoned)
+    opt_cfg = OptimizerConfig(lr=0.1, schedule="constant", initial_lr=0.1, final_lr=0.1, warmup_steps=0,
+                              betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, clip_grad_norm=0.0)
+    stage = TrainingStage("toy", toy, toy, {"main": (make_adam(list(toy.parameters()), opt_cfg), opt_cfg)},
+                          loss=lambda out, step: (out["x"], {"x": out["x"]}), steps=steps, grad_accum=1)
+    return stage, toy
+
+
+def test_nonfinite_steps_are_skipped_counted_then_abort(tmp_path):
+    train_cfg = dataclasses.replace(load_config(CONFIG).train, max_nonfinite_steps=2, checkpoint_every=100)
+    stage, toy = _toy_stage({1, 3}, steps=5)
+    weights = []
+    original_step = stage.optimizers["main"][0].step
+
+    def record_step(*args, **kwargs):
+        weights.append(toy.weight.detach().clone())
+        return original_step(*args, **kwargs)
+
+    stage.optimizers["main"][0].step = record_step
+    train(stage, _toy_batches, tmp_path / "a", tmp_path / "tb", train_cfg, CPU, resume=False)
+    assert len(weights) == 3  # 5 steps, 2 skipped
+    assert torch.isfinite(toy.weight).all()
+    metrics = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["train/nonfinite_steps"] for m in metrics] == [0, 1, 1, 2, 2]
+
+    stage, _ = _toy_stage({0, 1, 2}, steps=5)
+    with pytest.raises(NonFiniteLossError, match="max_nonfinite_steps = 2"):
+        train(stage, _toy_batches, tmp_path / "b", tmp_path / "tb", train_cfg, CPU, resume=False)
+
+
+def _fixed_batch(config, num_targets_k: int, num_targets_q: int) -> Batch:
+    rng = np.random.default_rng(0)
+    conv = config.model.parent.conv_layers
+    items = []
+    for i, seconds in enumerate([1.3, 1.1, 1.2]):
+        n = int(16000 * seconds)
+        t = np.arange(n) / 16000
+        wav = (0.3 * np.sin(2 * np.pi * (150 + 60 * i) * t) + 0.03 * rng.standard_normal(n)).astype(np.float32)
+        frames = frames_for_samples(n, conv)
+        items.append({"wav": wav, "utt": i, "epoch": 0, "batch": 0,
+                      "frame_labels": (np.arange(frames) // 7 + i) % num_targets_k, "utt_label": i % num_targets_q})
+    return collate(items, conv, segment_frames=25, seed=0)
+
+
+def test_total_loss_falls_on_a_fixed_batch():
+    config = load_config(CONFIG)
+    torch.manual_seed(0)
+    model = Learn2Diss(config.model).train()
+    joint = config.joint
+    batch = _fixed_batch(config, config.model.frame.num_targets, config.model.utterance.num_targets)
+    q = GaussianCLUBNetwork(16, 32, joint.club.hidden_dim)
+    q_opt = make_adam(list(q.parameters()), joint.club.optimizer)
+    loss_fn = joint_loss(joint, q, q, q_opt)
+    objective = JointObjective(model, joint, segment_frames=25)
+    frame_opt = make_adam(model.frame_parameters(), dataclasses.replace(joint.frame_optimizer, lr=1e-3))
+    utt_opt = make_adam(model.utterance_parameters(), joint.utterance_optimizer)
+    totals = []
+    for step in range(50):
+        out = objective(batch, torch.Generator().manual_seed(step % 3))
+        total, terms = loss_fn(out, step)
+        assert all(torch.isfinite(v) for v in terms.values())
+        total.backward()
+        for opt in (frame_opt, utt_opt):
+            opt.step()
+            opt.zero_grad()
+        totals.append(total.item())
+    assert np.mean(totals[-5:]) < 0.8 * np.mean(totals[:5]), totals
