@@ -120,7 +120,8 @@ def _hashed_speakers() -> tuple[list[str], list[str]]:
 
 def run_downstream(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
     """``python run_downstream.py ARGS`` in a subprocess (s3prl changes global state), output captured."""
-    env = {**os.environ, "LEARN2DISS_CACHE": str(cwd / "cache"), "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "2"}
+    env = {**os.environ, "LEARN2DISS_CACHE": str(cwd / "cache"), "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "2",
+           "LEARN2DISS_S3PRL_JOBS": "1"}
     result = subprocess.run([sys.executable, str(REPO / "run_downstream.py"), *args], cwd=cwd, env=env,
                             capture_output=True, text=True, timeout=timeout)
     if result.returncode != 0:

@@ -13,7 +13,8 @@ Each function fixes one known trap (``/work/shared/research/s3prl.md`` §3.2, §
 * the PR/SF corpus readers (``s3prl.downstream.ctc.corpus``) are missing from the wheel:
   :mod:`learn2diss.downstream_runs.ctc_corpus` provides them;
 * SID and ASV cache file lists inside the s3prl package folder, so a cache made for one dataset
-  is silently reused for another: the caches are kept per data root under ``cache_dir``;
+  is silently reused for another: the caches are kept per data root under ``cache_dir``
+  (ASV's VAD pass also runs on :func:`vad_jobs` processes instead of a fixed 12);
 * ASV moves an attention mask to CUDA unconditionally: on CPU runs that move is a no-op.
 """
 
@@ -27,6 +28,7 @@ import importlib
 import importlib.util
 import inspect
 import io
+import os
 import shutil
 import subprocess
 import sys
@@ -155,7 +157,7 @@ def cache_folder(cache_dir: Path, task: str, *keys: object) -> Path:
 
 
 def _before_init(cls: type, before: Callable[[dict[str, object]], None]) -> None:
-    """Run ``before(arguments by name)`` ahead of ``cls.__init__``."""
+    """Run ``before(arguments by name, defaults filled in)`` ahead of ``cls.__init__``; it may change them."""
     original = cls.__init__
     if getattr(original, "_learn2diss_wrapped", False):
         return
@@ -163,15 +165,24 @@ def _before_init(cls: type, before: Callable[[dict[str, object]], None]) -> None
 
     @functools.wraps(original)
     def __init__(self: object, *args: object, **kwargs: object) -> None:
-        before(signature.bind(self, *args, **kwargs).arguments)
-        original(self, *args, **kwargs)
+        bound = signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        before(bound.arguments)  # may change arguments
+        original(*bound.args, **bound.kwargs)
 
     __init__._learn2diss_wrapped = True
     cls.__init__ = __init__
 
 
+def vad_jobs() -> int:
+    """Processes for ASV's one-time VAD pass over the training audio (s3prl: always 12):
+    ``$LEARN2DISS_S3PRL_JOBS``, default the CPU count up to 12; 1 runs it in this process."""
+    return int(os.environ.get("LEARN2DISS_S3PRL_JOBS") or min(12, os.cpu_count() or 1))
+
+
 def redirect_dataset_caches(cache_dir: Path) -> None:
-    """Keep SID's file-list cache and ASV's VAD-length cache per data root, outside site-packages."""
+    """Keep SID's file-list cache and ASV's VAD-length cache per data root, outside site-packages;
+    ASV's VAD pass uses :func:`vad_jobs` processes."""
     sid = importlib.import_module("s3prl.downstream.voxceleb1.dataset")
     asv = importlib.import_module("s3prl.downstream.sv_voxceleb1.dataset")
 
@@ -185,6 +196,7 @@ def redirect_dataset_caches(cache_dir: Path) -> None:
         folder = cache_folder(cache_dir, "asv", *arguments["file_path"], vad.get("min_sec") if isinstance(vad, dict) else vad)
         folder.mkdir(parents=True, exist_ok=True)
         asv.__file__ = str(folder / "dataset.py")
+        arguments["n_jobs"] = vad_jobs()
 
     _before_init(sid.SpeakerClassifiDataset, sid_cache)
     _before_init(asv.SpeakerVerifi_train, asv_cache)
