@@ -10,6 +10,7 @@ from superb_fixtures import make_checkpoint, make_speech_commands, make_voxceleb
 
 from learn2diss.cli import main as cli
 from learn2diss.eval.results import read_rows
+from learn2diss.eval.tables import render_tables
 
 SMOKE = "config.runner.total_steps=2,,config.runner.log_step=1,,config.runner.gradient_accumulate_steps=1"
 SMOKE_ASV = (f"{SMOKE},,config.runner.save_step=2,,config.downstream_expert.datarc.train_batch_size=2,,"
@@ -48,6 +49,9 @@ def test_asv_smoke_run_gives_an_eer_in_the_results(tmp_path, cache) -> None:
     assert (row.eval, row.model, row.condition, row.metric, row.features) == ("superb", "tiny", "utt/ASV", "eer", "asv")
     assert row.value == pytest.approx(100 * min(eers)) and 0 <= row.value <= 100
     assert (expdir / "test_predict.txt").read_text().count("\n") == 6  # one score per trial
+    render_tables(results.parent, tmp_path / "tables", ["2"])  # Table 2 shows it beside the paper's rows
+    table = (tmp_path / "tables" / "table2.csv").read_text()
+    assert "L2D-W12" in table and f"{row.value:.2f}" in table
 
     # a second run skips everything that is done
     stamp = (expdir / "learn2diss_result.json").stat().st_mtime_ns
