@@ -132,3 +132,13 @@ def test_total_loss_falls_on_a_fixed_batch():
             opt.zero_grad()
         totals.append(total.item())
     assert np.mean(totals[-5:]) < 0.8 * np.mean(totals[:5]), totals
+
+
+def test_gather_segments_picks_the_frames_of_each_row():
+    from learn2diss.pretrain.objectives import gather_segments
+
+    x = (torch.arange(3)[:, None] * 100 + torch.arange(20)[None, :]).float()[..., None]  # x[b, t] = 100 b + t
+    starts = torch.tensor([[2, 10], [0, 5]])
+    out = gather_segments(x, starts, 4, rows=torch.tensor([2, 0]))
+    assert out.shape == (2, 2, 4, 1)
+    assert out[0, 0, :, 0].tolist() == [202, 203, 204, 205] and out[1, 1, :, 0].tolist() == [5, 6, 7, 8]

@@ -30,11 +30,12 @@ from learn2diss.upstream.model import Learn2Diss, aggregate_frame_layers
 __all__ = ["SimCLRObjective", "JointObjective", "gather_segments"]
 
 
-def gather_segments(x: Tensor, starts: Tensor, length: int) -> Tensor:
-    """Frames ``starts[b, v] .. + length`` of each row: x (B, T, D), starts (B, V) -> (V, B, length, D)."""
-    batch = torch.arange(x.shape[0], device=x.device)[:, None, None]
-    frames = starts[:, :, None] + torch.arange(length, device=x.device)  # (B, V, length)
-    return x[batch, frames].transpose(0, 1)
+def gather_segments(x: Tensor, starts: Tensor, length: int, rows: Tensor | None = None) -> Tensor:
+    """Frames ``starts[i, v] .. + length`` of row ``rows[i]`` (default i) of x (B, T, D); -> (V, n, length, D)."""
+    if rows is None:
+        rows = torch.arange(x.shape[0], device=x.device)
+    frames = starts[:, :, None] + torch.arange(length, device=x.device)  # (n, V, length)
+    return x[rows[:, None, None], frames].transpose(0, 1)
 
 
 class SimCLRObjective(nn.Module):
@@ -50,7 +51,7 @@ class SimCLRObjective(nn.Module):
         del generator  # no randomness beyond the batch's segment positions
         features = self.model.extract(batch.waveforms, batch.lengths)
         keep = batch.segment_valid
-        views = gather_segments(features.x[keep], batch.segment_starts[keep], self.segment_frames)
+        views = gather_segments(features.x, batch.segment_starts[keep], self.segment_frames, keep.nonzero()[:, 0])
         n = views.shape[1]
         lengths = torch.full((2 * n,), self.segment_frames, dtype=torch.long, device=views.device)
         out = self.model.encode_utterance(views.flatten(0, 1), lengths)  # view 1 of all, then view 2
@@ -88,22 +89,24 @@ class JointObjective(nn.Module):
             zero = frames.logits.sum() * 0.0
             empty = features.x.new_zeros(0, self.segment_frames, features.x.shape[-1])
             return {**out, "infonce": zero, "utt_ce": zero, "ybar": empty, "zbar": empty}
-        x_views = gather_segments(features.x[keep], batch.segment_starts[keep], self.segment_frames)
+        starts = batch.segment_starts[keep]
+        rows = keep.nonzero()[:, 0]
+        x_views = gather_segments(features.x, starts, self.segment_frames, rows)  # (2, n, S, d)
         lengths = torch.full((2 * n,), self.segment_frames, dtype=torch.long, device=x_views.device)
         utt = model.encode_utterance(x_views.flatten(0, 1), lengths)
         z1, z2 = utt.embedding[:n], utt.embedding[n:]
         out["infonce"] = info_nce_loss(z1, z2, cfg.infonce.temperature, cfg.infonce.denominator)
         out["utt_ce"] = utterance_cross_entropy(utt.logits[:n], utt.logits[n:], batch.utt_targets[keep])
 
-        view1 = batch.segment_starts[keep][:, :1]
-        if cfg.club.representation == "aggregate":  # eq. 9
-            y = aggregate_frame_layers(frames.layers)
-            zbar = model.aggregate_utterance_layers(utt)[:n]  # (n, S, d^L)
+        # MI pairs: the frames of view 1 (eq. 8 uses one view), y-bar from the same frames of g's pass
+        view1 = starts[:, :1]
+        if cfg.club.representation == "aggregate":  # eq. 9, summed over the segment frames only
+            out["ybar"] = aggregate_frame_layers(
+                [gather_segments(layer, view1, self.segment_frames, rows)[0] for layer in frames.layers])
+            out["zbar"] = model.aggregate_utterance_layers(utt)[:n]  # (n, S, d^L)
         else:  # Table 6 ablation: final layers only
-            y = frames.layers[-1]
-            zbar = z1[:, None, :].expand(n, self.segment_frames, z1.shape[-1])
-        out["ybar"] = gather_segments(y[keep], view1, self.segment_frames)[0]  # (n, S, d)
-        out["zbar"] = zbar
+            out["ybar"] = gather_segments(frames.layers[-1], view1, self.segment_frames, rows)[0]
+            out["zbar"] = z1[:, None, :].expand(n, self.segment_frames, z1.shape[-1])
         return out
 
     def _pseudo_con(self, y: Tensor, targets: Tensor, selected: Tensor, generator: torch.Generator) -> Tensor:

@@ -193,11 +193,9 @@ def _init_model(run: Run) -> Learn2Diss:
 def layer_features(model: Learn2Diss, wav: Tensor, lengths: Tensor, layer: int) -> tuple[Tensor, Tensor]:
     """frame_hidden_states[layer] of the inference path (0 = input of layer 1), and the frame lengths."""
     features = model.extract(wav, lengths)
-    if layer < len(features.hidden_states):
+    if layer < len(features.hidden_states):  # a frozen layer: no need to run g
         return features.hidden_states[layer], features.lengths
-    frames = model.encode_frames(features)
-    states = (features.hidden_states or [frames.input_state]) + frames.layers
-    return states[layer], features.lengths
+    return model.frame_hidden_states(features)[layer], features.lengths
 
 
 def frame_targets(run: Run) -> None:
