@@ -150,6 +150,9 @@ def prepare_run(
             raise StageError(f"{run_path}: the run was made with manifest {info['manifest']} "
                              f"({info['manifest_utterances']} utterances); {manifest.source} differs. "
                              "Labels are stored per manifest row: use the same manifest or another --out")
+    if not (run.out / "init").is_dir() and parent is None and not random_parent:
+        raise StageError("pass --parent PARENT_CKPT (a HuBERT/WavLM base checkpoint: fairseq .pt or "
+                         "Hugging Face folder), or --random-parent for a randomly initialised parent")
     if ctx.is_main:
         run.out.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".config.yaml.", dir=run.out)
@@ -159,9 +162,6 @@ def prepare_run(
         _write_json(run_path, {"manifest": manifest.source, "manifest_utterances": len(manifest),
                                "manifest_fingerprint": manifest.fingerprint()})
         if not (run.out / "init").is_dir():
-            if parent is None and not random_parent:
-                raise StageError("pass --parent PARENT_CKPT (a HuBERT/WavLM base checkpoint: fairseq .pt or "
-                                 "Hugging Face folder), or --random-parent for a randomly initialised parent")
             torch.manual_seed(config.train.seed)
             model = Learn2Diss(config.model)
             if parent is not None:

@@ -249,7 +249,9 @@ def train(
         torch.manual_seed(seed_for(train_cfg.seed, step, ctx.rank))
         bad = torch.zeros((), dtype=torch.bool, device=ctx.device)
         for micro in range(stage.grad_accum):
-            batch = next(stream).to(ctx.device)
+            batch = next(stream)
+            seconds += batch.audio_seconds * ctx.world_size  # read on the CPU copy: no device sync
+            batch = batch.to(ctx.device)
             generator = torch.Generator(device=ctx.device).manual_seed(seed_for(train_cfg.seed, step, ctx.rank, micro))
             sync = micro == stage.grad_accum - 1 or not ctx.distributed
             with contextlib.nullcontext() if sync else objective.no_sync():
@@ -259,7 +261,6 @@ def train(
                 (total / stage.grad_accum).backward()
             bad |= ~torch.isfinite(total.detach())
             logger.add({f"loss/{k}": v for k, v in terms.items()} | {"loss/total": total})
-            seconds += batch.audio_seconds * ctx.world_size
             position = (batch.epoch, batch.index + 1)
         norms = {name: _grad_norm(opt, cfg.clip_grad_norm) for name, (opt, cfg) in stage.optimizers.items()}
         for norm in norms.values():
