@@ -6,8 +6,9 @@ clipping and the Adam steps of g and h). The parent baselines run torchaudio's H
 on the same batch with a K = 2048 CE head on every frame, backward and Adam: once fully
 trainable, once with its convolutional encoder frozen (the same frozen part as L2D-x12, N = 0).
 Steps alternate between the variants so that machine noise hits all of them; random weights and
-random targets. bf16 autocast on CUDA. Prints a markdown table with audio-seconds/s, peak memory
-and the ratio to each baseline (goal on a GPU: >= 0.8 against the frozen-conv parent).
+random targets. bf16 autocast on CUDA. Prints a markdown table with audio-seconds/s, the step's
+peak memory above the resident weights (optimiser state, gradients, activations) and the ratio of
+throughputs, joint / baseline (goal on a GPU: >= 0.8 against the frozen-conv parent).
 
     python bench/train_step.py                                          # CPU, 2 x 2.5 s
     python bench/train_step.py --device cuda --batch 32 --seconds 12.5 --steps 10
@@ -127,48 +128,57 @@ def main() -> None:
           f"({torch.get_num_threads()} threads), torch {torch.__version__}, torchaudio {torchaudio.__version__}, "
           f"batch {args.batch} x {args.seconds} s, {'bf16 autocast' if device.type == 'cuda' else 'fp32'}, "
           f"random weights\n")
-    print("| step | ms/step (mean ± std) | audio-s/s | peak GiB | joint / this |")
+    print("| step | ms/step (mean ± std) | audio-s/s | step peak GiB | joint / this |")
     print("|---|---:|---:|---:|---:|")
     for name in args.models.split(","):
-        config = load_config(CONFIGS / f"l2d_{name}.yaml")
-        probe = Learn2Diss(config.model)
-        segment_frames = round(config.data.segment_seconds * 16000 / config.model.parent.stride)
-        batch = _batch(probe, args.batch, samples, segment_frames, device)
-        del probe
-        kind = config.model.parent.kind
-        fns = {f"L2D-{name.upper()} joint": _joint_step_fn(name, batch, device, autocast),
-               f"{kind} base, conv frozen": _parent_step_fn(config, batch.waveforms, device, autocast, True),
-               f"{kind} base, all trainable": _parent_step_fn(config, batch.waveforms, device, autocast, False)}
-        peaks: dict[str, float] = {}
-        for key, fn in fns.items():
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
-            for _ in range(args.warmup):
-                fn()
-            _sync(device)
-            if device.type == "cuda":
-                peaks[key] = torch.cuda.max_memory_allocated(device) / 2**30
-        times: dict[str, list[float]] = {k: [] for k in fns}
-        for _ in range(args.steps):
-            for key, fn in fns.items():
-                _sync(device)
-                start = time.perf_counter()
-                fn()
-                _sync(device)
-                times[key].append(time.perf_counter() - start)
-        joint_key = next(iter(fns))
-        joint_mean = statistics.mean(times[joint_key])
-        for key, values in times.items():
-            mean = statistics.mean(values)
-            std = statistics.stdev(values) if len(values) > 1 else 0.0
-            peak = f"{peaks[key]:.1f}" if key in peaks else "-"
-            ratio = mean / joint_mean  # = (joint audio-s/s) / (this audio-s/s)
-            rate = audio / mean
-            print(f"| {key} | {1000 * mean:.0f} ± {1000 * std:.0f} | {rate:.{0 if rate >= 100 else 2}f} | {peak} | "
-                  f"{ratio:.2f} |")
-        del fns
+        try:
+            _bench_model(name, args, device, autocast, samples, audio)
+        except torch.cuda.OutOfMemoryError as err:  # keep the other rows of a one-shot GPU run
+            print(f"| L2D-{name.upper()} | out of memory: {str(err).splitlines()[0]} | | | |", flush=True)
         if device.type == "cuda":
             torch.cuda.empty_cache()
+
+
+def _bench_model(name: str, args: argparse.Namespace, device: torch.device, autocast: torch.autocast, samples: int,
+                 audio: float) -> None:
+    config = load_config(CONFIGS / f"l2d_{name}.yaml")
+    probe = Learn2Diss(config.model)
+    segment_frames = round(config.data.segment_seconds * 16000 / config.model.parent.stride)
+    batch = _batch(probe, args.batch, samples, segment_frames, device)
+    del probe
+    kind = config.model.parent.kind
+    fns = {f"L2D-{name.upper()} joint": _joint_step_fn(name, batch, device, autocast),
+           f"{kind} base, conv frozen": _parent_step_fn(config, batch.waveforms, device, autocast, True),
+           f"{kind} base, all trainable": _parent_step_fn(config, batch.waveforms, device, autocast, False)}
+    peaks: dict[str, float] = {}
+    for key, fn in fns.items():  # peak above what is resident before the step (all models' weights)
+        _sync(device)
+        if device.type == "cuda":
+            resident = torch.cuda.memory_allocated(device)
+            torch.cuda.reset_peak_memory_stats(device)
+        for _ in range(args.warmup):
+            fn()
+        _sync(device)
+        if device.type == "cuda":
+            peaks[key] = (torch.cuda.max_memory_allocated(device) - resident) / 2**30
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(args.steps):
+        for key, fn in fns.items():
+            _sync(device)
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            times[key].append(time.perf_counter() - start)
+    joint_key = next(iter(fns))
+    joint_mean = statistics.mean(times[joint_key])
+    for key, values in times.items():
+        mean = statistics.mean(values)
+        std = statistics.stdev(values) if len(values) > 1 else 0.0
+        peak = f"{peaks[key]:.1f}" if key in peaks else "-"
+        ratio = mean / joint_mean  # = (joint audio-s/s) / (this audio-s/s)
+        rate = audio / mean
+        print(f"| {key} | {1000 * mean:.0f} ± {1000 * std:.0f} | {rate:.{0 if rate >= 100 else 2}f} | {peak} | "
+              f"{ratio:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -103,7 +103,7 @@ def test_joint_stage_runs_logs_and_exports(prepared, corpus, tmp_path):
 
 def test_resume_after_kill_repeats_the_same_losses(prepared, corpus, tmp_path, monkeypatch):
     """Killed after the checkpoint of step 2, --resume gives steps 3..7 exactly as an uninterrupted run."""
-    steps = ["--set", "joint.steps=7"]
+    steps = ["--set", "joint.steps=7", "--set", "joint.grad_accum=1"]  # accumulation: the other tests
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     shutil.copytree(prepared, straight)
     shutil.copytree(prepared, killed)

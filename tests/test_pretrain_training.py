@@ -142,3 +142,17 @@ def test_gather_segments_picks_the_frames_of_each_row():
     out = gather_segments(x, starts, 4, rows=torch.tensor([2, 0]))
     assert out.shape == (2, 2, 4, 1)
     assert out[0, 0, :, 0].tolist() == [202, 203, 204, 205] and out[1, 1, :, 0].tolist() == [5, 6, 7, 8]
+
+
+def test_batch_without_two_segment_utterances_has_no_utterance_terms():
+    config = load_config(CONFIG)
+    model = Learn2Diss(config.model).train()
+    batch = _fixed_batch(config, config.model.frame.num_targets, config.model.utterance.num_targets)
+    batch.segment_valid[:] = False
+    q = GaussianCLUBNetwork(16, 32, config.joint.club.hidden_dim)
+    loss_fn = joint_loss(config.joint, q, q, make_adam(list(q.parameters()), config.joint.club.optimizer))
+    out = JointObjective(model, config.joint, segment_frames=25)(batch, torch.Generator().manual_seed(0))
+    total, terms = loss_fn(out, 0)
+    assert terms["infonce"] == 0 and terms["utt_ce"] == 0 and terms["mi_club"] == 0
+    assert torch.isfinite(total) and terms["frame_ce"] > 0
+    total.backward()

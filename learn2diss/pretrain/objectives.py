@@ -87,8 +87,9 @@ class JointObjective(nn.Module):
         n = int(keep.sum())
         if n == 0:  # no utterance long enough for two segments: no utterance-level term in this batch
             zero = frames.logits.sum() * 0.0
-            empty = features.x.new_zeros(0, self.segment_frames, features.x.shape[-1])
-            return {**out, "infonce": zero, "utt_ce": zero, "ybar": empty, "zbar": empty}
+            ybar = features.x.new_zeros(0, self.segment_frames, features.x.shape[-1])
+            zbar = features.x.new_zeros(0, self.segment_frames, model.config.utterance.embed_dim)
+            return {**out, "infonce": zero, "utt_ce": zero, "ybar": ybar, "zbar": zbar}
         starts = batch.segment_starts[keep]
         rows = keep.nonzero()[:, 0]
         x_views = gather_segments(features.x, starts, self.segment_frames, rows)  # (2, n, S, d)
