@@ -82,8 +82,8 @@ class TrainingStage:
         loss: ``(outputs, step) -> (total loss, {term: value})``; may update inner modules
             (q_phi) itself.
         steps, grad_accum: optimiser steps and micro-batches per step.
-        extra_modules, extra_optimizers: also checkpointed (q_phi and its optimiser).
-        extra_lrs: name -> (optimizer, config) whose LR follows :func:`lr_at` but which ``loss`` steps.
+        extra_modules, extra_optimizers: also checkpointed (q_phi and its optimiser); the extra
+            optimisers' LRs follow :func:`lr_at` too, but ``loss`` steps them.
     """
 
     name: str
