@@ -18,8 +18,7 @@ from learn2diss.data.batching import Batch, collate, frames_for_samples
 from learn2diss.pretrain.club import GaussianCLUBNetwork
 from learn2diss.pretrain.config import OptimizerConfig
 from learn2diss.pretrain.ddp import DistributedContext
-from learn2diss.pretrain.objectives import JointObjective
-from learn2diss.pretrain.stages import joint_loss
+from learn2diss.pretrain.objectives import JointObjective, joint_loss
 from learn2diss.pretrain.trainer import NonFiniteLossError, TrainingStage, lr_at, make_adam, train
 from learn2diss.upstream.model import Learn2Diss
 

@@ -5,8 +5,8 @@
 - :class:`JointObjective` (stage d): f, masked g with L_CE^g + L_PC^g (eq. 3-4), h on the segment
   pairs with InfoNCE + L_CE^h (eq. 5-7), and the paired representations of the MI term: z-bar of
   view 1 (the segment X'_{i,1}) with y-bar of the same frames of the masked-input g pass (eq. 8-9).
-  The CLUB terms themselves need q_phi, which has its own optimiser, so the stage computes them
-  from the returned ``ybar`` / ``zbar`` (:mod:`learn2diss.pretrain.stages`).
+  The CLUB terms need q_phi, which has its own optimiser: :func:`joint_loss` trains it on the
+  returned ``ybar`` / ``zbar`` and adds the estimate to L_total.
 
 Both take a :class:`~learn2diss.data.batching.Batch` and a ``torch.Generator`` on the batch's
 device (span masks, pseudo-con subsampling) and return a dict of tensors.
@@ -14,12 +14,17 @@ device (span masks, pseudo-con subsampling) and return a dict of tensors.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
 from learn2diss.data.batching import IGNORE, Batch
+from learn2diss.pretrain.club import GaussianCLUBNetwork
 from learn2diss.pretrain.config import InfoNCEConfig, JointConfig
 from learn2diss.pretrain.losses import (
+    club_nll,
+    club_upper_bound,
     frame_cross_entropy,
     info_nce_loss,
     pseudo_con_loss,
@@ -27,7 +32,7 @@ from learn2diss.pretrain.losses import (
 )
 from learn2diss.upstream.model import Learn2Diss, aggregate_frame_layers
 
-__all__ = ["SimCLRObjective", "JointObjective", "gather_segments"]
+__all__ = ["SimCLRObjective", "JointObjective", "joint_loss", "gather_segments"]
 
 
 def gather_segments(x: Tensor, starts: Tensor, length: int, rows: Tensor | None = None) -> Tensor:
@@ -117,3 +122,40 @@ class JointObjective(nn.Module):
             pick = torch.randperm(feats.shape[0], generator=generator, device=feats.device)[: cfg.max_frames]
             feats, labels = feats[pick], labels[pick]
         return pseudo_con_loss(feats, labels, cfg.temperature, cfg.denominator, cfg.normalize)
+
+
+def joint_loss(
+    joint: JointConfig, q: GaussianCLUBNetwork, q_train: torch.nn.Module, q_opt: torch.optim.Optimizer
+) -> Callable[[dict[str, Tensor], int], tuple[Tensor, dict[str, Tensor]]]:
+    """The loss of the joint stage: ``club.inner_steps`` NLL steps of q_phi (eq. 2), then L_total (eq. 10).
+
+    ``q_train`` is ``q`` or its DDP wrapper (used for the NLL steps); the CLUB estimate uses q_phi's
+    current weights without gradient into them, so L_MI trains only the encoders.
+    """
+    club = joint.club
+
+    def loss(out: dict[str, Tensor], step: int) -> tuple[Tensor, dict[str, Tensor]]:
+        del step
+        ybar, zbar = out["ybar"].float(), out["zbar"].float()
+        valid = torch.ones(ybar.shape[:2], dtype=torch.bool, device=ybar.device)
+        y_d, z_d = ybar.detach(), zbar.detach()
+        nll = torch.zeros((), device=ybar.device)
+        for _ in range(club.inner_steps):  # eq. 2 on detached features, q_phi's own optimiser
+            mu, logvar = q_train(z_d)
+            nll = club_nll(mu, logvar, y_d, valid)
+            q_opt.zero_grad(set_to_none=True)
+            nll.backward()
+            params = list(q.parameters())
+            norm = torch.nn.utils.clip_grad_norm_(params, club.optimizer.clip_grad_norm or float("inf"))
+            if bool(torch.isfinite(norm)):  # identical on every rank after DDP's gradient all-reduce
+                q_opt.step()
+        frozen = {name: p.detach() for name, p in q.named_parameters()}
+        mu, logvar = torch.func.functional_call(q, frozen, (zbar,))
+        mi = club_upper_bound(mu, logvar, ybar, valid, club.negatives, club.frame_reduction)  # eq. 8
+        terms = {k: out[k].float() for k in ("frame_ce", "pseudo_con", "infonce", "utt_ce")}
+        total = (terms["frame_ce"] + joint.pseudo_con.weight * terms["pseudo_con"]  # eq. 4
+                 + terms["infonce"] + terms["utt_ce"]  # eq. 7
+                 + club.weight * mi)  # eq. 10
+        return total, {**terms, "mi_club": mi.detach(), "q_nll": nll.detach()}
+
+    return loss

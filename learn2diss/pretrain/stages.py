@@ -41,11 +41,9 @@ from learn2diss.data.batching import (
 )
 from learn2diss.data.manifest import Manifest
 from learn2diss.pretrain.club import GaussianCLUBNetwork
-from learn2diss.pretrain.config import JointConfig
 from learn2diss.pretrain.ddp import DistributedContext, barrier
 from learn2diss.pretrain.extract import iterate_batches, map_utterances, read_chunks
-from learn2diss.pretrain.losses import club_nll, club_upper_bound
-from learn2diss.pretrain.objectives import JointObjective, SimCLRObjective
+from learn2diss.pretrain.objectives import JointObjective, SimCLRObjective, joint_loss
 from learn2diss.pretrain.targets import (
     FrameLabels,
     assign,
@@ -60,8 +58,7 @@ from learn2diss.upstream.checkpoints import import_parent, load_model, save_mode
 from learn2diss.upstream.config import ModelConfig
 from learn2diss.upstream.model import SAMPLE_RATE, Learn2Diss
 
-__all__ = ["STAGES", "Run", "prepare_run", "run_stage", "joint_model_config", "joint_loss", "layer_features",
-           "StageError"]
+__all__ = ["STAGES", "Run", "prepare_run", "run_stage", "joint_model_config", "layer_features", "StageError"]
 
 STAGES = ("frame-targets", "utt-simclr", "utt-targets", "joint")
 _NEEDS = {"utt-simclr": (), "frame-targets": (), "utt-targets": ("utt-simclr",),
@@ -367,43 +364,6 @@ def joint_model_config(config: Config, num_utterance_clusters: int) -> ModelConf
     """The model of the joint stage: the config's, with Q set to the number of utterance clusters found."""
     utterance = dataclasses.replace(config.model.utterance, num_targets=num_utterance_clusters)
     return dataclasses.replace(config.model, utterance=utterance)
-
-
-def joint_loss(
-    joint: JointConfig, q: GaussianCLUBNetwork, q_train: torch.nn.Module, q_opt: torch.optim.Optimizer
-) -> Callable[[dict[str, Tensor], int], tuple[Tensor, dict[str, Tensor]]]:
-    """The loss of the joint stage: ``club.inner_steps`` NLL steps of q_phi (eq. 2), then L_total (eq. 10).
-
-    ``q_train`` is ``q`` or its DDP wrapper (used for the NLL steps); the CLUB estimate uses q_phi's
-    current weights without gradient into them, so L_MI trains only the encoders.
-    """
-    club = joint.club
-
-    def loss(out: dict[str, Tensor], step: int) -> tuple[Tensor, dict[str, Tensor]]:
-        del step
-        ybar, zbar = out["ybar"].float(), out["zbar"].float()
-        valid = torch.ones(ybar.shape[:2], dtype=torch.bool, device=ybar.device)
-        y_d, z_d = ybar.detach(), zbar.detach()
-        nll = torch.zeros((), device=ybar.device)
-        for _ in range(club.inner_steps):  # eq. 2 on detached features, q_phi's own optimiser
-            mu, logvar = q_train(z_d)
-            nll = club_nll(mu, logvar, y_d, valid)
-            q_opt.zero_grad(set_to_none=True)
-            nll.backward()
-            params = list(q.parameters())
-            norm = torch.nn.utils.clip_grad_norm_(params, club.optimizer.clip_grad_norm or float("inf"))
-            if bool(torch.isfinite(norm)):  # identical on every rank after DDP's gradient all-reduce
-                q_opt.step()
-        frozen = {name: p.detach() for name, p in q.named_parameters()}
-        mu, logvar = torch.func.functional_call(q, frozen, (zbar,))
-        mi = club_upper_bound(mu, logvar, ybar, valid, club.negatives, club.frame_reduction)  # eq. 8
-        terms = {k: out[k].float() for k in ("frame_ce", "pseudo_con", "infonce", "utt_ce")}
-        total = (terms["frame_ce"] + joint.pseudo_con.weight * terms["pseudo_con"]  # eq. 4
-                 + terms["infonce"] + terms["utt_ce"]  # eq. 7
-                 + club.weight * mi)  # eq. 10
-        return total, {**terms, "mi_club": mi.detach(), "q_nll": nll.detach()}
-
-    return loss
 
 
 def joint(run: Run) -> None:
