@@ -37,3 +37,13 @@ def randomize_(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
 @pytest.fixture
 def waveforms() -> torch.Tensor:
     return torch.randn(2, 4000, generator=torch.Generator().manual_seed(1))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` need CUDA: skip them (with the reason) on a machine without one."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

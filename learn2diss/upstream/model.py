@@ -37,6 +37,8 @@ class Features:
         position_bias: WavLM's relative position bias from its first layer, or None.
         hidden_states: the N+1 frozen hidden states (input of layer 1, then each frozen layer's output);
             empty when N = 0 (g then computes the input of layer 1 from the masked X').
+        has_padding: whether any utterance is shorter than the batch (known on the host: without
+            padding the attention layers run without masks, so SDPA may pick its fastest kernel).
     """
 
     x: Tensor
@@ -44,6 +46,7 @@ class Features:
     padding_mask: Tensor
     position_bias: Tensor | None
     hidden_states: list[Tensor]
+    has_padding: bool = True
 
 
 @dataclass
@@ -234,8 +237,13 @@ class Learn2Diss(nn.Module):
             module.eval()  # f never uses dropout
         return self
 
-    def check_input(self, waveforms: Tensor, lengths: Tensor | None, sample_rate: int = SAMPLE_RATE) -> Tensor:
-        """Validate a batch and return ``lengths`` (filled in when None); raises ValueError saying what is wrong."""
+    def check_input(
+        self, waveforms: Tensor, lengths: Tensor | None, sample_rate: int = SAMPLE_RATE
+    ) -> tuple[Tensor, bool]:
+        """Validate a batch; returns ``lengths`` (filled in when None) and whether the batch has padding.
+
+        Raises ValueError saying what is wrong. One device synchronisation for all the checks.
+        """
         if sample_rate != SAMPLE_RATE:
             raise ValueError(f"Learn2Diss takes {SAMPLE_RATE} Hz audio, got sample_rate={sample_rate}; resample first")
         if waveforms.ndim != 2:
@@ -250,15 +258,15 @@ class Learn2Diss(nn.Module):
             lengths = torch.full((batch,), samples, dtype=torch.long, device=waveforms.device)
         if lengths.shape != (batch,) or lengths.is_floating_point():
             raise ValueError(f"lengths must be an integer tensor of shape ({batch},), got {tuple(lengths.shape)}")
-        if bool((lengths > samples).any()) or bool((lengths <= 0).any()):
-            raise ValueError(f"lengths must be in [1, {samples}], got {lengths.tolist()}")
-        shortest = self.min_samples
-        if int(lengths.min()) < shortest:
-            raise ValueError(f"utterance too short: {int(lengths.min())} samples, need at least {shortest}")
         bad = ~torch.isfinite(waveforms).all(dim=1)
-        if bool(bad.any()):
+        low, high, num_bad = torch.stack([lengths.min(), lengths.max(), bad.sum()]).tolist()
+        if low <= 0 or high > samples:
+            raise ValueError(f"lengths must be in [1, {samples}], got {lengths.tolist()}")
+        if low < self.min_samples:
+            raise ValueError(f"utterance too short: {low} samples, need at least {self.min_samples}")
+        if num_bad:
             raise ValueError(f"waveforms contain NaN or inf (batch items {bad.nonzero().flatten().tolist()})")
-        return lengths
+        return lengths, low < samples
 
     @property
     def min_samples(self) -> int:
@@ -276,17 +284,17 @@ class Learn2Diss(nn.Module):
         return (~padding_mask)[:, None, None, :].expand(batch, 1, frames, frames)
 
     def _run_layers(
-        self, x: Tensor, layers: nn.ModuleList, padding_mask: Tensor, position_bias: Tensor | None
+        self, x: Tensor, layers: nn.ModuleList, padding_mask: Tensor | None, position_bias: Tensor | None
     ) -> tuple[list[Tensor], Tensor | None]:
+        """Run transformer ``layers``; ``padding_mask`` None means no padding (no attention mask at all)."""
         outputs = []
-        padded = bool(padding_mask.any())  # without padding, no mask: SDPA may then pick its fastest kernel
         if self._is_wavlm:
             key_padding = None
-            if padded:
+            if padding_mask is not None:
                 key_padding = torch.zeros(padding_mask.shape, dtype=x.dtype, device=x.device)
                 key_padding = key_padding.masked_fill(padding_mask, float("-inf"))
         else:
-            attention_mask = self._attention_mask(padding_mask) if padded else None
+            attention_mask = None if padding_mask is None else self._attention_mask(padding_mask)
         for layer in layers:
             if self._is_wavlm:
                 x, position_bias = layer(x, None, position_bias=position_bias, key_padding_mask=key_padding)
@@ -302,39 +310,45 @@ class Learn2Diss(nn.Module):
 
     def extract(self, waveforms: Tensor, lengths: Tensor | None = None, sample_rate: int = SAMPLE_RATE) -> Features:
         """f: waveforms (batch, samples) at 16 kHz, lengths (batch,) valid samples → X' (no gradient)."""
-        lengths = self.check_input(waveforms, lengths, sample_rate)
+        lengths, has_padding = self.check_input(waveforms, lengths, sample_rate)
         with torch.no_grad():
             x, frame_lengths = self.feature_extractor(waveforms, lengths)
             padding_mask = ~valid_frames(frame_lengths, x.shape[1])
-            x = self.feature_projection(x).masked_fill(padding_mask[..., None], 0.0)
+            x = self.feature_projection(x)
+            if has_padding:
+                x = x.masked_fill(padding_mask[..., None], 0.0)
             hidden_states: list[Tensor] = []
             position_bias = None
             if self.num_frozen_layers:
                 x = self._layer_input(x)
                 outputs, position_bias = self._run_layers(
-                    x, self.layers[: self.num_frozen_layers], padding_mask, None
+                    x, self.layers[: self.num_frozen_layers], padding_mask if has_padding else None, None
                 )
                 hidden_states = [x, *outputs]
                 x = outputs[-1]
-        return Features(x, frame_lengths, padding_mask, position_bias, hidden_states)
+        return Features(x, frame_lengths, padding_mask, position_bias, hidden_states, has_padding)
 
     def sample_mask(self, features: Features, generator: torch.Generator | None = None) -> Tensor:
         """Span mask over X' with the configured probability and span length; (batch, frame) bool."""
         frame = self.config.frame
         return span_mask(features.lengths, features.x.shape[1], frame.mask_prob, frame.mask_length, generator)
 
-    def encode_frames(self, features: Features, mask: Tensor | None = None) -> FrameOutput:
-        """g: replace masked frames of X' by the mask embedding, run layers N+1..12, project with W_g."""
+    def _frame_layers(self, features: Features, mask: Tensor | None) -> tuple[Tensor, list[Tensor]]:
+        """The input of g's first layer and the outputs y^1..y^M of g's layers."""
         x = features.x
         if mask is not None:
             x = torch.where(mask[..., None], self.mask_embedding.to(x.dtype), x)
         if not self.num_frozen_layers:
             x = self.layer_dropout(self._layer_input(x))
-        layers, _ = self._run_layers(
-            x, self.layers[self.num_frozen_layers :], features.padding_mask, features.position_bias
-        )
+        padding_mask = features.padding_mask if features.has_padding else None
+        layers, _ = self._run_layers(x, self.layers[self.num_frozen_layers :], padding_mask, features.position_bias)
         if not self.norm_before_layers:
             layers[-1] = self.encoder_layer_norm(layers[-1])
+        return x, layers
+
+    def encode_frames(self, features: Features, mask: Tensor | None = None) -> FrameOutput:
+        """g: replace masked frames of X' by the mask embedding, run layers N+1..12, project with W_g."""
+        x, layers = self._frame_layers(features, mask)
         return FrameOutput(layers, self.frame_head(layers[-1]), x)
 
     def encode_utterance(self, x: Tensor, lengths: Tensor) -> UtteranceOutput:
@@ -347,8 +361,8 @@ class Learn2Diss(nn.Module):
 
     def frame_hidden_states(self, features: Features) -> list[Tensor]:
         """Inference of the frame path: the input of layer 1 and every layer's output (frozen ones first)."""
-        frames = self.encode_frames(features)
-        return [*(features.hidden_states or [frames.input_state]), *frames.layers]
+        layer_input, layers = self._frame_layers(features, None)
+        return [*(features.hidden_states or [layer_input]), *layers]
 
     def forward(
         self, waveforms: Tensor, lengths: Tensor | None = None, sample_rate: int = SAMPLE_RATE
