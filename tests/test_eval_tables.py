@@ -45,11 +45,11 @@ def test_table3_yours_beside_paper_with_difference_and_provenance():
     rows = [row("abx", "l2d_h12", "dev-clean", "within", "abx_error", 2.50),
             row("abx", "l2d_h12", "dev-other", "within", "abx_error", 3.00),
             row("abx", "l2d_h12", "demo", "within", "abx_error", 7.25)]
-    columns, table = build_table(TABLES["3"], rows)
-    assert columns == ["within/clean", "within/other", "across/clean", "across/other", "within/demo"]
+    columns, table = build_table(TABLES["3"], [*rows, row("abx", "l2d_h12", "demo", "across", "abx_error", 9.0)])
+    assert columns == ["within/clean", "within/other", "across/clean", "across/other", "within/demo", "across/demo"]
     ours = [r for r in table if r.model == "L2D-H12"]  # matched to the paper's row despite the spelling
     assert [r.source for r in ours] == ["paper", "yours", "Δ"]
-    assert ours[1].values == {"within/clean": "2.50", "within/other": "3.00", "within/demo": "7.25"}
+    assert ours[1].values == {"within/clean": "2.50", "within/other": "3.00", "within/demo": "7.25", "across/demo": "9.00"}
     assert ours[2].values == {"within/clean": "+0.08", "within/other": "+0.20"}
     assert "c0ffee123456" in ours[1].note and "l2d_h12" in ours[1].note and "2026-01-02" in ours[1].note
 

@@ -222,7 +222,13 @@ def build_table(spec: TableSpec, rows: Sequence[ResultRow]) -> tuple[list[str], 
     """Columns (paper columns, then extra user columns) and rows: paper / yours / Δ per model."""
     paper = [p for p in paper_values() if p.table == spec.id]
     cells = spec.collect(rows)
-    columns = list(spec.columns) + sorted({c.column for c in cells} - set(spec.columns))
+    prefixes = list(dict.fromkeys(c.split("/")[0] for c in spec.columns))
+
+    def extra_order(column: str) -> tuple[int, str]:  # extra columns follow the paper's column order
+        prefix = column.split("/")[0]
+        return (prefixes.index(prefix) if prefix in prefixes else len(prefixes), column)
+
+    columns = list(spec.columns) + sorted({c.column for c in cells} - set(spec.columns), key=extra_order)
     order: list[tuple[str, str]] = []
     names: dict[tuple[str, str], str] = {}
     for entry in paper + [PaperValue(spec.id, c.model, c.variant, c.column, c.value, "", c.model) for c in cells]:
