@@ -62,7 +62,10 @@ def lr_at(cfg: OptimizerConfig, step: int, total_steps: int) -> float:
 
 
 def make_adam(params: list[nn.Parameter], cfg: OptimizerConfig) -> torch.optim.Adam:
-    return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay)
+    """Adam from the config; the fused CUDA kernel when the parameters are on a GPU (one launch per step)."""
+    fused = bool(params) and all(p.is_cuda for p in params)
+    return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay,
+                            fused=fused or None)
 
 
 def seed_for(*keys: int) -> int:

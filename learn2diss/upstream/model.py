@@ -167,7 +167,7 @@ class UtteranceEncoder(nn.Module):
 
     def forward(self, x: Tensor, lengths: Tensor) -> UtteranceOutput:
         """x: (batch, frame, input_dim); lengths: (batch,) valid frames."""
-        relative = lengths.to(x.dtype) / x.shape[1]  # speechbrain's convention, at this boundary only
+        relative = lengths.float() / x.shape[1]  # speechbrain's convention, at this boundary only (float32)
         h = self.ecapa.blocks[0](x.transpose(1, 2))  # (batch, channel, frame)
         layers = [h]
         for block in self.ecapa.blocks[1:]:
