@@ -179,3 +179,12 @@ def test_our_format_round_trips_exactly(tmp_path, kind, waveforms):
 def test_load_model_explains_a_missing_checkpoint(tmp_path):
     with pytest.raises(CheckpointError, match="learn2diss export"):
         load_model(tmp_path)
+
+
+def test_our_checkpoint_is_a_parent_too(tmp_path, waveforms):
+    """The demo's small HuBERT-style parent is saved in our format and imported like any parent."""
+    parent = randomize_(Learn2Diss(tiny_config("hubert", 0))).eval()
+    save_model(parent, tmp_path / "parent")
+    child = _model_from_parent(tmp_path / "parent", frozen=1)
+    for a, b in zip(parent(waveforms).frame_hidden_states, child(waveforms).frame_hidden_states, strict=True):
+        torch.testing.assert_close(a, b)

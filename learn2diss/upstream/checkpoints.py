@@ -5,7 +5,9 @@ Parents (third-party, untrusted; read with ``torch.load(weights_only=True)`` onl
 * an original fairseq HuBERT ``.pt`` or Microsoft's WavLM ``.pt``: a ``{"cfg", "model"}``
   dictionary with the published key names (fairseq itself is not needed);
 * a Hugging Face ``HubertModel`` / ``WavLMModel`` directory: ``config.json`` with
-  ``model.safetensors`` or ``pytorch_model.bin``.
+  ``model.safetensors`` or ``pytorch_model.bin``;
+* one of our own checkpoint directories (its f and g are the parent), e.g. the small HuBERT-style
+  parent that ``learn2diss demo`` pretrains.
 
 Ours: a directory with ``config.yaml`` (the :class:`ModelConfig`) and ``model.safetensors``.
 """
@@ -221,12 +223,29 @@ def _read_huggingface(directory: Path) -> tuple[ParentConfig, dict[str, Tensor]]
     return parent, import_huggingface_model(hf_model).state_dict()
 
 
+def _read_ours(directory: Path) -> tuple[ParentConfig, dict[str, Tensor]]:
+    """f and g of one of our checkpoints, under torchaudio's ``Wav2Vec2Model`` names."""
+    model = load_model(directory)
+    renames = {"feature_extractor.": "feature_extractor.", "feature_projection.": "encoder.feature_projection.",
+               "pos_conv_embed.": "encoder.transformer.pos_conv_embed.",
+               "encoder_layer_norm.": "encoder.transformer.layer_norm.", "layers.": "encoder.transformer.layers."}
+    state = {}
+    for key, tensor in model.state_dict().items():
+        prefix = next((p for p in renames if key.startswith(p)), None)
+        if prefix is not None:
+            state[renames[prefix] + key.removeprefix(prefix)] = tensor
+    return model.config.parent, state
+
+
 def read_parent(path: str | Path) -> tuple[ParentConfig, dict[str, Tensor]]:
-    """The architecture and torchaudio-named weights of a HuBERT/WavLM checkpoint (fairseq ``.pt`` or HF directory)."""
+    """The architecture and torchaudio-named weights of a parent: fairseq/WavLM ``.pt``, HF or our directory."""
     path = Path(path)
     if path.is_dir():
+        if (path / CONFIG_FILE).is_file():
+            return _read_ours(path)
         if not (path / "config.json").is_file():
-            raise CheckpointError(f"{path}: a Hugging Face model directory needs config.json")
+            raise CheckpointError(f"{path}: a Hugging Face model directory needs config.json "
+                                  f"(or {CONFIG_FILE} for a learn2diss checkpoint)")
         return _read_huggingface(path)
     return _read_fairseq(path)
 
