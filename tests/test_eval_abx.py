@@ -205,6 +205,15 @@ def test_missing_feature_file_is_named(tmp_path):
         score_abx(features, item_file, AbxSettings())
 
 
+def test_nan_features_are_named(tmp_path):
+    features, item_file = two_class_set(tmp_path, same=False)
+    bad = np.load(features / "s1-A0.npy")
+    bad[3, 2] = np.nan
+    np.save(features / "s1-A0.npy", bad)
+    with pytest.raises(ValueError, match="s1-A0.npy: features contain NaN"):
+        score_abx(features, item_file, AbxSettings())
+
+
 def test_malformed_item_line_is_named(tmp_path):
     item_file = tmp_path / "bad.item"
     item_file.write_text(HEADER + "\nutt1 0.1 0.2 A X Y s1\nutt2 0.1 A X Y s1\n")

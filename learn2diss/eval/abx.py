@@ -123,7 +123,7 @@ def item_frames(onset: float, offset: float, frame_shift: float = FRAME_SHIFT_S)
 
 
 def check_features(features_dir: str | os.PathLike[str], items: Sequence[AbxItem], settings: AbxSettings) -> None:
-    """Check that every utterance of the item file has a 2-D feature file long enough for its items."""
+    """Check that every utterance of the item file has a finite 2-D feature file long enough for its items."""
     folder = Path(features_dir)
     if not folder.is_dir():
         raise FileNotFoundError(f"ABX features folder not found: {folder}")
@@ -146,6 +146,8 @@ def check_features(features_dir: str | os.PathLike[str], items: Sequence[AbxItem
                 f"{available[name]}: {array.shape[0]} frames but the item file needs {frames} at a "
                 f"{settings.frame_shift} s frame shift (wrong frame rate?)"
             )
+        if not np.isfinite(array).all():
+            raise ValueError(f"{available[name]}: features contain NaN or infinite values")
 
 
 def score_abx(
