@@ -270,7 +270,7 @@ def to_markdown(spec: TableSpec, columns: Sequence[str], rows: Sequence[TableRow
 
 
 def _latex_escape(text: str) -> str:
-    return re.sub(r"([_&%#$])", r"\\\1", text).replace("Δ", r"$\Delta$")
+    return re.sub(r"([_&%#$])", r"\\\1", text).replace("Δ", r"$\Delta$").replace("·", r"$\cdot$")
 
 
 def to_latex(spec: TableSpec, columns: Sequence[str], rows: Sequence[TableRow]) -> str:
