@@ -11,6 +11,7 @@ Examples::
         --features frame:last --model-name L2D-H12
     learn2diss eval abx --ckpt runs/l2d_h12/final --zr2021 zerospeech2021 --model-name L2D-H12
     learn2diss eval abx --features-dir feats/dev-clean --item dev-clean.item --model-name HuBERT-L12
+    learn2diss eval abx --ckpt runs/demo/final --item data/demo/abx/test.item --audio data/demo --dataset demo
 """
 
 from __future__ import annotations

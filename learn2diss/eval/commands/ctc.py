@@ -13,8 +13,8 @@ Examples::
     learn2diss eval ctc --ckpt runs/l2d_w12/final --config ctc_10h --train-split 10h --data-root /data \\
         --eval-sets dev-clean dev-other test-clean test-other --lm 4-gram.arpa --words librispeech-vocab.txt \\
         --model-name L2D-W12
-    learn2diss eval ctc --ckpt runs/demo/final --config ctc_demo --train data/demo/train \\
-        --eval data/demo/test --lm demo.arpa --words words.txt --condition 1h
+    learn2diss eval ctc --ckpt runs/demo/final --config ctc_demo --train data/demo/LibriSpeech-style/train \\
+        --eval data/demo/LibriSpeech-style/dev --lm demo.arpa --words words.txt --condition 1h
 """
 
 from __future__ import annotations
