@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
+
+from learn2diss.errors import Learn2DissError
 
 # (words of the sub-command, module, one-line help). Registered explicitly, in the order shown by --help.
 COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
@@ -60,12 +63,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run a sub-command; bad input (config, files, audio, checkpoints) is one ``error:`` line, exit 2.
+
+    ``LEARN2DISS_DEBUG=1`` shows the traceback instead.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "_run"):
         parser.print_help(sys.stderr)
         return 1
-    return int(args._run(args) or 0)
+    try:
+        return int(args._run(args) or 0)
+    except (Learn2DissError, ValueError, FileNotFoundError) as err:
+        if os.environ.get("LEARN2DISS_DEBUG"):
+            raise
+        print(f"learn2diss {' '.join(args_words(args))}: error: {err}", file=sys.stderr)
+        return 2
+
+
+def args_words(args: argparse.Namespace) -> list[str]:
+    """The sub-command words that were given (``["pretrain", "joint"]``)."""
+    words = [args.command] if args.command else []
+    depth = 1
+    while getattr(args, f"command_{depth}", None):
+        words.append(getattr(args, f"command_{depth}"))
+        depth += 1
+    return words
 
 
 if __name__ == "__main__":

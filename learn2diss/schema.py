@@ -16,10 +16,12 @@ from typing import Any, TypeVar
 
 import yaml
 
+from learn2diss.errors import Learn2DissError
+
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(Learn2DissError, ValueError):
     """A config file or override that does not match its schema."""
 
 

@@ -59,3 +59,12 @@ def test_params_match_table1_within_5_percent(capsys, name, paper):
 def test_cli_without_command_prints_help(capsys):
     assert main([]) == 1
     assert "params" in capsys.readouterr().err
+
+
+def test_cli_reports_bad_input_in_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("LEARN2DISS_DEBUG", raising=False)
+    path = _write(tmp_path, lambda d: d["model"]["frame"].update(mask_prop=0.5))
+    assert main(["params", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("learn2diss params: error: ") and "model.frame.mask_prop" in err
+    assert "Traceback" not in err

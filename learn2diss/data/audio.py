@@ -27,10 +27,12 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from learn2diss.errors import Learn2DissError
+
 __all__ = ["AudioError", "read_audio", "audio_info", "resample"]
 
 
-class AudioError(ValueError):
+class AudioError(Learn2DissError, ValueError):
     """Audio that cannot be used: unreadable, empty or with NaN/inf samples. The message names the file."""
 
 

@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from learn2diss.data.audio import audio_info
 from learn2diss.downstream_runs.tasks import Task, dataset_dir
+from learn2diss.errors import Learn2DissError
 from learn2diss.eval.results import write_atomic
 
 LIBRISPEECH_SPLITS = ("train-clean-100", "dev-clean", "test-clean")
@@ -38,7 +39,7 @@ IEMOCAP_SESSIONS = tuple(f"Session{i}" for i in range(1, 6))
 IEMOCAP_LABELS = {"neu": 0, "hap": 1, "ang": 2, "sad": 3}  # "exc" is merged into "hap"
 
 
-class LayoutError(FileNotFoundError):
+class LayoutError(Learn2DissError, FileNotFoundError):
     """A dataset folder that lacks a file the task needs; the message names the file."""
 
 

@@ -29,12 +29,13 @@ import yaml
 from tqdm import tqdm
 
 from learn2diss.downstream_runs.tasks import Task
+from learn2diss.errors import Learn2DissError
 from learn2diss.eval.results import ResultRow, append_rows, checkpoint_hash, write_atomic
 
 RESULT_FILE = "learn2diss_result.json"
 
 
-class RunError(RuntimeError):
+class RunError(Learn2DissError, RuntimeError):
     """An s3prl run that failed or printed no metric; the message names its log."""
 
 

@@ -28,9 +28,10 @@ from pathlib import Path
 
 from learn2diss.downstream_runs.runner import RESULT_FILE
 from learn2diss.downstream_runs.tasks import TASKS, Task
+from learn2diss.errors import Learn2DissError
 
 
-class SubmissionError(ValueError):
+class SubmissionError(Learn2DissError, ValueError):
     """A prediction file that is missing or malformed; the message names it."""
 
 

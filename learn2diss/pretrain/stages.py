@@ -40,6 +40,7 @@ from learn2diss.data.batching import (
     frames_for_samples,
 )
 from learn2diss.data.manifest import Manifest
+from learn2diss.errors import Learn2DissError
 from learn2diss.pretrain.club import GaussianCLUBNetwork
 from learn2diss.pretrain.ddp import DistributedContext, barrier
 from learn2diss.pretrain.extract import iterate_batches, map_utterances, read_chunks
@@ -65,7 +66,7 @@ _NEEDS = {"utt-simclr": (), "frame-targets": (), "utt-targets": ("utt-simclr",),
           "joint": ("frame-targets", "utt-simclr", "utt-targets")}
 
 
-class StageError(RuntimeError):
+class StageError(Learn2DissError, RuntimeError):
     """A stage cannot run: a prerequisite is missing or the run folder does not match the config."""
 
 

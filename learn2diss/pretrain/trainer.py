@@ -34,6 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from learn2diss.data.batching import Batch
+from learn2diss.errors import Learn2DissError
 from learn2diss.pretrain.config import OptimizerConfig, TrainConfig
 from learn2diss.pretrain.ddp import DistributedContext, any_true
 
@@ -43,7 +44,7 @@ __all__ = ["TrainingStage", "train", "lr_at", "make_adam", "seed_for", "latest_c
 CHECKPOINT_PATTERN = re.compile(r"step_(\d+)\.pt")
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(Learn2DissError, RuntimeError):
     """Too many optimiser steps were skipped for NaN/inf losses or gradients."""
 
 

@@ -29,6 +29,7 @@ import yaml
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from learn2diss.errors import Learn2DissError
 from learn2diss.schema import ConfigError, from_dict, to_dict
 from learn2diss.upstream.config import ModelConfig, ParentConfig
 from learn2diss.upstream.model import Learn2Diss, build_parent
@@ -38,7 +39,7 @@ CONFIG_FILE = "config.yaml"
 WEIGHTS_FILE = "model.safetensors"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(Learn2DissError, ValueError):
     """A checkpoint that cannot be used, with the file and the reason."""
 
 

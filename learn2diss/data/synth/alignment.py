@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from learn2diss.data.synth.phones import SILENCE, to_arpabet
+from learn2diss.errors import Learn2DissError
 
 SAMPLE_RATE = 16000
 TimedPhones = list[tuple[str, float]]  # (native symbol, end time in seconds); the first starts at 0
@@ -21,7 +22,7 @@ MIN_SILENCE_S = 0.02  # a silence keeps at least this much
 POWER_WINDOW_S = 0.01
 
 
-class SynthesisError(RuntimeError):
+class SynthesisError(Learn2DissError, RuntimeError):
     """A synthesiser failed on one utterance; the utterance is skipped and counted."""
 
 
