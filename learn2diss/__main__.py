@@ -1,5 +1,5 @@
 import sys
 
-from learn2diss.cli import main
+from learn2diss.cli import console
 
-sys.exit(main())
+sys.exit(console())

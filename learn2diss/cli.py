@@ -63,33 +63,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run a sub-command; bad input (config, files, audio, checkpoints) is one ``error:`` line, exit 2.
-
-    ``LEARN2DISS_DEBUG=1`` shows the traceback instead.
-    """
+    """Run a sub-command and return its exit status; errors propagate (for tests and scripts)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "_run"):
         parser.print_help(sys.stderr)
         return 1
+    return int(args._run(args) or 0)
+
+
+def console(argv: Sequence[str] | None = None) -> int:
+    """The ``learn2diss`` command: bad input (config, files, audio, checkpoints) is one ``error:`` line, exit 2.
+
+    ``LEARN2DISS_DEBUG=1`` shows the traceback instead.
+    """
     try:
-        return int(args._run(args) or 0)
+        return main(argv)
     except (Learn2DissError, ValueError, FileNotFoundError) as err:
         if os.environ.get("LEARN2DISS_DEBUG"):
             raise
-        print(f"learn2diss {' '.join(args_words(args))}: error: {err}", file=sys.stderr)
+        given = list(argv if argv is not None else sys.argv[1:])
+        words = max((w for w, _, _ in COMMANDS if list(w) == given[: len(w)]), key=len, default=())
+        print(f"learn2diss {' '.join(words)}: error: {err}", file=sys.stderr)
         return 2
 
 
-def args_words(args: argparse.Namespace) -> list[str]:
-    """The sub-command words that were given (``["pretrain", "joint"]``)."""
-    words = [args.command] if args.command else []
-    depth = 1
-    while getattr(args, f"command_{depth}", None):
-        words.append(getattr(args, f"command_{depth}"))
-        depth += 1
-    return words
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console())

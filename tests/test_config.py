@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from learn2diss.cli import main
+from learn2diss.cli import console, main
 from learn2diss.config import ConfigError, load_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -64,7 +64,9 @@ def test_cli_without_command_prints_help(capsys):
 def test_cli_reports_bad_input_in_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("LEARN2DISS_DEBUG", raising=False)
     path = _write(tmp_path, lambda d: d["model"]["frame"].update(mask_prop=0.5))
-    assert main(["params", "--config", str(path)]) == 2
+    with pytest.raises(ConfigError):
+        main(["params", "--config", str(path)])
+    assert console(["params", "--config", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("learn2diss params: error: ") and "model.frame.mask_prop" in err
     assert "Traceback" not in err
