@@ -213,7 +213,7 @@ class Learn2Diss(nn.Module):
         return self.config.frame.num_frozen_layers
 
     def frozen_modules(self) -> Iterator[nn.Module]:
-        """The modules of f (plus the pre-layer norm and positional conv when N = 0)."""
+        """The modules of f: conv encoder, feature projection, positional conv, pre-layer norm, layers 1..N."""
         yield from (self.feature_extractor, self.feature_projection, self.pos_conv_embed)
         if self.norm_before_layers:
             yield self.encoder_layer_norm
@@ -278,8 +278,8 @@ class Learn2Diss(nn.Module):
             span = (span - 1) * stride + kernel
         return span + (frames - 1) * self.config.parent.stride
 
-    def _attention_mask(self, padding_mask: Tensor) -> Tensor | None:
-        """HuBERT layers take a (batch, 1, T, T) boolean mask (True = attend); WavLM layers a key padding mask."""
+    def _attention_mask(self, padding_mask: Tensor) -> Tensor:
+        """HuBERT's layers take a (batch, 1, T, T) boolean mask, True = attend (a broadcast view, no copy)."""
         batch, frames = padding_mask.shape
         return (~padding_mask)[:, None, None, :].expand(batch, 1, frames, frames)
 
