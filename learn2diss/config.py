@@ -36,7 +36,7 @@ class Config:
     joint: JointConfig
 
     def __post_init__(self) -> None:
-        if self.frame_targets.layer > self.model.parent.num_layers:
+        if self.frame_targets.layer != "mfcc" and self.frame_targets.layer > self.model.parent.num_layers:
             raise ValueError(f"frame_targets.layer {self.frame_targets.layer} is past the parent's "
                              f"{self.model.parent.num_layers} layers")
 

@@ -69,15 +69,19 @@ class OptimizerConfig:
 class FrameTargetsConfig:
     """Stage a: k-means (K = model.frame.num_targets) on one parent layer -> a label per 20 ms frame."""
 
-    layer: int = 11  # index into frame_hidden_states (0 = input of layer 1): 9 for HuBERT, 11 for WavLM
+    # index into frame_hidden_states (0 = input of layer 1): 9 for HuBERT, 11 for WavLM; or "mfcc": HuBERT's
+    # iteration 1 (39-d MFCC + deltas at 50 Hz, no parent needed; how the demo pretrains its small parent)
+    layer: int | Literal["mfcc"] = 11
     fit_max_frames: int = 1_000_000  # random frames (from random utterances) used to fit k-means
     kmeans_iterations: int = 20
     batch_seconds: float = 200.0  # audio per extraction batch (inference, no gradient)
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.layer < 0 or self.fit_max_frames < 1 or self.kmeans_iterations < 1 or self.batch_seconds <= 0:
-            raise ValueError("layer >= 0, fit_max_frames >= 1, kmeans_iterations >= 1, batch_seconds > 0 required")
+        if (self.layer != "mfcc" and self.layer < 0) or self.fit_max_frames < 1 or self.kmeans_iterations < 1 \
+                or self.batch_seconds <= 0:
+            raise ValueError("layer >= 0 (or mfcc), fit_max_frames >= 1, kmeans_iterations >= 1, batch_seconds > 0 "
+                             "required")
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,7 @@ from learn2diss.pretrain.targets import (
     assign,
     fit_kmeans,
     knee_point,
+    mfcc_features,
     plot_knee,
     save_npy,
 )
@@ -196,8 +197,17 @@ def layer_features(model: Learn2Diss, wav: Tensor, lengths: Tensor, layer: int) 
     return model.frame_hidden_states(features)[layer], features.lengths
 
 
+def _target_features(model: Learn2Diss, wav: Tensor, lengths: Tensor, layer: int | str) -> tuple[Tensor, Tensor]:
+    """What stage a clusters: a parent layer, or (``layer: mfcc``, HuBERT iteration 1) MFCC + deltas."""
+    if layer != "mfcc":
+        return layer_features(model, wav, lengths, layer)
+    n = torch.as_tensor(frames_for_samples(lengths.cpu().numpy(), model.config.parent.conv_layers))
+    feats = [mfcc_features(wav[b, : int(lengths[b])], int(n[b])) for b in range(len(lengths))]
+    return torch.nn.utils.rnn.pad_sequence(feats, batch_first=True), n
+
+
 def frame_targets(run: Run) -> None:
-    """Stage a: k-means (K = model.frame.num_targets) of the parent's layer ``frame_targets.layer``."""
+    """Stage a: k-means (K = model.frame.num_targets) of the parent's layer ``frame_targets.layer`` (or of MFCCs)."""
     cfg, work = run.config.frame_targets, run.dir("frame-targets")
     k = run.config.model.frame.num_targets
     model = _init_model(run).eval()
@@ -213,7 +223,7 @@ def frame_targets(run: Run) -> None:
         with torch.no_grad(), run.autocast():
             for _, wav, lengths in iterate_batches(run.manifest, take, batch_samples, longest,
                                                    run.config.data.num_workers, run.ctx.device):
-                h, n = layer_features(model, wav, lengths, cfg.layer)
+                h, n = _target_features(model, wav, lengths, cfg.layer)
                 chunks += [h[b, : int(n[b])].float().cpu().numpy() for b in range(h.shape[0])]
         x = np.concatenate(chunks)
         if len(x) > cfg.fit_max_frames:
@@ -228,7 +238,7 @@ def frame_targets(run: Run) -> None:
     @torch.no_grad()
     def label(wav: Tensor, lengths: Tensor) -> list[np.ndarray]:
         with run.autocast():
-            h, n = layer_features(model, wav, lengths, cfg.layer)
+            h, n = _target_features(model, wav, lengths, cfg.layer)
         labels = assign(h.flatten(0, 1), centroids).view(h.shape[:2]).cpu().numpy()
         return [labels[b, : int(n[b])] for b in range(len(labels))]
 

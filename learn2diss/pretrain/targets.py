@@ -5,6 +5,7 @@
 - :func:`assign` labels features with torch on their own device (a GPU labels 960 h of frames
   in minutes; faiss-cpu would take hours).
 - :func:`knee_point` is the Kneedle algorithm (Satopaa et al. 2011) from the ``kneed`` package.
+- :func:`mfcc_features` are HuBERT's iteration-1 features (MFCC + deltas), on the 50 Hz frame grid.
 - :class:`FrameLabels` stores one int16/int32 label per 20 ms frame for every manifest row in a
   flat ``labels.npy`` with ``offsets.npy``, read through a memory map.
 """
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["fit_kmeans", "assign", "knee_point", "plot_knee", "FrameLabels", "save_npy"]
+__all__ = ["fit_kmeans", "assign", "knee_point", "plot_knee", "mfcc_features", "FrameLabels", "save_npy"]
 
 
 def fit_kmeans(x: np.ndarray, k: int, iterations: int, seed: int) -> tuple[np.ndarray, float]:
@@ -47,6 +48,36 @@ def assign(x: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
     c = centroids.to(x.device, torch.float32)
     scores = x @ c.T - 0.5 * c.pow(2).sum(dim=1)  # argmax of x.c - |c|^2 / 2 = argmin |x - c|^2
     return scores.argmax(dim=1)
+
+
+def mfcc_features(wav: torch.Tensor, frames: int, frame_shift_ms: float = 20.0) -> torch.Tensor:
+    """HuBERT iteration-1 targets' features (Hsu et al. 2021 §IV-A; fairseq ``dump_mfcc_feature.py``).
+
+    Kaldi MFCC (13 coefficients, 25 ms window, no energy, torchaudio's ``compliance.kaldi``) with first
+    and second deltas: 39-d, unnormalised. The shift is 20 ms instead of fairseq's 10 ms, so that frame
+    i lies on the model's 50 Hz grid; the result is cut (or its last frame repeated) to ``frames``,
+    the count of the model's convolutional encoder.
+
+    Args:
+        wav: (samples,) 16 kHz waveform.
+        frames: frames to return.
+
+    Returns:
+        (frames, 39) float32, on ``wav``'s device.
+    """
+    from torchaudio.compliance.kaldi import mfcc
+    from torchaudio.functional import compute_deltas
+
+    wav = wav.float()
+    if wav.shape[0] < 400:  # shorter than one 25 ms window
+        wav = torch.nn.functional.pad(wav, (0, 400 - wav.shape[0]))
+    with torch.autocast(wav.device.type, enabled=False):  # float32 even inside a bf16 region
+        ceps = mfcc(wav[None], sample_frequency=16_000, frame_shift=frame_shift_ms, use_energy=False).T  # (13, T)
+        delta = compute_deltas(ceps)
+        feats = torch.cat([ceps, delta, compute_deltas(delta)]).T  # (T, 39)
+    if len(feats) < frames:
+        feats = torch.cat([feats, feats[-1:].expand(frames - len(feats), -1)])
+    return feats[:frames]
 
 
 def knee_point(counts: Sequence[int], inertias: Sequence[float]) -> int | None:
