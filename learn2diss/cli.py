@@ -23,6 +23,7 @@ from learn2diss.errors import Learn2DissError
 # (words of the sub-command, module, one-line help). Registered explicitly, in the order shown by --help.
 COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("params",), "learn2diss.params", "print the learnable-parameter breakdown of a config"),
+    (("demo",), "learn2diss.demo.command", "the whole method end to end on the demo corpus, on a CPU (make demo)"),
     (("data", "manifest"), "learn2diss.data.manifest", "validate a LibriSpeech-layout corpus into a training manifest"),
     (("pretrain",), "learn2diss.pretrain.command", "pretrain Learn2Diss: targets, SimCLR, clusters, joint training"),
     (("export",), "learn2diss.pretrain.export", "export a pretraining run as a checkpoint the upstream loads"),

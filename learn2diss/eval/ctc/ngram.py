@@ -144,6 +144,7 @@ def write_arpa(path: str | os.PathLike[str], sentences: Iterable[str], order: in
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(text)
+    os.chmod(tmp, 0o644)  # mkstemp creates 0600; an LM file is ordinary data
     os.replace(tmp, path)
     return path
 

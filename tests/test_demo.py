@@ -1,0 +1,108 @@
+"""The demo: the reduced end-to-end run (every table and figure, then a rerun that skips every stage),
+the Witten-Bell ARPA writer it decodes with, and the MFCC targets of its parent."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import kenlm
+import numpy as np
+import pytest
+import torch
+from test_synth import require_synthesisers
+
+from learn2diss.cli import main
+from learn2diss.data.batching import frames_for_samples
+from learn2diss.demo.report import COLUMNS, DIRECTIONS
+from learn2diss.eval.ctc.ngram import BOS, EOS, count_ngrams, witten_bell, write_arpa
+from learn2diss.pretrain.targets import mfcc_features
+
+SENTENCES = ["the cat sat", "the cat sat on the mat", "a dog sat", "the dog", "on the mat the cat sat"]
+
+
+def backoff_probability(word: str, history: tuple[str, ...], probs: list[dict], backoff: dict, order: int) -> float:
+    """P(word | history) by the ARPA back-off rule, from the writer's tables."""
+    history = history[-(order - 1):] if order > 1 else ()
+    gram = (*history, word)
+    if gram in probs[len(gram) - 1]:
+        return probs[len(gram) - 1][gram]
+    if not history:
+        return probs[0][("<unk>",)]
+    return backoff.get(history, 1.0) * backoff_probability(word, history[1:], probs, backoff, order)
+
+
+def test_witten_bell_arpa_sums_to_one_and_kenlm_reads_the_same_scores(tmp_path):
+    counts = count_ngrams(SENTENCES, order=4)
+    probs, backoff = witten_bell(counts)
+    vocabulary = counts.vocabulary()
+    for history in [(), (BOS,), ("the",), ("the", "cat"), (BOS, "the", "cat"), ("on", "the", "mat"), ("zebra",)]:
+        total = sum(backoff_probability(w, history, probs, backoff, 4) for w in vocabulary)
+        assert total == pytest.approx(1.0, abs=1e-9), history
+    model = kenlm.Model(str(write_arpa(tmp_path / "lm.arpa", SENTENCES, order=4)))
+    for sentence in ["the cat sat", "the dog sat on the mat", "a cat", "zebra"]:
+        words = [BOS, *sentence.split(), EOS]
+        ours = sum(math.log10(backoff_probability(w, tuple(words[:i]), probs, backoff, 4))
+                   for i, w in enumerate(words[1:], start=1))
+        assert model.score(sentence, bos=True, eos=True) == pytest.approx(ours, abs=1e-4), sentence
+    # a seen continuation beats an unseen one
+    assert model.score("the cat sat", bos=True, eos=True) > model.score("the sat cat", bos=True, eos=True)
+    with pytest.raises(ValueError, match="reserved"):
+        count_ngrams(["the </s> cat"])
+
+
+def test_mfcc_targets_are_39_dimensional_on_the_model_frame_grid():
+    conv = [[128, 40, 20], [128, 16, 16]]
+    wav = torch.randn(16_000, generator=torch.Generator().manual_seed(0))
+    for samples in (400, 3_210, 16_000):
+        frames = frames_for_samples(samples, conv)
+        feats = mfcc_features(wav[:samples], frames)
+        assert feats.shape == (frames, 39) and torch.isfinite(feats).all()
+    # frame i covers samples [320 i, 320 i + 400): changing the audio after frame 10's window leaves frames < 10 alone
+    a = mfcc_features(wav, 50)
+    changed = wav.clone()
+    changed[320 * 12 + 400 :] = 0
+    b = mfcc_features(changed, 50)
+    assert torch.allclose(a[:10, :13], b[:10, :13]) and not torch.allclose(a[20:, :13], b[20:, :13])
+
+
+def test_quick_demo_writes_every_table_and_figure_and_a_rerun_skips_every_stage(tmp_path, capsys):
+    require_synthesisers()
+    args = ["demo", "--quick", "--work-dir", str(tmp_path / "work"), "--out", str(tmp_path / "out")]
+    assert main(args) == 0
+    out = tmp_path / "out"
+    for name in ("purity", "probes", "abx", "ctc"):
+        assert (out / f"{name}.csv").stat().st_size > 0
+        table = (out / "tables" / f"{name}.md").read_text()
+        assert table.count("| parent") == 1 and table.count("| L2D") == 2
+    for name in ("embeddings_demo-parent", "embeddings_demo-L2D-no-MI", "embeddings_demo-L2D", "training_curves"):
+        png = (out / "figures" / f"{name}.png").read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    assert (tmp_path / "work" / "lm" / "train.arpa").read_text().startswith("\n\\data\\\nngram 1=")
+
+    summary = (out / "summary.md").read_text()
+    metrics = summary.split("## All metrics")[1].split("## Time per stage")[0]
+    rows = [line for line in metrics.splitlines() if line.startswith("| ")]
+    assert len(rows) == 4 and all(row.count("|") == len(COLUMNS) + 2 for row in rows)
+    values = [cell.strip() for row in rows[1:] for cell in row.strip("|").split("|")[1:]]
+    assert all(re.fullmatch(r"\d+\.\d", v) for v in values), values  # every metric was measured
+    directions = summary.split("## Table 5 directions")[1].split("## All metrics")[0]
+    assert sum(line.endswith(("| yes |", "| no |")) for line in directions.splitlines()) == len(DIRECTIONS)
+    timing = summary.split("## Time per stage")[1]
+    assert timing.count("\n| ") == 11 + 2 and "**total**" in timing
+
+    capsys.readouterr()
+    assert main(args) == 0  # everything cached: every stage is skipped, the report is written again
+    printed = capsys.readouterr().out
+    assert printed.count("skipped") == 11 and "# Learn2Diss demo: summary" in printed
+    assert np.isfinite([float(v) for v in values]).all()
+
+
+def test_demo_refuses_a_work_folder_made_with_other_settings(tmp_path):
+    from learn2diss.demo.pipeline import DemoError
+
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "demo.json").write_text('{"speakers": 3}')
+    with pytest.raises(DemoError, match="other settings"):
+        main(["demo", "--quick", "--work-dir", str(work), "--out", str(tmp_path / "out")])
