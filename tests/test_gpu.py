@@ -24,9 +24,9 @@ def test_bf16_inference_uses_fused_attention_and_matches_fp32(name):
     with torch.inference_mode():
         reference = model(wav, lengths)
         # No math fallback allowed: a mask or dtype the fused kernels reject raises here.
-        with sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.CUDNN_ATTENTION]):
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                fast = model(wav, lengths)
+        fused = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.CUDNN_ATTENTION]
+        with sdpa_kernel(fused), torch.autocast("cuda", dtype=torch.bfloat16):
+            fast = model(wav, lengths)
     for ref, out in zip(reference.frame_hidden_states, fast.frame_hidden_states, strict=True):
         assert torch.isfinite(out).all()
         valid = torch.arange(ref.shape[1], device="cuda")[None, :] < reference.frame_lengths[:, None]
