@@ -1,4 +1,4 @@
-"""The whole method end to end on the demo corpus, on a CPU, in about 15 minutes: `make demo`.
+"""The whole method end to end on the demo corpus, on a CPU, in about 10 minutes on 2 cores: `make demo`.
 
 Builds the synthetic demo corpus, pretrains a small HuBERT-style parent on it (iteration 1: masked
 prediction of MFCC k-means targets), runs Learn2Diss from that parent twice through the ordinary
@@ -103,6 +103,9 @@ def _figures(paths) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
+    # OpenMP threads spin while they wait; beside another CPU-bound job on a 2-core machine that made a joint step
+    # 4-5x slower (docs/demo.md, "Time"). Read when torch loads, so only effective from the console command.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from learn2diss.demo import pipeline as p
     from learn2diss.demo.plan import FULL, L2D_MI, L2D_NO_MI, QUICK, DemoPaths
     from learn2diss.demo.report import write_report

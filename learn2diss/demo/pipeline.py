@@ -22,9 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from learn2diss.demo.plan import DATASET, L2D_MI, MODELS, PARENT, DemoPaths, DemoSettings
+from learn2diss.errors import Learn2DissError
 
 
-class DemoError(RuntimeError):
+class DemoError(Learn2DissError, RuntimeError):
     """A demo stage failed or the work folder belongs to other settings."""
 
 
