@@ -66,7 +66,17 @@ def test_mfcc_targets_are_39_dimensional_on_the_model_frame_grid():
     assert torch.allclose(a[:10, :13], b[:10, :13]) and not torch.allclose(a[20:, :13], b[20:, :13])
 
 
-def test_quick_demo_writes_every_table_and_figure_and_a_rerun_skips_every_stage(tmp_path, capsys):
+@pytest.fixture
+def one_thread():
+    """torch on one thread: OpenMP threads spin while they wait, so beside another CPU-bound job on a 2-core
+    machine a 2-thread run gets many times slower (docs/demo.md); in-process, OMP_WAIT_POLICY comes too late."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_quick_demo_writes_every_table_and_figure_and_a_rerun_skips_every_stage(tmp_path, capsys, one_thread):
     require_synthesisers()
     args = ["demo", "--quick", "--work-dir", str(tmp_path / "work"), "--out", str(tmp_path / "out")]
     assert main(args) == 0
