@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from learn2diss.eval.purity import aligned_frames
+
 
 def speaker_stratified_split(
     utterances: Sequence[str], speakers: Mapping[str, str], test_fraction: float = 0.2, seed: int = 0
@@ -62,13 +64,7 @@ def sample_frames(
     features: Sequence[np.ndarray], labels: Sequence[np.ndarray], max_frames: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Aligned frames (``""`` labels dropped) of several utterances, at most ``max_frames`` drawn at random."""
-    xs, ys = [], []
-    for feats, labs in zip(features, labels, strict=True):
-        n = min(len(feats), len(labs))
-        keep = np.asarray(labs[:n]) != ""
-        xs.append(np.asarray(feats[:n])[keep])
-        ys.append(np.asarray(labs[:n])[keep])
-    x, y = np.concatenate(xs), np.concatenate(ys)
+    x, y = aligned_frames(features, labels)
     if len(x) > max_frames:
         pick = np.random.default_rng(seed).choice(len(x), size=max_frames, replace=False)
         x, y = x[pick], y[pick]

@@ -111,6 +111,17 @@ class PhoneScores:
     clusters: int
 
 
+def aligned_frames(features: Sequence[np.ndarray], labels: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The frames of several utterances with their labels, both truncated to the shorter; ``""`` labels dropped."""
+    xs, ys = [], []
+    for feats, labs in zip(features, labels, strict=True):
+        n = min(len(feats), len(labs))
+        keep = np.asarray(labs[:n]) != ""
+        xs.append(np.asarray(feats[:n])[keep])
+        ys.append(np.asarray(labs[:n])[keep])
+    return np.concatenate(xs), np.concatenate(ys)
+
+
 def frame_phone_scores(
     features: Sequence[np.ndarray], labels: Sequence[np.ndarray], k: int = 2048, fit_frames: int = 200_000,
     seed: int = 0, niter: int = 20,
@@ -123,16 +134,10 @@ def frame_phone_scores(
             A length mismatch is resolved by truncating both to the shorter (as fairseq does).
         k: number of clusters; ``fit_frames``: size of the random subset k-means is fitted on.
     """
-    xs, ys = [], []
-    for feats, labs in zip(features, labels, strict=True):
-        n = min(len(feats), len(labs))
-        keep = np.asarray(labs[:n]) != ""
-        xs.append(np.asarray(feats[:n])[keep])
-        ys.append(np.asarray(labs[:n])[keep])
-    x = np.concatenate(xs)
+    x, y = aligned_frames(features, labels)
     if len(x) == 0:
         raise ValueError("no aligned frames: do the alignment utterance ids match the audio?")
-    ref, _ = encode_labels(np.concatenate(ys))
+    ref, _ = encode_labels(y)
     kmeans, used_k = fit_kmeans(x, k, fit_frames, seed, niter)
     p_xy = joint_distribution(ref, assign(kmeans, x))
     return PhoneScores(100 * phone_purity(p_xy), 100 * cluster_purity(p_xy), 100 * pnmi(p_xy), len(x), used_k)
