@@ -13,7 +13,12 @@ from learn2diss.data.synth import speakers as speakers_module
 from learn2diss.data.synth.alignment import align, refine_silence_edges
 from learn2diss.data.synth.finishing import gate_silences, quantise
 from learn2diss.data.synth.phones import ARPABET, INVENTORY, PHONE_SETS, SILENCE, to_arpabet
-from learn2diss.data.synth.plan import choose_test_speakers, default_test_speakers, make_plan
+from learn2diss.data.synth.plan import (
+    choose_test_speakers,
+    default_test_speakers,
+    make_plan,
+    used_splits,
+)
 from learn2diss.data.synth.speakers import SPEAKERS, select_speakers
 from learn2diss.data.synth.text import clean_sentence, transcript, wordnet_sentences
 
@@ -231,3 +236,26 @@ def test_install_script_without_root(tmp_path: Path, installed: bool) -> None:
         assert "WARNING" in result.stderr and "not root" in result.stderr
         assert "apt-get install -y --no-install-recommends" in result.stderr
         assert "mbrola-us1" in result.stderr and "wordnet-base" in result.stderr
+
+
+def test_validation_speakers_are_unseen_and_leave_the_rest_of_the_plan_alone(tmp_path: Path) -> None:
+    chosen = list(SPEAKERS[:10])
+    sentences = [f"sentence number {i} is here." for i in range(200)]
+    kwargs = dict(utts=5, shared=2, seed=4, test_speakers=2, dev_fraction=0.25, channel_augment=0.0,
+                  audio_format="flac")
+    without = make_plan(chosen, sentences, tmp_path, **kwargs)
+    plan = make_plan(chosen, sentences, tmp_path, **kwargs, val_speakers=3)
+    by_split = {s: {u.speaker.speaker_id for u in plan if u.split == s} for s in ("train", "dev", "val", "test")}
+    assert len(by_split["val"]) == 3 and len(by_split["test"]) == 2
+    assert not by_split["val"] & by_split["test"] and not (by_split["val"] | by_split["test"]) & by_split["train"]
+    assert by_split["dev"] == by_split["train"]
+    assert {u.speaker.sex for u in plan if u.split == "val"} == {"F", "M"}
+    # same test speakers, sentences and synthesis parameters as without validation speakers
+    def drawn(p: list) -> list:
+        return [(u.utt_id, u.sentence, u.job.tempo, u.job.f0, u.job.seed) for u in p]
+
+    assert drawn(plan) == drawn(without)
+    assert [u.utt_id for u in without if u.split == "test"] == [u.utt_id for u in plan if u.split == "test"]
+    assert used_splits(plan) == ("train", "dev", "val", "test") and "val" not in used_splits(without)
+    with pytest.raises(ValueError, match="--val-speakers 8"):
+        make_plan(chosen, sentences, tmp_path, **kwargs, val_speakers=8)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from learn2diss.data.synth.alignment import SAMPLE_RATE
 from learn2diss.data.synth.backends import Result
-from learn2diss.data.synth.plan import SPLITS, Utterance
+from learn2diss.data.synth.plan import Utterance, used_splits
 from learn2diss.data.synth.speakers import VOICES, Speaker
 
 CHUNK_SIZE = 8  # utterances of one speaker per worker task (one festival process)
@@ -48,6 +48,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         help="speakers held out for test (default: a quarter)",
+    )
+    parser.add_argument(
+        "--val-speakers",
+        type=int,
+        default=0,
+        help="unseen validation speakers, disjoint from test and train: split 'val' with its own "
+        "alignments and ABX items, for choosing settings without looking at test (default 0; "
+        "`learn2diss demo` uses 6)",
     )
     parser.add_argument(
         "--dev-fraction",
@@ -77,7 +85,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def settings_of(args: argparse.Namespace, speakers: list[Speaker], test_speakers: int) -> dict:
     """Everything that determines the corpus bytes; its hash identifies a build."""
-    return {
+    settings = {
         "speakers": [s.name for s in speakers],
         "utts": args.utts,
         "shared": args.shared,
@@ -87,6 +95,9 @@ def settings_of(args: argparse.Namespace, speakers: list[Speaker], test_speakers
         "channel_augment": args.channel_augment,
         "audio_format": args.audio_format,
     }
+    if args.val_speakers:  # only then: corpora built before the option keep their fingerprint
+        settings["val_speakers"] = args.val_speakers
+    return settings
 
 
 def check_arguments(args: argparse.Namespace) -> None:
@@ -98,6 +109,8 @@ def check_arguments(args: argparse.Namespace) -> None:
         )
     if not 0 <= args.dev_fraction < 1 or not 0 <= args.channel_augment <= 1:
         raise ValueError("--dev-fraction must be in [0, 1) and --channel-augment in [0, 1]")
+    if args.val_speakers < 0:
+        raise ValueError(f"--val-speakers must be at least 0 (got {args.val_speakers})")
     if args.jobs < 1:
         raise ValueError(f"--jobs must be at least 1 (got {args.jobs})")
 
@@ -191,7 +204,7 @@ def summarise(
     plan: list[Utterance], results: dict[str, Result], settings: dict, fingerprint: str
 ) -> dict:
     splits = {}
-    for split in SPLITS:
+    for split in used_splits(plan):
         ok = [
             results[u.utt_id] for u in plan if u.split == split and results[u.utt_id].error is None
         ]
@@ -203,14 +216,14 @@ def summarise(
         for u in plan
         if results[u.utt_id].error
     ]
-    test_ids = {u.speaker.speaker_id for u in plan if u.split == "test"}
+    split_of = {u.speaker.speaker_id: u.split for u in plan if u.split in ("test", "val")}
     speakers = []
     for s in dict.fromkeys(u.speaker for u in plan):
         speakers.append({
             "speaker": s.speaker_id, "name": s.name, "sex": s.sex, "voice": s.voice.name,
             "backend": s.voice.backend, "pitch": s.pitch, "formant": s.formant, "tempo": s.tempo,
             "median_f0": round(s.median_f0, 1),
-            "split": "test" if s.speaker_id in test_ids else "train",
+            "split": split_of.get(s.speaker_id, "train"),
         })  # fmt: skip
     return {
         "format_version": 1,
@@ -260,13 +273,16 @@ def build(args: argparse.Namespace) -> dict:
         speakers, wordnet_sentences(), out.resolve(), utts=args.utts, shared=args.shared,
         seed=args.seed, test_speakers=test_speakers, dev_fraction=args.dev_fraction,
         channel_augment=args.channel_augment, audio_format=args.audio_format,
+        val_speakers=args.val_speakers,
     )  # fmt: skip
     results = synthesise(plan, out, args.jobs)
     done = [(u, results[u.utt_id]) for u in plan if results[u.utt_id].error is None]
     layout.write_transcripts(out, done)
     layout.write_split_manifests(out, done)
     layout.write_alignments(out, done)
-    layout.write_abx(out, done)
+    for split in ("val", "test"):
+        if any(u.split == split for u, _ in done):
+            layout.write_abx(out, done, split)
     layout.write_voxceleb(out, plan, done, args.seed)
     summary = summarise(plan, results, settings, fingerprint)
     layout.write_text(out / SUMMARY_FILE, [json.dumps(summary, indent=1)])

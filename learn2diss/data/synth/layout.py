@@ -17,7 +17,7 @@ import numpy as np
 from learn2diss.data.synth.alignment import SAMPLE_RATE
 from learn2diss.data.synth.backends import Result
 from learn2diss.data.synth.phones import INVENTORY, SILENCE
-from learn2diss.data.synth.plan import SPLITS, Utterance
+from learn2diss.data.synth.plan import Utterance, used_splits
 
 
 def write_text(path: Path, lines: Iterable[str]) -> None:
@@ -48,7 +48,7 @@ def write_transcripts(root: Path, done: list[tuple[Utterance, Result]]) -> None:
 
 def write_split_manifests(root: Path, done: list[tuple[Utterance, Result]]) -> None:
     """``splits/{split}.tsv``: utt_id, path, speaker, num_samples, transcript."""
-    for split in SPLITS:
+    for split in used_splits(done):
         lines = ["utt_id\tpath\tspeaker\tnum_samples\ttranscript"]
         lines += [
             f"{u.utt_id}\t{u.path}\t{u.speaker.speaker_id}\t{r.num_samples}\t{u.transcript}"
@@ -61,7 +61,7 @@ def write_split_manifests(root: Path, done: list[tuple[Utterance, Result]]) -> N
 def write_alignments(root: Path, done: list[tuple[Utterance, Result]]) -> None:
     """``alignments/{split}.tsv`` (utt_id, onset, offset, phone) and ``alignments/phones.txt``."""
     write_text(root / "alignments" / "phones.txt", INVENTORY)
-    for split in SPLITS:
+    for split in used_splits(done):
         lines = ["utt_id\tonset\toffset\tphone"]
         for u, r in done:
             if u.split == split:
@@ -125,7 +125,8 @@ def write_voxceleb(
 ) -> None:
     """``voxceleb/speakers.tsv`` (one row per speaker) and ``voxceleb/veri_test.txt``."""
     speakers = {
-        u.speaker.speaker_id: (u.speaker, "test" if u.split == "test" else "train") for u in plan
+        u.speaker.speaker_id: (u.speaker, u.split if u.split in ("test", "val") else "train")
+        for u in plan
     }
     counts: dict[int, int] = defaultdict(int)
     for u, _ in done:

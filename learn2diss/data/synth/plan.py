@@ -15,7 +15,7 @@ from learn2diss.data.synth.backends import Job
 from learn2diss.data.synth.speakers import Speaker
 from learn2diss.data.synth.text import transcript
 
-SPLITS = ("train", "dev", "test")
+SPLITS = ("train", "dev", "val", "test")  # val: unseen validation speakers (--val-speakers)
 SHARED_CHAPTER = 1  # sentences read by every speaker; utterance n is the same sentence for all
 OWN_CHAPTER = 2  # sentences read by this speaker only
 TEMPO_JITTER = 0.05  # log-normal sigma of the per-utterance duration factor
@@ -40,6 +40,12 @@ class Utterance:
         return transcript(self.sentence)
 
 
+def used_splits(utterances: list[Utterance] | list[tuple[Utterance, object]]) -> tuple[str, ...]:
+    """The splits a corpus has: train, dev and test always, val only with validation speakers."""
+    names = {(u[0] if isinstance(u, tuple) else u).split for u in utterances}
+    return tuple(s for s in SPLITS if s != "val" or s in names)
+
+
 def default_test_speakers(num_speakers: int) -> int:
     """A quarter of the speakers, at least one, leaving at least one for training."""
     return max(1, min(num_speakers - 1, round(num_speakers / 4)))
@@ -54,6 +60,18 @@ def choose_test_speakers(speakers: list[Speaker], count: int, rng: np.random.Gen
         other = next(s for s in order[count:] if s.sex != test[0].sex)
         test[-1] = other
     return {s.speaker_id for s in test}
+
+
+def choose_val_speakers(speakers: list[Speaker], test_ids: set[int], count: int, seed: int) -> set[int]:
+    """``count`` validation speakers among the non-test ones, drawn from their own random stream (so adding
+    them leaves every other choice of the plan alone), with both sexes when possible."""
+    if count == 0:
+        return set()
+    others = [s for s in speakers if s.speaker_id not in test_ids]
+    if not 1 <= count < len(others):
+        raise ValueError(f"--val-speakers {count}: need at least one training speaker among the {len(others)} "
+                         "non-test speakers")
+    return choose_test_speakers(others, count, np.random.default_rng([seed, 3]))
 
 
 def draw_channel(rng: np.random.Generator) -> tuple[tuple[str, ...], float | None]:
@@ -86,11 +104,12 @@ def make_plan(
     dev_fraction: float,
     channel_augment: float,
     audio_format: str,
+    val_speakers: int = 0,
 ) -> list[Utterance]:
     """Plan the corpus: ``shared`` sentences read by all, ``utts - shared`` own ones per speaker.
 
-    Own sentences are drawn without replacement across the whole corpus. Test speakers are
-    unseen in train; dev holds out a ``dev_fraction`` of each train speaker's own sentences.
+    Own sentences are drawn without replacement across the whole corpus. Test and validation speakers are
+    disjoint and both unseen in train; dev holds out a ``dev_fraction`` of each train speaker's own sentences.
     """
     own = utts - shared
     needed = shared + own * len(speakers)
@@ -101,6 +120,7 @@ def make_plan(
     rng = np.random.default_rng(seed)
     pool = [sentences[i] for i in rng.permutation(len(sentences))[:needed]]
     test_ids = choose_test_speakers(speakers, test_speakers, rng)
+    val_ids = choose_val_speakers(speakers, test_ids, val_speakers, seed)
     channel_rng = np.random.default_rng([seed, 1])  # own stream: augmenting leaves the rest alone
     n_dev = max(1, round(dev_fraction * own)) if own >= 2 and dev_fraction > 0 else 0
     plan: list[Utterance] = []
@@ -111,6 +131,8 @@ def make_plan(
         for chapter, index, sentence in readings:
             if speaker.speaker_id in test_ids:
                 split = "test"
+            elif speaker.speaker_id in val_ids:
+                split = "val"
             elif chapter == OWN_CHAPTER and index >= own - n_dev:
                 split = "dev"
             else:
