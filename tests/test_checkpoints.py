@@ -127,6 +127,40 @@ def test_fairseq_layout_import_matches_torchaudio(tmp_path, kind, waveforms, mon
         ours = model(waveforms).frame_hidden_states[1:]
     for a, b in zip(ours, expected, strict=True):
         assert (a - b).abs().max() <= 1e-5
+    assert torch.equal(model.mask_embedding.detach(), state["mask_emb"])  # the parent's trained mask embedding
+
+
+@pytest.mark.parametrize("kind", ["hubert", "wavlm"])
+def test_huggingface_masked_spec_embed_becomes_the_mask_embedding(tmp_path, kind):
+    config_cls, model_cls = {"hubert": (transformers.HubertConfig, transformers.HubertModel),
+                             "wavlm": (transformers.WavLMConfig, transformers.WavLMModel)}[kind]
+    hf = model_cls(config_cls(**HF_TINY))
+    with torch.no_grad():
+        hf.masked_spec_embed.copy_(torch.linspace(-1, 1, 32))
+    hf.save_pretrained(tmp_path)
+    model = _model_from_parent(tmp_path, frozen=1)
+    assert torch.equal(model.mask_embedding.detach(), torch.linspace(-1, 1, 32))
+
+
+def test_huggingface_parent_without_mask_embedding_keeps_a_fresh_one(tmp_path):
+    hf = transformers.HubertModel(transformers.HubertConfig(**HF_TINY, mask_time_prob=0.0, mask_feature_prob=0.0))
+    assert not hasattr(hf, "masked_spec_embed")
+    hf.save_pretrained(tmp_path)
+    parent, _ = read_parent(tmp_path)
+    base = tiny_config("hubert", 1)
+    model = Learn2Diss(ModelConfig(parent=parent, frame=base.frame, utterance=base.utterance))
+    fresh = model.mask_embedding.detach().clone()
+    import_parent(model, tmp_path)
+    assert torch.equal(model.mask_embedding.detach(), fresh)
+
+
+def test_max_distance_that_differs_from_the_config_is_refused(tmp_path):
+    hf = transformers.WavLMModel(transformers.WavLMConfig(**HF_TINY, max_bucket_distance=400, num_buckets=160))
+    hf.save_pretrained(tmp_path)
+    model = Learn2Diss(tiny_config("wavlm"))
+    with pytest.raises(CheckpointError, match=r"num_buckets: config 320, checkpoint 160; "
+                                              r"max_distance: config 800, checkpoint 400"):
+        import_parent(model, tmp_path)
 
 
 def test_architecture_mismatch_names_the_field(tmp_path):
@@ -188,3 +222,4 @@ def test_our_checkpoint_is_a_parent_too(tmp_path, waveforms):
     child = _model_from_parent(tmp_path / "parent", frozen=1)
     for a, b in zip(parent(waveforms).frame_hidden_states, child(waveforms).frame_hidden_states, strict=True):
         torch.testing.assert_close(a, b)
+    assert torch.equal(child.mask_embedding, parent.mask_embedding)

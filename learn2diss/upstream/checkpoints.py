@@ -138,7 +138,9 @@ _FAIRSEQ_KEYS = [
     (r"encoder\.layers\.(\d+)\.fc2\.(weight|bias)", r"encoder.transformer.layers.\1.feed_forward.output_dense.\2"),
     (r"encoder\.layers\.(\d+)\.final_layer_norm\.(weight|bias)", r"encoder.transformer.layers.\1.final_layer_norm.\2"),
 ]
-_FAIRSEQ_PRETRAINING_ONLY = re.compile(r"(mask_emb|label_embs_concat|final_proj\.|untie_final_proj|quantizer|project_q)")
+_FAIRSEQ_PRETRAINING_ONLY = re.compile(r"(label_embs_concat|final_proj\.|untie_final_proj|quantizer|project_q)")
+# The parent's trained mask embedding travels in the state under this key (outside torchaudio's names).
+MASK_EMBEDDING_KEY = "mask_embedding"
 
 
 def _fuse_wavlm_qkv(state: dict[str, Tensor], num_layers: int) -> None:
@@ -166,6 +168,9 @@ def _read_fairseq(path: Path) -> tuple[ParentConfig, dict[str, Tensor]]:
     state: dict[str, Tensor] = {}
     for key, tensor in weights.items():
         key = key.removeprefix("w2v_model.")
+        if key == "mask_emb":
+            state[MASK_EMBEDDING_KEY] = tensor
+            continue
         if _FAIRSEQ_PRETRAINING_ONLY.match(key):
             continue
         for pattern, replacement in _FAIRSEQ_KEYS:
@@ -206,6 +211,7 @@ def _read_huggingface(directory: Path) -> tuple[ParentConfig, dict[str, Tensor]]
     if missing or unexpected:
         raise CheckpointError(f"{directory}: weights do not match config.json (missing {missing[:5]}, "
                               f"unexpected {unexpected[:5]})")
+    mask_embedding = weights.get("masked_spec_embed")  # absent when saved with mask_time_prob = mask_feature_prob = 0
     parent = ParentConfig(
         kind=model_type,
         conv_layers=tuple(zip(hf_config.conv_dim, hf_config.conv_kernel, hf_config.conv_stride, strict=True)),
@@ -221,7 +227,10 @@ def _read_huggingface(directory: Path) -> tuple[ParentConfig, dict[str, Tensor]]
         num_buckets=getattr(hf_config, "num_buckets", 320),
         max_distance=getattr(hf_config, "max_bucket_distance", 800),
     )
-    return parent, import_huggingface_model(hf_model).state_dict()
+    state = import_huggingface_model(hf_model).state_dict()
+    if mask_embedding is not None:
+        state[MASK_EMBEDDING_KEY] = mask_embedding
+    return parent, state
 
 
 def _read_ours(directory: Path) -> tuple[ParentConfig, dict[str, Tensor]]:
@@ -235,11 +244,15 @@ def _read_ours(directory: Path) -> tuple[ParentConfig, dict[str, Tensor]]:
         prefix = next((p for p in renames if key.startswith(p)), None)
         if prefix is not None:
             state[renames[prefix] + key.removeprefix(prefix)] = tensor
+    state[MASK_EMBEDDING_KEY] = model.mask_embedding.detach()
     return model.config.parent, state
 
 
 def read_parent(path: str | Path) -> tuple[ParentConfig, dict[str, Tensor]]:
-    """The architecture and torchaudio-named weights of a parent: fairseq/WavLM ``.pt``, HF or our directory."""
+    """The architecture and torchaudio-named weights of a parent: fairseq/WavLM ``.pt``, HF or our directory.
+
+    The parent's trained mask embedding, where it has one, is in the state under ``MASK_EMBEDDING_KEY``.
+    """
     path = Path(path)
     if path.is_dir():
         if (path / CONFIG_FILE).is_file():
@@ -251,16 +264,35 @@ def read_parent(path: str | Path) -> tuple[ParentConfig, dict[str, Tensor]]:
     return _read_fairseq(path)
 
 
+def architecture_differences(ours: ParentConfig, theirs: ParentConfig) -> list[str]:
+    """Each architecture field of ``theirs`` (a checkpoint) that differs from ``ours`` (a config), named.
+
+    Every field that changes what the model computes is compared; dropout rates are training settings, and
+    WavLM's relative-position fields only matter when both sides are WavLM.
+    """
+    names = ["kind", "conv_layers", "extractor_mode", "conv_bias", "embed_dim", "num_layers", "num_heads", "ffn_dim",
+             "pos_conv_kernel", "pos_conv_groups", "layer_norm_first"]
+    if ours.kind == theirs.kind == "wavlm":
+        names += ["num_buckets", "max_distance"]
+    return [f"{name}: config {getattr(ours, name)!r}, checkpoint {getattr(theirs, name)!r}"
+            for name in names if getattr(ours, name) != getattr(theirs, name)]
+
+
 def import_parent(model: Learn2Diss, path: str | Path) -> None:
-    """Initialise f and g of ``model`` from a parent checkpoint; its architecture must match ``model.config.parent``."""
+    """Initialise f and g of ``model`` from a parent checkpoint; its architecture must match ``model.config.parent``.
+
+    g's mask embedding becomes the parent's trained one (fairseq/WavLM ``mask_emb``, HF ``masked_spec_embed``, ours);
+    it stays freshly initialised only when the parent has none.
+    """
     parent_config, state = read_parent(path)
     ours = model.config.parent
-    diffs = [f"{name}: config {getattr(ours, name)!r}, checkpoint {getattr(parent_config, name)!r}"
-             for name in ("kind", "conv_layers", "extractor_mode", "conv_bias", "embed_dim", "num_layers", "num_heads",
-                          "ffn_dim", "pos_conv_kernel", "pos_conv_groups", "layer_norm_first")
-             if getattr(ours, name) != getattr(parent_config, name)]
+    diffs = architecture_differences(ours, parent_config)
     if diffs:
         raise CheckpointError(f"{path}: parent architecture differs from model.parent: " + "; ".join(diffs))
+    mask_embedding = state.pop(MASK_EMBEDDING_KEY, None)
+    if mask_embedding is not None and tuple(mask_embedding.shape) != (ours.embed_dim,):
+        raise CheckpointError(f"{path}: the parent's mask embedding has shape {tuple(mask_embedding.shape)}, "
+                              f"expected ({ours.embed_dim},)")
     parent = build_parent(ours)
     try:
         parent.load_state_dict(state, strict=True)
@@ -272,6 +304,9 @@ def import_parent(model: Learn2Diss, path: str | Path) -> None:
     model.pos_conv_embed.load_state_dict(transformer.pos_conv_embed.state_dict())
     model.encoder_layer_norm.load_state_dict(transformer.layer_norm.state_dict())
     model.layers.load_state_dict(transformer.layers.state_dict())
+    if mask_embedding is not None:
+        with torch.no_grad():
+            model.mask_embedding.copy_(mask_embedding)
 
 
 def _replace_dir(tmp: Path, target: Path) -> None:
