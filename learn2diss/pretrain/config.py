@@ -19,14 +19,16 @@ class DataConfig:
     min_utterance_seconds: float = 1.0  # shorter ones are left out of training, and counted
     segment_seconds: float = 1.0  # length of each of the two non-overlapping views for h (eq. 5)
     num_workers: int = 4  # DataLoader worker processes per GPU
+    shards: str | None = None  # a `learn2diss data shard` folder: the training stages read WebDataset shards
+    shuffle_buffer: int = 1000  # utterances in the shard loader's shuffle buffer (shards only)
     seed: int = 0  # batch order, crops and segment positions
 
     def __post_init__(self) -> None:
         if not 0 < self.min_utterance_seconds <= self.max_utterance_seconds <= self.max_batch_seconds:
             raise ValueError("need 0 < min_utterance_seconds <= max_utterance_seconds <= max_batch_seconds, got "
                              f"{self.min_utterance_seconds}, {self.max_utterance_seconds}, {self.max_batch_seconds}")
-        if self.segment_seconds <= 0 or self.num_workers < 0:
-            raise ValueError("segment_seconds must be > 0 and num_workers >= 0")
+        if self.segment_seconds <= 0 or self.num_workers < 0 or self.shuffle_buffer < 1:
+            raise ValueError("segment_seconds must be > 0, num_workers >= 0 and shuffle_buffer >= 1")
 
 
 @dataclass(frozen=True)
