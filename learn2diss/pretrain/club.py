@@ -5,6 +5,10 @@ networks of P = 2 layers each (256 -> 2048 -> 768 in the paper). It exists only 
 and is trained by its own negative log-likelihood (eq. 2, :func:`learn2diss.pretrain.losses.club_nll`)
 with its own optimiser; it is not part of the exported model.
 
+``standardize`` (not in the paper; docs/pretraining.md "Where the CLUB estimate can cheat") makes
+the estimate blind to the scale of the features: y-bar and z-bar are standardised per dimension,
+without a learned scale, before q_phi and before the estimate (:meth:`GaussianCLUBNetwork.standardize`).
+
 Example::
 
     >>> import torch
@@ -18,9 +22,42 @@ from __future__ import annotations
 
 from typing import Literal
 
+import torch
 from torch import Tensor, nn
 
-__all__ = ["GaussianCLUBNetwork"]
+__all__ = ["GaussianCLUBNetwork", "standardize_features"]
+
+_EPS = 1e-5
+
+
+def standardize_features(x: Tensor, mode: Literal["none", "batch", "running"], norm: nn.BatchNorm1d | None = None,
+                         valid: Tensor | None = None) -> Tensor:
+    """Per-dimension standardisation of ``x`` (..., dim) with no learned scale, so rescaling x changes nothing.
+
+    ``"batch"``: mean and variance of this batch's valid frames (gradient flows through them, as in
+    batch norm); ``"running"``: ``norm``'s running statistics (updated from this batch, without
+    gradient, while ``norm`` is in training mode); ``"none"``: x unchanged.
+
+    Args:
+        x: (..., dim) y-bar or z-bar.
+        norm: a ``BatchNorm1d(dim, affine=False)`` holding the running statistics (``"running"`` only).
+        valid: (...) bool, the frames the statistics are taken over (all when None).
+    """
+    if mode == "none":
+        return x
+    flat = x.reshape(-1, x.shape[-1]).float()
+    if valid is not None:
+        flat = flat[valid.reshape(-1)]
+    if mode == "batch":
+        mean, var = flat.mean(0), flat.var(0, unbiased=False)
+    else:
+        if norm is None:
+            raise ValueError("standardize='running' needs the running statistics (norm)")
+        if norm.training and flat.shape[0] > 1:
+            with torch.no_grad():
+                norm(flat.detach())
+        mean, var = norm.running_mean, norm.running_var
+    return (x.float() - mean) / torch.sqrt(var + _EPS)
 
 
 class GaussianCLUBNetwork(nn.Module):
@@ -32,10 +69,13 @@ class GaussianCLUBNetwork(nn.Module):
         hidden_dim: hidden width (2048).
         logvar_activation: ``"tanh"`` bounds the log-variance to [-1, 1] as CLUB's reference
             estimator does (variance in [1/e, e]); ``"none"`` leaves it unbounded.
+        standardize: ``"none"``, ``"batch"`` or ``"running"``: see :func:`standardize_features`;
+            with ``"running"`` the statistics are buffers of this module (checkpointed with q_phi).
     """
 
     def __init__(
-        self, x_dim: int, y_dim: int, hidden_dim: int, logvar_activation: Literal["tanh", "none"] = "tanh"
+        self, x_dim: int, y_dim: int, hidden_dim: int, logvar_activation: Literal["tanh", "none"] = "tanh",
+        standardize: Literal["none", "batch", "running"] = "none",
     ) -> None:
         super().__init__()
         self.mean = nn.Sequential(nn.Linear(x_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, y_dim))
@@ -43,7 +83,15 @@ class GaussianCLUBNetwork(nn.Module):
         if logvar_activation == "tanh":
             logvar_layers.append(nn.Tanh())
         self.logvar = nn.Sequential(*logvar_layers)
+        self.standardize_mode = standardize
+        self.y_norm = nn.BatchNorm1d(y_dim, affine=False, momentum=0.05) if standardize == "running" else None
+        self.z_norm = nn.BatchNorm1d(x_dim, affine=False, momentum=0.05) if standardize == "running" else None
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``x``: (..., x_dim) -> mean and log-variance, each (..., y_dim)."""
         return self.mean(x), self.logvar(x)
+
+    def standardize(self, ybar: Tensor, zbar: Tensor) -> tuple[Tensor, Tensor]:
+        """y-bar and z-bar as q_phi and the CLUB estimate see them (unchanged unless ``standardize`` is set)."""
+        return (standardize_features(ybar, self.standardize_mode, self.y_norm),
+                standardize_features(zbar, self.standardize_mode, self.z_norm))
