@@ -21,7 +21,7 @@ from pathlib import Path
 # Columns of every results CSV, in order. ``KEY_COLUMNS`` identify a row.
 COLUMNS: tuple[str, ...] = (
     "eval", "model", "variant", "dataset", "condition", "metric", "value",
-    "features", "checkpoint", "checkpoint_hash", "config", "date", "details",
+    "features", "checkpoint", "checkpoint_hash", "config", "date", "details", "status",
 )
 KEY_COLUMNS: tuple[str, ...] = ("eval", "model", "variant", "dataset", "condition", "metric", "features")
 
@@ -44,6 +44,9 @@ class ResultRow:
         config: config name (model config or evaluation config).
         date: ISO date of the run.
         details: free text (engine settings, number of items ...).
+        status: empty when the number is measured as the evaluation intends; otherwise what happened
+            (superb: ``last-checkpoint`` = scored without a dev-best checkpoint, ``failed`` = no number,
+            value NaN); the reason is in ``details``.
     """
 
     eval: str
@@ -59,6 +62,7 @@ class ResultRow:
     config: str = ""
     date: str = field(default_factory=lambda: _dt.date.today().isoformat())
     details: str = ""
+    status: str = ""
 
     def key(self) -> tuple[str, ...]:
         return tuple(str(getattr(self, name)) for name in KEY_COLUMNS)

@@ -156,9 +156,11 @@ def _purity_cells(rows: Sequence[ResultRow]) -> list[Cell]:
 
 
 def _superb_cells(columns: Sequence[str]) -> Callable[[Sequence[ResultRow]], list[Cell]]:
-    """SUPERB rows: ``eval=superb``, ``condition`` = ``frame/<TASK>`` or ``utt/<TASK>`` (the layers read)."""
+    """SUPERB rows: ``eval=superb``, ``condition`` = ``frame/<TASK>`` or ``utt/<TASK>`` (the layers read);
+    a ``failed`` grid cell (no number) is left out."""
     def collect(rows: Sequence[ResultRow]) -> list[Cell]:
-        return _split_cells(rows, lambda r: r.condition if r.eval == "superb" and r.condition in columns else None)
+        return _split_cells(rows, lambda r: r.condition if r.eval == "superb" and r.condition in columns
+                            and r.status != "failed" else None)
 
     return collect
 
