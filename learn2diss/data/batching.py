@@ -162,8 +162,15 @@ class UtteranceDataset(torch.utils.data.Dataset):
         return len(self.paths)
 
     def __getitem__(self, key: tuple[int, int, int]) -> dict:
+        return self.item(key, read_audio(self.paths[key[0]]))
+
+    def item(self, key: tuple[int, int, int], wav: np.ndarray, frame_labels: np.ndarray | None = None,
+             utt_label: int | None = None) -> dict:
+        """Crop ``wav`` (the utterance's audio, read elsewhere: a file or a shard) and attach its targets.
+
+        ``frame_labels``/``utt_label`` replace the dataset's own targets of that row when given.
+        """
         utt, epoch, batch = key
-        wav = read_audio(self.paths[utt])
         if len(wav) != self.samples[utt]:
             raise ValueError(f"{self.paths[utt]}: {len(wav)} samples, the manifest says {self.samples[utt]}; "
                              "rebuild the manifest")
@@ -173,16 +180,16 @@ class UtteranceDataset(torch.utils.data.Dataset):
             offset = int(_rng(self.seed, 0, epoch, batch, utt).integers(0, steps + 1)) * self.stride
             wav = wav[offset : offset + self.max_samples]
         item = {"wav": wav, "utt": utt, "epoch": epoch, "batch": batch}
-        if self.frame_labels is not None:
-            labels = np.asarray(self.frame_labels[utt])
+        if frame_labels is not None or self.frame_labels is not None:
+            labels = np.asarray(self.frame_labels[utt] if frame_labels is None else frame_labels)
             expected = frames_for_samples(int(self.samples[utt]), self.conv_layers)
             if len(labels) != expected:
                 raise ValueError(f"{self.paths[utt]}: {len(labels)} frame labels for {expected} frames; "
                                  "the frame targets were made for another manifest or model")
             first = offset // self.stride
             item["frame_labels"] = labels[first : first + frames_for_samples(len(wav), self.conv_layers)]
-        if self.utt_labels is not None:
-            item["utt_label"] = int(self.utt_labels[utt])
+        if utt_label is not None or self.utt_labels is not None:
+            item["utt_label"] = int(self.utt_labels[utt] if utt_label is None else utt_label)
         return item
 
 

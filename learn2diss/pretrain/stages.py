@@ -266,6 +266,12 @@ def _training_batches(
                                int(data.max_utterance_seconds * SAMPLE_RATE), data.seed, frame_labels, utt_labels)
     collate_fn = partial(collate, conv_layers=model_cfg.parent.conv_layers, segment_frames=run.segment_frames,
                          seed=data.seed)
+    if data.shards:  # WebDataset shards instead of one file per utterance (learn2diss.data.shards)
+        from learn2diss.data.shards import shard_batches
+
+        return shard_batches(data.shards, run.manifest, dataset, collate_fn, indices, int(max_batch_seconds * SAMPLE_RATE),
+                             data.seed, run.ctx.rank, run.ctx.world_size, data.num_workers, data.shuffle_buffer,
+                             run.ctx.device.type == "cuda")
 
     def factory(position: tuple[int, int]) -> Iterator[Batch]:
         sampler = SecondsBatchSampler(dataset.cropped_lengths(), indices, int(max_batch_seconds * SAMPLE_RATE),
@@ -415,4 +421,3 @@ def joint(run: Run) -> None:
     final = train(stage, batches, work, run.out / "tensorboard" / "joint", run.config.train, run.ctx, run.resume,
                   {"config": config_to_dict(run.config), "model_config": to_dict(model_config)})
     run.mark_done("joint", {"checkpoint": str(final), "num_utterance_clusters": num_q})
-
