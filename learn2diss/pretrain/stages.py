@@ -17,10 +17,7 @@ Each stage writes ``done.json`` last and is skipped when it exists; interrupted 
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -28,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from torch import Tensor
 
 from learn2diss.config import Config, config_to_dict
@@ -41,6 +37,14 @@ from learn2diss.data.batching import (
 )
 from learn2diss.data.manifest import Manifest
 from learn2diss.errors import Learn2DissError
+from learn2diss.io import (
+    atomic_path,
+    read_json,
+    read_yaml,
+    remove_temporaries,
+    write_json,
+    write_yaml,
+)
 from learn2diss.pretrain.club import GaussianCLUBNetwork
 from learn2diss.pretrain.ddp import DistributedContext, barrier
 from learn2diss.pretrain.extract import iterate_batches, map_utterances, read_chunks
@@ -60,7 +64,8 @@ from learn2diss.upstream.checkpoints import import_parent, load_model, save_mode
 from learn2diss.upstream.config import ModelConfig
 from learn2diss.upstream.model import SAMPLE_RATE, Learn2Diss
 
-__all__ = ["STAGES", "Run", "prepare_run", "run_stage", "joint_model_config", "layer_features", "StageError"]
+__all__ = ["STAGES", "Run", "prepare_run", "run_stage", "joint_model_config", "layer_features", "StageError",
+           "stage_checkpoint"]
 
 STAGES = ("frame-targets", "utt-simclr", "utt-targets", "joint")
 _NEEDS = {"utt-simclr": (), "frame-targets": (), "utt-targets": ("utt-simclr",),
@@ -71,11 +76,22 @@ class StageError(Learn2DissError, RuntimeError):
     """A stage cannot run: a prerequisite is missing or the run folder does not match the config."""
 
 
-def _write_json(path: Path, data: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=2)
-    os.replace(tmp, path)
+def stage_dir(stage: str) -> str:
+    """The folder of ``stage`` inside a run folder (``utt-simclr`` -> ``utt_simclr``)."""
+    return stage.replace("-", "_")
+
+
+def stage_checkpoint(out: Path, stage: str, done: dict) -> Path:
+    """The checkpoint that a finished stage recorded in its ``done.json``, inside the run folder ``out``.
+
+    ``done.json`` stores it relative to the run folder; runs written before stored the path as given at launch
+    (relative to that working directory, or absolute). Only its file name is used, in this run's
+    ``<stage>/checkpoints/``: a moved run works from any directory and a copied run reads its own files.
+    """
+    path = out / stage_dir(stage) / "checkpoints" / Path(str(done["checkpoint"])).name
+    if not path.is_file():
+        raise StageError(f"{out / stage_dir(stage) / 'done.json'}: its checkpoint {path} is missing")
+    return path
 
 
 @dataclass
@@ -89,17 +105,24 @@ class Run:
     resume: bool
 
     def dir(self, stage: str) -> Path:
-        path = self.out / stage.replace("-", "_")
+        path = self.out / stage_dir(stage)
         path.mkdir(parents=True, exist_ok=True)
         return path
 
     def done(self, stage: str) -> dict | None:
-        path = self.out / stage.replace("-", "_") / "done.json"
-        return json.loads(path.read_text()) if path.is_file() else None
+        path = self.out / stage_dir(stage) / "done.json"
+        return read_json(path) if path.is_file() else None
+
+    def checkpoint(self, stage: str) -> Path:
+        """The final checkpoint of a finished training stage, resolved inside this run folder."""
+        return stage_checkpoint(self.out, stage, self.done(stage))
 
     def mark_done(self, stage: str, info: dict) -> None:
+        """Write ``done.json``; a checkpoint path in ``info`` is stored relative to the run folder."""
+        if "checkpoint" in info:
+            info = {**info, "checkpoint": Path(info["checkpoint"]).relative_to(self.out).as_posix()}
         if self.ctx.is_main:
-            _write_json(self.dir(stage) / "done.json", info)
+            write_json(self.dir(stage) / "done.json", info)
         barrier(self.ctx)
 
     @property
@@ -135,7 +158,7 @@ def prepare_run(
     config_path, run_path = run.out / "config.yaml", run.out / "run.json"
     current = config_to_dict(config)
     if config_path.is_file():
-        stored = yaml.safe_load(config_path.read_text())
+        stored = read_yaml(config_path, "run config")
         diffs = _model_diff(stored.get("model", {}), current["model"])
         if diffs:
             raise StageError(f"{config_path}: the model differs from this run's config ({'; '.join(diffs)}); "
@@ -144,7 +167,7 @@ def prepare_run(
         if changed:
             run.log(f"note: config sections {changed} differ from {config_path}; the new values apply from here on")
     if run_path.is_file():
-        info = json.loads(run_path.read_text())
+        info = read_json(run_path)
         if info["manifest_fingerprint"] != manifest.fingerprint():
             raise StageError(f"{run_path}: the run was made with manifest {info['manifest']} "
                              f"({info['manifest_utterances']} utterances); {manifest.source} differs. "
@@ -153,12 +176,9 @@ def prepare_run(
         raise StageError("pass --parent PARENT_CKPT (a HuBERT/WavLM base checkpoint: fairseq .pt or "
                          "Hugging Face folder), or --random-parent for a randomly initialised parent")
     if ctx.is_main:
-        run.out.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".config.yaml.", dir=run.out)
-        with os.fdopen(fd, "w") as handle:
-            yaml.safe_dump(current, handle, sort_keys=False)
-        os.replace(tmp, config_path)
-        _write_json(run_path, {"manifest": manifest.source, "manifest_utterances": len(manifest),
+        remove_temporaries(run.out)  # left by a writer that was killed
+        write_yaml(config_path, current)
+        write_json(run_path, {"manifest": manifest.source, "manifest_utterances": len(manifest),
                                "manifest_fingerprint": manifest.fingerprint()})
         if not (run.out / "init").is_dir():
             torch.manual_seed(config.train.seed)
@@ -175,7 +195,7 @@ def prepare_run(
 def run_stage(run: Run, stage: str) -> None:
     """Run ``stage`` unless it is done; its prerequisites must be done."""
     if run.done(stage) is not None:
-        run.log(f"[{stage}] done already ({run.out / stage.replace('-', '_') / 'done.json'}), skipped")
+        run.log(f"[{stage}] done already ({run.out / stage_dir(stage) / 'done.json'}), skipped")
         return
     missing = [s for s in _NEEDS[stage] if run.done(s) is None]
     if missing:
@@ -231,7 +251,7 @@ def frame_targets(run: Run) -> None:
         run.log(f"[frame-targets] k-means K={k} on {len(x)} frames of layer {cfg.layer} ({x.shape[1]}-d)")
         centroids, inertia = fit_kmeans(x, k, cfg.kmeans_iterations, cfg.seed)
         save_npy(centroids_path, centroids)
-        _write_json(work / "kmeans.json", {"frames": len(x), "inertia": inertia})
+        write_json(work / "kmeans.json", {"frames": len(x), "inertia": inertia})
     barrier(run.ctx)
     centroids = torch.from_numpy(np.load(centroids_path)).to(run.ctx.device)
 
@@ -326,7 +346,7 @@ def utt_targets(run: Run) -> None:
     """Stage c: pooled embeddings z^L -> k-means for each Q -> knee point -> utterance cluster labels."""
     cfg, work = run.config.utt_targets, run.dir("utt-targets")
     model = _init_model(run)
-    model.load_state_dict(load_checkpoint(Path(run.done("utt-simclr")["checkpoint"]))["model"])
+    model.load_state_dict(load_checkpoint(run.checkpoint("utt-simclr"))["model"])
     model.eval()
 
     @torch.no_grad()
@@ -370,10 +390,8 @@ def _kmeans_cached(work: Path, x: np.ndarray, q: int, iterations: int, seed: int
         with np.load(path) as saved:
             return saved["centroids"], float(saved["inertia"])
     centroids, inertia = fit_kmeans(x, q, iterations, seed)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=work)
-    with os.fdopen(fd, "wb") as handle:
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.savez(handle, centroids=centroids, inertia=np.float64(inertia))
-    os.replace(tmp, path)
     return centroids, inertia
 
 
@@ -390,7 +408,7 @@ def joint(run: Run) -> None:
     model_config = joint_model_config(run.config, num_q)
     torch.manual_seed(run.config.train.seed)
     model = Learn2Diss(model_config)
-    state = load_checkpoint(Path(run.done("utt-simclr")["checkpoint"]))["model"]
+    state = load_checkpoint(run.checkpoint("utt-simclr"))["model"]
     if num_q != run.config.model.utterance.num_targets:  # W_h gets Q outputs: a fresh head
         state = {k: v for k, v in state.items() if not k.startswith("utterance_encoder.head.")}
     missing, unexpected = model.load_state_dict(state, strict=False)

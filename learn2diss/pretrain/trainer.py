@@ -21,9 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import re
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -35,11 +33,13 @@ from torch import Tensor, nn
 
 from learn2diss.data.batching import Batch
 from learn2diss.errors import Learn2DissError
+from learn2diss.io import remove_temporaries, save_torch, write_text
 from learn2diss.pretrain.config import OptimizerConfig, TrainConfig
 from learn2diss.pretrain.ddp import DistributedContext, any_true
+from learn2diss.upstream.checkpoints import CheckpointError, load_untrusted
 
 __all__ = ["TrainingStage", "train", "lr_at", "make_adam", "seed_for", "latest_checkpoint", "load_checkpoint",
-           "save_checkpoint", "NonFiniteLossError", "CHECKPOINT_PATTERN"]
+           "load_latest_checkpoint", "save_checkpoint", "NonFiniteLossError", "CHECKPOINT_PATTERN", "cut_metrics"]
 
 CHECKPOINT_PATTERN = re.compile(r"step_(\d+)\.pt")
 
@@ -101,28 +101,53 @@ class TrainingStage:
     extra_optimizers: dict[str, tuple[torch.optim.Optimizer, OptimizerConfig]] = field(default_factory=dict)
 
 
-def _atomic_torch_save(obj: dict, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def save_checkpoint(path: Path, state: dict) -> None:
-    """Write a training checkpoint atomically (temporary file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_torch_save(state, path)
+    """Write a training checkpoint atomically (temporary file, fsync, rename; no temporary file left on failure)."""
+    save_torch(path, state)
+
+
+def _checkpoints(directory: Path) -> list[Path]:
+    """The ``step_N.pt`` files of ``directory``, newest (largest N) first."""
+    found = [(int(m.group(1)), p) for p in directory.glob("step_*.pt") if (m := CHECKPOINT_PATTERN.fullmatch(p.name))]
+    return [p for _, p in sorted(found, reverse=True)]
 
 
 def latest_checkpoint(directory: Path) -> Path | None:
     """The ``step_N.pt`` with the largest N in ``directory``, if any."""
-    found = [(int(m.group(1)), p) for p in directory.glob("step_*.pt") if (m := CHECKPOINT_PATTERN.fullmatch(p.name))]
-    return max(found)[1] if found else None
+    found = _checkpoints(directory)
+    return found[0] if found else None
+
+
+_CHECKPOINT_KEYS = ("stage", "step", "position", "world_size", "nonfinite_steps", "model", "modules", "optimizers")
 
 
 def load_checkpoint(path: Path) -> dict:
-    """Our own training checkpoint (tensors and plain data only: ``weights_only=True``)."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """Our own training checkpoint, through :func:`load_untrusted` (``weights_only=True``; a pickle that wants
+    to build objects is refused). A damaged or incomplete file is a :class:`CheckpointError` naming it."""
+    state = load_untrusted(path)
+    missing = [key for key in _CHECKPOINT_KEYS if key not in state]
+    if missing:
+        raise CheckpointError(f"{path}: not a learn2diss training checkpoint (missing {', '.join(missing)})")
+    return state
+
+
+def load_latest_checkpoint(directory: Path, log: Callable[[str], None] = print) -> tuple[Path, dict] | None:
+    """The newest checkpoint of ``directory`` that loads, or None if there is none.
+
+    A damaged newer one (truncated, not a checkpoint, refused pickle) is skipped with a message naming it and
+    the reason; if every checkpoint is damaged, :class:`CheckpointError` lists them.
+    """
+    found = _checkpoints(directory)
+    skipped = []
+    for path in found:
+        try:
+            return path, load_checkpoint(path)
+        except CheckpointError as err:
+            skipped.append(str(err))
+            log(f"warning: skipping a damaged checkpoint: {err}")
+    if skipped:
+        raise CheckpointError(f"{directory}: no usable checkpoint: " + "; ".join(skipped))
+    return None
 
 
 def _prune(directory: Path, keep: int) -> None:
@@ -152,10 +177,28 @@ def _check_replicas(ctx: DistributedContext, modules: list[nn.Module], step: int
         raise RuntimeError(f"step {step}: the weights differ between processes ({low.item()} vs {high.item()})")
 
 
+def cut_metrics(path: Path, step: int) -> None:
+    """Keep the records of ``metrics.jsonl`` up to ``step`` (a resumed run logs the later steps again, once);
+    a line cut short by a kill is dropped too."""
+    if not path.is_file():
+        return
+    kept, dropped = [], 0
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+            keep = int(record["step"]) <= step
+        except (ValueError, KeyError, TypeError):
+            keep = False
+        kept += [line] if keep else []
+        dropped += not keep
+    if dropped:
+        write_text(path, "".join(f"{line}\n" for line in kept))
+
+
 class _Logger:
     """Rank-0 TensorBoard + metrics.jsonl writer; averages scalars over the steps since the last write."""
 
-    def __init__(self, directory: Path, tensorboard_dir: Path, enabled: bool) -> None:
+    def __init__(self, directory: Path, tensorboard_dir: Path, enabled: bool, start_step: int = 0) -> None:
         self.enabled = enabled
         self.sums: dict[str, Tensor] = {}
         self.count = 0
@@ -163,7 +206,8 @@ class _Logger:
             from torch.utils.tensorboard import SummaryWriter
 
             directory.mkdir(parents=True, exist_ok=True)
-            self.writer = SummaryWriter(str(tensorboard_dir))
+            # purge_step: TensorBoard hides the events a killed run logged after its checkpoint
+            self.writer = SummaryWriter(str(tensorboard_dir), purge_step=start_step + 1 if start_step else None)
             self.jsonl = open(directory / "metrics.jsonl", "a")  # noqa: SIM115 - closed in close()
 
     def add(self, scalars: dict[str, Tensor]) -> None:
@@ -209,11 +253,18 @@ def train(
     """
     ckpt_dir = work_dir / "checkpoints"
     start_step, position, nonfinite = 0, (0, 0), 0
+    if ctx.is_main:
+        remove_temporaries(ckpt_dir)  # left by a writer that was killed
     found = latest_checkpoint(ckpt_dir)
     if found is not None and not resume:
         raise FileExistsError(f"{found} exists: pass --resume to continue this run, or use another --out")
     if found is not None:
-        state = load_checkpoint(found)
+        found, state = load_latest_checkpoint(ckpt_dir, print if ctx.is_main else lambda _: None)
+        if ctx.is_main:  # damaged newer files are kept aside, out of the way of pruning and later resumes
+            newest_first = _checkpoints(ckpt_dir)
+            for damaged in newest_first[: newest_first.index(found)]:
+                damaged.rename(damaged.with_name(damaged.name + ".damaged"))
+                print(f"[{stage.name}] {damaged} moved to {damaged.name}.damaged")
         if state.get("world_size") != ctx.world_size:
             raise ValueError(f"{found} was written by {state.get('world_size')} processes, this run has "
                              f"{ctx.world_size}: the data position would not match")
@@ -234,7 +285,9 @@ def train(
         )
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=ctx.device.type == "cuda"
                               and train_cfg.precision == "bf16")
-    logger = _Logger(work_dir, tensorboard_dir, ctx.is_main)
+    if ctx.is_main:
+        cut_metrics(work_dir / "metrics.jsonl", start_step)  # steps after the checkpoint are logged again
+    logger = _Logger(work_dir, tensorboard_dir, ctx.is_main, start_step)
     all_optimizers = {**stage.optimizers, **stage.extra_optimizers}
     stream = batches(position)
     from tqdm import tqdm

@@ -17,19 +17,18 @@ from __future__ import annotations
 import argparse
 import ast
 import json
-import os
 import pickle
 import re
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 import yaml
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from learn2diss.errors import Learn2DissError
+from learn2diss.io import FileReadError, atomic_dir, read_yaml
 from learn2diss.schema import ConfigError, from_dict, to_dict
 from learn2diss.upstream.config import ModelConfig, ParentConfig
 from learn2diss.upstream.model import Learn2Diss, build_parent
@@ -309,42 +308,35 @@ def import_parent(model: Learn2Diss, path: str | Path) -> None:
             model.mask_embedding.copy_(mask_embedding)
 
 
-def _replace_dir(tmp: Path, target: Path) -> None:
-    """Move a finished temporary directory into place (a reader never sees a half-written checkpoint)."""
-    if target.exists():
-        old = target.with_name(f".{target.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(target, old)
-        os.replace(tmp, target)
-        shutil.rmtree(old)
-    else:
-        os.replace(tmp, target)
-
-
 def save_model(model: Learn2Diss, directory: str | Path, extra: dict | None = None) -> Path:
-    """Write ``config.yaml`` + ``model.safetensors`` atomically; ``extra`` goes into config.yaml as provenance."""
+    """Write ``config.yaml`` + ``model.safetensors`` atomically; ``extra`` goes into config.yaml as provenance.
+
+    The folder is written beside ``directory`` and swapped in (:func:`learn2diss.io.atomic_dir`): a complete
+    checkpoint exists at every instant.
+    """
     directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     meta = {"format_version": FORMAT_VERSION, "model": to_dict(model.config), **({"extra": extra} if extra else {})}
-    (tmp / CONFIG_FILE).write_text(yaml.safe_dump(meta, sort_keys=False))
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(state, tmp / WEIGHTS_FILE, metadata={"format": "learn2diss", "version": str(FORMAT_VERSION)})
-    _replace_dir(tmp, directory)
+    with atomic_dir(directory) as tmp:
+        (tmp / CONFIG_FILE).write_text(yaml.safe_dump(meta, sort_keys=False))
+        save_file(state, tmp / WEIGHTS_FILE, metadata={"format": "learn2diss", "version": str(FORMAT_VERSION)})
     return directory
 
 
 def read_model_config(directory: str | Path) -> ModelConfig:
-    """The :class:`ModelConfig` stored in one of our checkpoint directories."""
+    """The :class:`ModelConfig` stored in one of our checkpoint directories; errors name the file."""
     path = Path(directory) / CONFIG_FILE
     if not path.is_file():
         raise CheckpointError(f"{directory}: not a learn2diss checkpoint (no {CONFIG_FILE}); "
                               "make one with `learn2diss export RUN_DIR --out CKPT_DIR`")
-    meta = yaml.safe_load(path.read_text())
+    try:
+        meta = read_yaml(path, "checkpoint config")
+    except FileReadError as err:
+        raise CheckpointError(str(err)) from None
     if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{path}: unsupported checkpoint format {meta.get('format_version') if isinstance(meta, dict) else meta!r}")
     try:
-        return from_dict(ModelConfig, meta["model"], "model")
+        return from_dict(ModelConfig, meta.get("model"), "model")
     except ConfigError as err:
         raise CheckpointError(f"{path}: {err}") from None
 
@@ -357,7 +349,11 @@ def load_model(directory: str | Path, map_location: str | torch.device = "cpu") 
     if not weights.is_file():
         raise CheckpointError(f"{directory}: {WEIGHTS_FILE} is missing")
     try:
-        model.load_state_dict(load_file(weights, device=str(map_location)), strict=True)
+        state = load_file(weights, device=str(map_location))
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"{weights}: not a readable safetensors file ({err})") from None
+    try:
+        model.load_state_dict(state, strict=True)
     except RuntimeError as err:
         raise CheckpointError(f"{weights}: weights do not match config.yaml: {err}") from None
     return model

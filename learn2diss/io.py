@@ -1,0 +1,340 @@
+"""Reading and writing the project's files: atomic writes, atomic folder swaps, one error naming the file.
+
+Writes never leave a half-written file or folder under the final name, and never a temporary file
+behind when they fail:
+
+- :func:`atomic_path` yields a temporary path beside the destination (same folder, so the rename is
+  atomic); on success the file and the folder are fsynced and the file is renamed over the
+  destination. Permissions are the usual ``0666 & ~umask`` (0644 under umask 022), not mkstemp's 0600.
+- :func:`atomic_dir` does the same for a folder (a checkpoint): the new folder is written beside the old
+  one and swapped in so that a complete folder exists at every instant: with one atomic
+  ``renameat2(RENAME_EXCHANGE)`` on Linux, else with renames (``.NAME.new`` complete -> ``NAME`` moved
+  to ``.NAME.old`` -> ``.NAME.new`` renamed in). :func:`recover_dir` finishes an interrupted swap at
+  start-up.
+- :func:`locked` serialises read-modify-write updates of one file by several processes (results files).
+- A write that fails for an OS reason (disk full, read-only file system, permission) raises
+  :class:`FileWriteError` naming the destination; the temporary file is removed.
+
+Reads (:func:`read_text`, :func:`read_json`, :func:`read_yaml`, :func:`load_npy`) raise
+:class:`FileReadError` whose message starts with the path and says why (missing, unreadable, not valid
+YAML, a Python tag, an object array ...). The ``learn2diss`` command prints both as one ``error:`` line.
+
+Example::
+
+    from learn2diss.io import atomic_path, write_json
+    with atomic_path("runs/x/centroids.npy") as tmp:
+        numpy.save(tmp, centroids)
+    write_json("runs/x/done.json", {"step": 4})
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import json
+import os
+import secrets
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from learn2diss.errors import Learn2DissError
+
+__all__ = ["FileReadError", "FileWriteError", "atomic_path", "atomic_dir", "recover_dir", "remove_temporaries", "locked",
+           "write_text", "write_json", "write_yaml", "save_npy", "save_torch", "read_text", "read_json",
+           "read_yaml", "load_npy"]
+
+_TEMP = ".tmp-"  # temporary names: .NAME.tmp-XXXXXXXX
+
+
+class FileReadError(Learn2DissError, ValueError):
+    """A file that cannot be read or parsed; the message starts with its path."""
+
+
+class FileWriteError(Learn2DissError, OSError):
+    """A file or folder that cannot be written (disk full, read-only, permission); the message names it."""
+
+
+def _reason(err: BaseException) -> str:
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror[0].lower() + err.strerror[1:]
+    return str(err)
+
+
+def _write_error(path: Path, err: BaseException) -> FileWriteError:
+    return FileWriteError(f"{path}: cannot write: {_reason(err)}")
+
+
+def _temp_name(target: Path) -> Path:
+    return target.with_name(f".{target.name}{_TEMP}{secrets.token_hex(4)}")
+
+
+def _fsync(path: Path, directory: bool = False) -> None:
+    flags = os.O_RDONLY | (os.O_DIRECTORY if directory else 0)
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    except OSError as err:  # some file systems cannot fsync a folder
+        if not directory or err.errno not in (errno.EINVAL, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; when the block succeeds it becomes ``path`` (fsync + rename).
+
+    On any failure the temporary file is removed; an ``OSError`` becomes :class:`FileWriteError`.
+    """
+    target = Path(path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            tmp = _temp_name(target)
+            try:  # mode 0666 goes through the umask, like open()
+                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666))
+                break
+            except FileExistsError:
+                continue
+    except OSError as err:
+        raise _write_error(target, err) from None
+    try:
+        yield tmp
+        _fsync(tmp)
+        os.replace(tmp, target)
+        _fsync(target.parent, directory=True)
+    except BaseException as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        if isinstance(err, OSError) and not isinstance(err, Learn2DissError):
+            raise _write_error(target, err) from None
+        raise
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8", newline="")
+    return Path(path)
+
+
+def write_json(path: str | os.PathLike[str], data: Any) -> Path:
+    """Write ``data`` as indented JSON atomically."""
+    return write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def write_yaml(path: str | os.PathLike[str], data: Any) -> Path:
+    """Write ``data`` with ``yaml.safe_dump`` (keys in their order) atomically."""
+    import yaml
+
+    return write_text(path, yaml.safe_dump(data, sort_keys=False))
+
+
+def save_npy(path: str | os.PathLike[str], array: Any) -> Path:
+    """``np.save`` to exactly ``path`` (no ``.npy`` appended), atomically."""
+    import numpy as np
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, array)
+    return Path(path)
+
+
+def save_torch(path: str | os.PathLike[str], obj: Any) -> Path:
+    """``torch.save`` atomically; written through a Python file so a full disk is an ``OSError``, not torch's
+    ``RuntimeError``."""
+    import torch
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        torch.save(obj, handle)
+    return Path(path)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``); False where unsupported."""
+    if not sys.platform.startswith("linux"):
+        return False
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is None:
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
+def _side(target: Path, suffix: str) -> Path:
+    return target.with_name(f".{target.name}.{suffix}")
+
+
+def _swap_in(complete: Path, target: Path) -> None:
+    """Put the complete folder ``complete`` at ``target``; a complete folder exists at every instant."""
+    if not target.exists():
+        os.rename(complete, target)
+    elif _exchange(complete, target):
+        _fsync(target.parent, directory=True)
+        shutil.rmtree(complete)  # now the old folder
+    else:
+        new, old = _side(target, "new"), _side(target, "old")
+        if complete != new:
+            shutil.rmtree(new, ignore_errors=True)
+            os.rename(complete, new)
+        shutil.rmtree(old, ignore_errors=True)
+        _fsync(target.parent, directory=True)
+        os.rename(target, old)  # from here to the next rename, .NAME.new and .NAME.old are both complete
+        os.rename(new, target)
+        _fsync(target.parent, directory=True)
+        shutil.rmtree(old)
+        return
+    _fsync(target.parent, directory=True)
+
+
+def recover_dir(path: str | os.PathLike[str]) -> None:
+    """Finish a folder swap that a crash interrupted: the newest complete copy ends up at ``path``.
+
+    Removes unfinished temporary folders (``.NAME.tmp-*``), moves a complete ``.NAME.new`` in and
+    deletes ``.NAME.old``. Call it (one process at a time) before reading or rewriting ``path``.
+    """
+    target = Path(path)
+    if not target.parent.is_dir():
+        return
+    try:
+        for leftover in target.parent.glob(f".{target.name}{_TEMP}*"):
+            shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+        new, old = _side(target, "new"), _side(target, "old")
+        if new.is_dir():
+            _swap_in(new, target)
+        elif old.is_dir() and not target.exists():
+            os.rename(old, target)
+            _fsync(target.parent, directory=True)
+        shutil.rmtree(old, ignore_errors=True)
+    except OSError as err:
+        raise _write_error(target, err) from None
+
+
+def _fsync_tree(root: Path) -> None:
+    for folder, _, files in os.walk(root):
+        for name in files:
+            _fsync(Path(folder) / name)
+        _fsync(Path(folder), directory=True)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield an empty temporary folder beside ``path``; when the block succeeds it replaces ``path``.
+
+    The old folder stays in place until the new one is complete and fsynced; on failure the temporary
+    folder is removed and an ``OSError`` becomes :class:`FileWriteError`.
+    """
+    target = Path(path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        recover_dir(target)
+        tmp = _temp_name(target)
+        os.mkdir(tmp)
+    except OSError as err:
+        raise _write_error(target, err) from None
+    try:
+        yield tmp
+        _fsync_tree(tmp)
+        _swap_in(tmp, target)
+    except BaseException as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, OSError) and not isinstance(err, Learn2DissError):
+            raise _write_error(target, err) from None
+        raise
+
+
+@contextlib.contextmanager
+def locked(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold an exclusive lock for a read-modify-write of ``path`` (``flock`` on ``.NAME.lock`` beside it).
+
+    Processes that update the same file (two evaluations appending to one results file) take turns; the
+    lock is released when the block ends or the process dies.
+    """
+    import fcntl
+
+    target = Path(path)
+    lock = target.with_name(f".{target.name}.lock")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(lock, "a")  # noqa: SIM115 - closed below
+    except OSError as err:
+        raise _write_error(target, err) from None
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def remove_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files and folders a killed writer left in ``folder`` (``.*.tmp-*``).
+
+    Only for folders one process writes (a run's checkpoints), not a shared results folder.
+    """
+    removed = []
+    folder = Path(folder)
+    if folder.is_dir():
+        for leftover in folder.glob(f".*{_TEMP}*"):
+            shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
+            removed.append(leftover)
+    return removed
+
+
+def read_text(path: str | os.PathLike[str], what: str = "file") -> str:
+    """The UTF-8 text of ``path``; missing, unreadable or undecodable is a :class:`FileReadError`."""
+    path = Path(path)
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FileReadError(f"{path}: {what} not found") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise FileReadError(f"{path}: cannot read the {what}: {_reason(err)}") from None
+
+
+def read_json(path: str | os.PathLike[str], what: str = "JSON file") -> Any:
+    """Parsed JSON of ``path``; errors name the file and the line."""
+    text = read_text(path, what)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise FileReadError(f"{path}: not valid JSON ({err})") from None
+
+
+def read_yaml(path: str | os.PathLike[str], what: str = "YAML file") -> Any:
+    """``yaml.safe_load`` of ``path``; invalid YAML or a Python tag (``!!python/...``) names the file."""
+    import yaml
+
+    text = read_text(path, what)
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        detail = " ".join(str(err).split())
+        hint = " (Python tags are never loaded)" if "python/" in detail else ""
+        raise FileReadError(f"{path}: not valid YAML{hint}: {detail}") from None
+
+
+def load_npy(path: str | os.PathLike[str], mmap: bool = False) -> Any:
+    """A numeric ``.npy`` array (memory-mapped with ``mmap``); pickled object arrays are refused, never loaded."""
+    import numpy as np
+
+    path = Path(path)
+    try:
+        array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except FileNotFoundError:
+        raise FileReadError(f"{path}: .npy file not found") from None
+    except (ValueError, OSError, EOFError) as err:
+        reason = "it holds Python objects (a pickled object array), not numbers" if "object" in str(err).lower() \
+            else _reason(err)
+        raise FileReadError(f"{path}: not a readable .npy array: {reason}") from None
+    if not isinstance(array, np.ndarray):
+        raise FileReadError(f"{path}: expected one .npy array, found a .npz archive")
+    return array
