@@ -6,7 +6,7 @@ import pytest
 import torch
 from superb_fixtures import STRIDE, make_checkpoint, make_librispeech, make_voxceleb1
 
-from learn2diss.downstream_runs.launcher import s3prl_arguments
+from learn2diss.downstream_runs.launcher import LauncherError, s3prl_arguments
 from learn2diss.upstream import hubconf
 from learn2diss.upstream.expert import FEATURE_KEYS, UpstreamExpert
 
@@ -79,7 +79,7 @@ def test_default_key_per_task(tmp_path, checkpoint) -> None:
 
 
 def test_misspelled_feature_key_is_an_error(checkpoint) -> None:
-    with pytest.raises(SystemExit, match="unknown upstream feature key -s 'utt_hiden_states'.*utt_hidden_states"):
+    with pytest.raises(LauncherError, match="unknown upstream feature key -s 'utt_hiden_states'.*utt_hidden_states"):
         s3prl_arguments(["-m", "train", "-u", "learn2diss_local", "-k", str(checkpoint), "-d", "asv",
                          "-s", "utt_hiden_states", "-n", "x"])
     with pytest.raises(ValueError, match="valid|learn2diss upstreams output"):
@@ -109,3 +109,36 @@ def test_register_puts_entries_on_the_hub() -> None:
     hubconf.register(hub)
     assert {name for name in dir(hub) if name.startswith("learn2diss_")} == {
         "learn2diss_local", "learn2diss_h6", "learn2diss_h12", "learn2diss_w6", "learn2diss_w12"}
+
+
+def test_each_key_runs_only_its_encoder_with_the_values_of_a_full_forward(expert: UpstreamExpert) -> None:
+    model = expert.model
+    calls = {"g": 0, "h": 0}
+    hooks = [model.layers[-1].register_forward_hook(lambda *_: calls.__setitem__("g", calls["g"] + 1)),
+             model.utterance_encoder.register_forward_hook(lambda *_: calls.__setitem__("h", calls["h"] + 1))]
+    wavs = [torch.randn(12000), torch.randn(9000)]
+    try:
+        with torch.no_grad():
+            full = model(torch.nn.utils.rnn.pad_sequence(wavs, batch_first=True), torch.tensor([12000, 9000]))
+            calls.update(g=0, h=0)
+            frame = expert(wavs)
+            assert "hidden_states" in frame and len(frame) == len(FEATURE_KEYS) and calls == {"g": 0, "h": 0}
+            hidden = frame["pr"]
+            assert calls == {"g": 1, "h": 0} and frame.computed == ("frame",)
+            utt = expert(wavs)["asv"]
+            assert calls == {"g": 1, "h": 1}
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert all(torch.equal(a, b) for a, b in zip(hidden, full.frame_hidden_states, strict=True))
+    projections = model.utterance_encoder.layer_projections
+    projected = [proj(z) for proj, z in zip(projections, full.utt_hidden_states, strict=True)]
+    assert all(torch.equal(a, b) for a, b in zip(utt[:-1], projected, strict=True))
+    assert torch.equal(utt[-1][:, 0], full.utt_embedding)
+
+
+def test_keys_read_later_keep_the_grad_mode_of_the_forward(expert: UpstreamExpert) -> None:
+    with torch.no_grad():
+        features = expert([torch.randn(8000)])
+    assert not features["hidden_states"][-1].requires_grad  # read outside no_grad, computed as inside it
+    assert expert([torch.randn(8000)])["hidden_states"][-1].requires_grad

@@ -15,10 +15,17 @@ Keys (all at the frame rate of the parent, one frame per ``config.parent.stride`
 * ``utt_embedding``: ``z^L`` alone, repeated over the frames (one tensor, no weighted sum).
 * task keys: ``pr asr ks ic sf`` = the frame layers, ``sid asv er`` = the utterance layers
   (paper §4.1: semantic tasks read g, non-semantic tasks read h).
+
+The returned mapping is lazy (:class:`ExpertFeatures`): f runs in ``forward`` (which also validates
+the input), g only when a frame key is read and h only when an utterance key is read, so a frame-level task never pays for the
+ECAPA-TDNN and an utterance-level task never runs g's layers. The values are the tensors an eager
+forward gives (same operations), computed under the gradient, inference and autocast modes that
+were active when ``forward`` was called.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import torch
@@ -26,7 +33,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pad_sequence
 
 from learn2diss.upstream.checkpoints import load_model
-from learn2diss.upstream.model import InferenceOutput, Learn2Diss
+from learn2diss.upstream.model import Features, Learn2Diss, UtteranceOutput
 
 FRAME_TASKS = ("pr", "asr", "ks", "ic", "sf")
 UTTERANCE_TASKS = ("sid", "asv", "er")
@@ -43,12 +50,71 @@ def check_feature_key(key: str) -> str:
     return key
 
 
-def utterance_layers(model: Learn2Diss, output: InferenceOutput) -> list[Tensor]:
+def utterance_layers(model: Learn2Diss, output: UtteranceOutput) -> list[Tensor]:
     """The terms of eq. 9 (right) per frame: [A^1 z^1, ..., A^{L-1} z^{L-1}, z^L]; each (batch, frame, d^L)."""
     projections = model.utterance_encoder.layer_projections
-    projected = [proj(z) for proj, z in zip(projections, output.utt_hidden_states, strict=True)]
+    projected = [proj(z) for proj, z in zip(projections, output.layers, strict=True)]
     batch, frames, dim = projected[0].shape
-    return [*projected, output.utt_embedding[:, None, :].expand(batch, frames, dim)]
+    return [*projected, output.embedding[:, None, :].expand(batch, frames, dim)]
+
+
+class _Modes:
+    """The autograd, inference and autocast modes active at construction, to re-enter later."""
+
+    def __init__(self, device_type: str) -> None:
+        self.device_type = device_type
+        self.grad = torch.is_grad_enabled()
+        self.inference = torch.is_inference_mode_enabled()
+        self.autocast = torch.is_autocast_enabled(device_type)
+        self.dtype = torch.get_autocast_dtype(device_type)
+
+    def __call__(self, compute: Callable[[], object]) -> object:
+        with torch.inference_mode(self.inference), torch.set_grad_enabled(self.grad), \
+                torch.autocast(self.device_type, dtype=self.dtype, enabled=self.autocast):
+            return compute()
+
+
+class ExpertFeatures(Mapping[str, "list[Tensor] | Tensor"]):
+    """The expert's output keys over the output of f: the frame group (g) and the utterance group (h) are
+    each computed on the first read of one of their keys. Listing or testing keys computes nothing."""
+
+    def __init__(self, model: Learn2Diss, features: Features) -> None:
+        self._model, self._features = model, features
+        self._modes = _Modes(features.x.device.type)
+        self._groups: dict[str, list[Tensor]] = {}
+
+    def _group(self, level: str) -> list[Tensor]:
+        if level not in self._groups:
+            model, features = self._model, self._features
+            if level == "frame":
+                compute = lambda: model.frame_hidden_states(features)  # noqa: E731
+            else:
+                compute = lambda: utterance_layers(model, model.encode_utterance(features.x, features.lengths))  # noqa: E731
+            self._groups[level] = self._modes(compute)
+        return self._groups[level]
+
+    @property
+    def computed(self) -> tuple[str, ...]:
+        """The groups computed so far (``frame``, ``utterance``)."""
+        return tuple(self._groups)
+
+    def __getitem__(self, key: str) -> list[Tensor] | Tensor:
+        if key in FRAME_KEYS:
+            return self._group("frame")
+        if key in UTTERANCE_KEYS:
+            return self._group("utterance")
+        if key == "utt_embedding":
+            return self._group("utterance")[-1]
+        raise KeyError(key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in FEATURE_KEYS
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(FEATURE_KEYS)
+
+    def __len__(self) -> int:
+        return len(FEATURE_KEYS)
 
 
 class UpstreamExpert(nn.Module):
@@ -72,14 +138,11 @@ class UpstreamExpert(nn.Module):
         check_feature_key(key)
         return self.model.config.parent.stride
 
-    def forward(self, wavs: list[Tensor]) -> dict[str, list[Tensor] | Tensor]:
-        """wavs: unpadded 1-D 16 kHz waveforms; returns the keys of the module docstring."""
+    def forward(self, wavs: list[Tensor]) -> ExpertFeatures:
+        """wavs: unpadded 1-D 16 kHz waveforms; returns the keys of the module docstring (computed when read).
+
+        Frame keys: (batch, frame, 768) each; utterance keys: (batch, frame, d^L) each.
+        """
         lengths = torch.tensor([len(wav) for wav in wavs], dtype=torch.long, device=wavs[0].device)
         padded = pad_sequence(wavs, batch_first=True)  # (batch, max_samples)
-        output = self.model(padded, lengths)
-        frame = list(output.frame_hidden_states)  # (batch, frame, 768) each
-        utterance = utterance_layers(self.model, output)  # (batch, frame, d^L) each
-        features: dict[str, list[Tensor] | Tensor] = {key: frame for key in FRAME_KEYS}
-        features.update({key: utterance for key in UTTERANCE_KEYS})
-        features["utt_embedding"] = utterance[-1]
-        return features
+        return ExpertFeatures(self.model, self.model.extract(padded, lengths))
