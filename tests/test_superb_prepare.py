@@ -13,7 +13,7 @@ from superb_fixtures import make_librispeech, make_voxceleb1, tone
 
 from learn2diss.downstream_runs import compat
 from learn2diss.downstream_runs.ctc_corpus import LibriPhoneDataset
-from learn2diss.downstream_runs.launcher import s3prl_arguments
+from learn2diss.downstream_runs.launcher import LauncherError, s3prl_arguments
 from learn2diss.downstream_runs.prepare import LayoutError, prepare, write_iemocap_folds
 from learn2diss.downstream_runs.tasks import TASKS, parse_tasks
 
@@ -130,13 +130,53 @@ def test_sox_effects_stand_in(tmp_path) -> None:
 
 
 def test_launcher_argument_rules(tmp_path, monkeypatch) -> None:
-    with pytest.raises(SystemExit, match="ships no config for -d voxceleb1"):
-        s3prl_arguments(["-m", "train", "-u", "wavlm", "-d", "voxceleb1", "-n", "x"])
-    with pytest.raises(SystemExit, match="-d asv needs --data-root"):
+    with pytest.raises(LauncherError, match="ships no config for -d quesst14_dtw"):
+        s3prl_arguments(["-m", "train", "-u", "wavlm", "-d", "quesst14_dtw", "-n", "x"])
+    with pytest.raises(LauncherError, match="-d asv needs --data-root"):
         s3prl_arguments(["-m", "train", "-u", "learn2diss_local", "-k", "ckpt", "-d", "asv", "-p", str(tmp_path / "x")])
+    # s3prl's task names are ours where unambiguous; ctc is two tasks
+    with pytest.raises(LauncherError, match="-d sid needs --data-root"):
+        s3prl_arguments(["-m", "train", "-u", "wavlm", "-d", "voxceleb1", "-n", "x"])
+    with pytest.raises(LauncherError, match="-d pr .* or -d sf"):
+        s3prl_arguments(["-m", "train", "-u", "wavlm", "-d", "ctc", "-n", "x"])
     args = s3prl_arguments(["-m", "evaluate", "-e", "run/dev-best.ckpt", "--local-rank=1", "-t", "test"])
     assert args[args.index("--local_rank") + 1] == "1" and args[args.index("-e") + 1] == "run/dev-best.ckpt"
     assert args[args.index("-t") + 1] == "test" and "--local-rank=1" not in args
     monkeypatch.setenv("LOCAL_RANK", "3")
     args = s3prl_arguments(["-m", "evaluate", "-e", "run/dev-best.ckpt", "--device", "cpu"])
     assert args[args.index("--local_rank") + 1] == "3" and args[args.index("--device") + 1] == "cpu"
+
+
+def test_launcher_defaults_for_newcomers(tmp_path, monkeypatch) -> None:
+    from learn2diss.downstream_runs.launcher import cap_workers, default_test_split
+
+    config = {"downstream_expert": {"datarc": {"num_workers": 8, "batch_size": 32}, "corpus": {"num_workers": 1}}}
+    cap_workers(config, 2)
+    assert config["downstream_expert"]["datarc"] == {"num_workers": 2, "batch_size": 32}
+    assert config["downstream_expert"]["corpus"]["num_workers"] == 1
+    # ASR's evaluate needs -t test-clean: chosen from the task config the launcher wrote beside the checkpoint
+    (tmp_path / "learn2diss_asr.yaml").write_text("runner: {}\n")
+    assert default_test_split(tmp_path / "states-20.ckpt") == "test-clean"
+    args = s3prl_arguments(["-m", "evaluate", "-e", str(tmp_path / "states-20.ckpt"), "--device", "cpu"])
+    assert args[args.index("-t") + 1] == "test-clean"
+    args = s3prl_arguments(["-m", "evaluate", "-e", str(tmp_path / "states-20.ckpt"), "-t", "dev-clean"])
+    assert args[args.index("-t") + 1] == "dev-clean"
+
+
+def test_run_downstream_layout_error_is_one_line_and_help_shows_ours(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    from superb_fixtures import REPO
+
+    (tmp_path / "VoxCeleb1" / "dev" / "wav").mkdir(parents=True)
+    result = subprocess.run([sys.executable, str(REPO / "run_downstream.py"), "-m", "train", "-u", "learn2diss_local",
+                             "-k", "ckpt", "-d", "sv_voxceleb1", "-p", str(tmp_path / "run"), "--data-root",
+                             str(tmp_path), "--device", "cpu"], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()  # -d sv_voxceleb1 is our asv: its layout is checked
+    assert line.startswith("run_downstream.py: error: missing VoxCeleb1 training audio: no ")
+    assert str(tmp_path / "VoxCeleb1" / "dev" / "wav") in line
+    shown = subprocess.run([sys.executable, str(REPO / "run_downstream.py"), "-h"], capture_output=True, text=True)
+    assert shown.returncode == 0
+    assert shown.stdout.index("--upstream") < shown.stdout.index("learn2diss additions") < shown.stdout.index("--data-root")

@@ -7,7 +7,15 @@ applies :mod:`learn2diss.downstream_runs.compat` and hands over to ``s3prl.run_d
   filled from ``--data-root`` (after a layout check), written to ``EXPDIR/learn2diss_<task>.yaml``
   and passed to s3prl as ``-c`` with its downstream folder as ``-d``; ``-s`` defaults to the task's
   key, so semantic tasks read the frame layers and SID/ASV/ER the utterance layers.
+* s3prl's own task names that are one of ours (``-d sv_voxceleb1`` = ``asv``, ``voxceleb1`` = ``sid``,
+  ``speech_commands`` = ``ks``, ``fluent_commands`` = ``ic``, ``emotion`` = ``er``) are taken as ours
+  when no ``-c`` is given; ``-d ctc`` is PR or SF and the error says so.
+* ``num_workers`` of the task config is capped at the CPUs this process may use.
+* ``-m evaluate -e EXPDIR/states-N.ckpt`` without ``-t`` evaluates the task's test split
+  (``test-clean`` for ASR), read from the task config this launcher wrote into EXPDIR.
 * An unknown ``-s`` key of a learn2diss upstream is an error (s3prl would fall back silently).
+* Bad input (a dataset layout, a key, a checkpoint) is one ``error:`` line, exit 2
+  (``LEARN2DISS_DEBUG=1`` shows the traceback); ``-h`` prints s3prl's options, then ours.
 * ``--local-rank N`` (``torch.distributed.launch``) and ``LOCAL_RANK`` (torchrun) become s3prl's
   ``--local_rank``; without a GPU ``--device`` defaults to ``cpu``.
 
@@ -20,6 +28,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from argparse import Namespace
@@ -29,6 +38,14 @@ from pathlib import Path
 import yaml
 
 from learn2diss.downstream_runs.tasks import TASKS, Task
+from learn2diss.errors import Learn2DissError
+
+# s3prl's -d -> our task, where that is unambiguous (ctc is both PR and SF)
+S3PRL_NAMES = {task.downstream: task.name for task in TASKS.values() if task.downstream not in ("ctc", task.name)}
+
+
+class LauncherError(Learn2DissError, ValueError):
+    """A command line that cannot run: the message says what to pass instead."""
 
 
 def cache_dir() -> Path:
@@ -47,6 +64,7 @@ def _pre_parser() -> argparse.ArgumentParser:
     parser.add_argument("-n", "--expname")
     parser.add_argument("-p", "--expdir")
     parser.add_argument("-e", "--past_exp")
+    parser.add_argument("-t", "--evaluate_split")
     parser.add_argument("-o", "--override")
     parser.add_argument("-a", "--auto_resume", action="store_true")
     parser.add_argument("--device")
@@ -66,14 +84,33 @@ def _user_config_overrides(override: str | None, config: dict) -> None:
         s3prl_override(",,".join(options), Namespace(), config)
 
 
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def cap_workers(config: dict, cpus: int) -> dict:
+    """Every ``num_workers`` in ``config`` at most ``cpus`` (in place; returned)."""
+    for key, value in config.items():
+        if isinstance(value, dict):
+            cap_workers(value, cpus)
+        elif key == "num_workers" and isinstance(value, int) and value > cpus:
+            config[key] = cpus
+    return config
+
+
 def _task_config(task: Task, known: Namespace, expdir: Path) -> Path:
     if not known.data_root:
-        raise SystemExit(f"run_downstream.py: -d {task.name} needs --data-root DIR (the folder holding "
-                         f"{task.dataset}/, or that folder itself); see docs/superb.md")
+        raise LauncherError(f"-d {task.name} needs --data-root DIR (the folder holding "
+                            f"{task.dataset}/, or that folder itself); see docs/superb.md")
     from learn2diss.downstream_runs.prepare import prepare
 
     config = task.config()
     _user_config_overrides(known.override, config)
+    cap_workers(config, available_cpus())
     prepare(task, known.data_root, expdir / "metadata", config)
     path = expdir / f"learn2diss_{task.name}.yaml"
     expdir.mkdir(parents=True, exist_ok=True)
@@ -90,7 +127,14 @@ def s3prl_arguments(argv: Sequence[str]) -> list[str]:
         import torch
 
         known.device = "cuda" if torch.cuda.is_available() else "cpu"
-    task = TASKS.get((known.downstream or "").lower())
+    new_experiment = known.mode == "train" and not known.past_exp
+    name = (known.downstream or "").lower()
+    if new_experiment and not known.config:
+        if name == "ctc":
+            raise LauncherError("-d ctc is s3prl's recipe for two tasks: pass -d pr (phoneme recognition) "
+                                "or -d sf (slot filling)")
+        name = S3PRL_NAMES.get(name, name)
+    task = TASKS.get(name)
     upstream_is_ours = (known.upstream or "").startswith("learn2diss_")
     if known.upstream_feature_selection and upstream_is_ours:
         from learn2diss.upstream.expert import check_feature_key
@@ -98,8 +142,9 @@ def s3prl_arguments(argv: Sequence[str]) -> list[str]:
         try:
             check_feature_key(known.upstream_feature_selection)
         except ValueError as err:
-            raise SystemExit(f"run_downstream.py: {err}") from None
-    new_experiment = known.mode == "train" and not known.past_exp
+            raise LauncherError(str(err)) from None
+    if known.mode == "evaluate" and known.past_exp and not known.evaluate_split:
+        known.evaluate_split = default_test_split(Path(known.past_exp))
     if new_experiment and task is not None and not known.config:
         expdir = Path(known.expdir or f"result/downstream/{known.expname}")
         known.config = str(_task_config(task, known, expdir))
@@ -107,14 +152,15 @@ def s3prl_arguments(argv: Sequence[str]) -> list[str]:
         if upstream_is_ours and not known.upstream_feature_selection:
             known.upstream_feature_selection = task.feature_key
     elif new_experiment and known.downstream and not known.config:
-        raise SystemExit(f"run_downstream.py: the s3prl package ships no config for -d {known.downstream}; "
-                         f"use one of our tasks ({', '.join(TASKS)}) with --data-root, or pass -c CONFIG")
+        raise LauncherError(f"the s3prl package ships no config for -d {known.downstream}; "
+                            f"use one of our tasks ({', '.join(TASKS)}) with --data-root, or pass -c CONFIG")
     elif task is not None:
         known.downstream = task.downstream
     out = list(rest)
     for flag, value in (("-m", known.mode), ("-d", known.downstream), ("-c", known.config), ("-u", known.upstream),
                         ("-s", known.upstream_feature_selection), ("-n", known.expname), ("-p", known.expdir),
-                        ("-e", known.past_exp), ("-o", known.override), ("--device", known.device),
+                        ("-e", known.past_exp), ("-t", known.evaluate_split), ("-o", known.override),
+                        ("--device", known.device),
                         ("--local_rank", known.local_rank)):
         if value is not None:
             out += [flag, str(value)]
@@ -123,9 +169,56 @@ def s3prl_arguments(argv: Sequence[str]) -> list[str]:
     return out
 
 
+def default_test_split(checkpoint: Path) -> str | None:
+    """The test split of the task whose config we wrote beside ``checkpoint`` (None: s3prl's default ``test``)."""
+    expdir = checkpoint if checkpoint.is_dir() else checkpoint.parent
+    for task in TASKS.values():
+        if (expdir / f"learn2diss_{task.name}.yaml").exists() and task.test_split != "test":
+            return task.test_split
+    return None
+
+
+def our_help() -> str:
+    """Help for what ``run_downstream.py`` adds to s3prl's arguments."""
+    parser = argparse.ArgumentParser(prog="run_downstream.py", add_help=False, usage=argparse.SUPPRESS,
+                                     description="learn2diss additions to the options above (docs/superb.md):")
+    parser.add_argument("--data-root", metavar="DIR", help="folder holding the datasets in their published layouts; "
+                        "with -d TASK the packaged task config is filled from it")
+    parser.add_argument("-d", metavar="TASK", help=f"also one of our tasks: {', '.join(TASKS)} (s3prl's names "
+                        f"{', '.join(S3PRL_NAMES)} are mapped to ours; -d ctc is pr or sf)")
+    parser.add_argument("-u", metavar="UPSTREAM", help="learn2diss_local -k CKPT_DIR, learn2diss_{h6,h12,w6,w12}")
+    parser.add_argument("-s", metavar="KEY", help="default: the task's key (frame layers for pr asr ks ic sf, "
+                        "utterance layers for sid asv er); an unknown key is an error")
+    parser.add_argument("-t", metavar="SPLIT", help="with -m evaluate: default the task's test split "
+                        "(test-clean for asr)")
+    return parser.format_help()
+
+
+def _help_requested(argv: Sequence[str]) -> bool:
+    return any(arg in ("-h", "--help") for arg in argv)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run s3prl's ``run_downstream`` with ``argv`` (default: ``sys.argv[1:]``)."""
+    """Run s3prl's ``run_downstream`` with ``argv`` (default: ``sys.argv[1:]``); bad input is one error line."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if _help_requested(argv):
+        from s3prl.run_downstream import get_downstream_args
+
+        sys.argv = ["run_downstream.py", "-h"]
+        with contextlib.suppress(SystemExit):  # argparse exits after printing s3prl's help
+            get_downstream_args()
+        print("\n" + our_help())
+        return 0
+    try:
+        return _run(argv)
+    except Learn2DissError as err:
+        if os.environ.get("LEARN2DISS_DEBUG"):
+            raise
+        print(f"run_downstream.py: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _run(argv: list[str]) -> int:
     arguments = s3prl_arguments(argv)
     from learn2diss.downstream_runs import compat
 

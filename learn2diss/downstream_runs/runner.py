@@ -7,32 +7,43 @@ task and learning rate one s3prl run goes to ``OUT/<task>/lr<LR>`` (ER: ``.../lr
 * training is launched, resumed from its last ``states-*.ckpt``, or skipped when
   ``states-<total_steps>.ckpt`` exists;
 * evaluation: the best dev checkpoint on the test split (and on dev, to pick the learning rate);
-  ASV has no dev set: every saved checkpoint is scored on the test trials and the lowest EER is
+  s3prl writes ``<dev>-best.ckpt`` only when the dev metric beats its starting value (ASR: WER
+  < 100 %, SF: slot-type F1 > 0, KS/IC/SID/ER: accuracy > 0), so without one the last
+  ``states-*.ckpt`` is scored and the result says so (status ``last-checkpoint``); ASV has no dev set: every saved checkpoint is scored on the test trials and the lowest EER is
   kept (SUPERB's ``test_expdir.sh``), its ``test_predict.txt`` copied into the run folder;
   ER is the mean over the five folds;
 * metrics are read from the lines s3prl prints, stored in ``learn2diss_result.json`` per run,
-  and the selected learning rate's numbers go to ``results/superb.csv`` (percentages).
+  and the selected learning rate's numbers go to ``results/superb.csv`` (percentages);
+* a grid (:func:`run`) goes on past a task that fails: its rows say ``failed`` with the reason
+  (value NaN), and :class:`Cell` lists every task's status and wall time for the summary.
 """
 
 from __future__ import annotations
 
 import glob
 import json
+import math
 import re
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 from tqdm import tqdm
 
+from learn2diss.downstream_runs.smoke import smoke_options
 from learn2diss.downstream_runs.tasks import Task
 from learn2diss.errors import Learn2DissError
 from learn2diss.eval.results import ResultRow, append_rows, checkpoint_hash, write_atomic
 
 RESULT_FILE = "learn2diss_result.json"
+OK, LAST_CHECKPOINT, FAILED = "ok", "last-checkpoint", "failed"
+# the dev value s3prl's recipe must beat before it writes <dev>-best.ckpt (PR's PER always does)
+_BEST_STARTS = {"asr": "WER < 100 %", "sf": "slot-type F1 > 0", "ks": "accuracy > 0", "ic": "accuracy > 0",
+                "sid": "accuracy > 0", "er": "accuracy > 0"}
 
 
 class RunError(Learn2DissError, RuntimeError):
@@ -50,6 +61,7 @@ class RunSpec:
     override: str = ""  # extra s3prl -o options for training (e.g. a short smoke schedule)
     device: str | None = None
     feature_key: str | None = None  # None: the task's default key
+    smoke: bool = False  # the tiny settings of downstream_runs/smoke.py under ``override`` (ER: fold1 only)
 
 
 def feature_key(task: Task, spec: RunSpec) -> str:
@@ -76,8 +88,9 @@ def _launch(arguments: list[str], log: Path) -> str:
     log.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(log, f"$ {' '.join(command)}\n{result.stdout}\n--- stderr ---\n{result.stderr}")
     if result.returncode != 0:
-        tail = "\n".join(result.stderr.strip().splitlines()[-15:])
-        raise RunError(f"s3prl run failed (exit {result.returncode}), log {log}:\n{tail}")
+        lines = result.stderr.strip().splitlines() or ["(no output)"]
+        raise RunError(f"s3prl run failed (exit {result.returncode}): {lines[-1].strip()} (log {log})\n"
+                       + "\n".join(lines[-15:]))
     return result.stdout
 
 
@@ -106,7 +119,7 @@ def train(task: Task, spec: RunSpec, lr: float, fold: str | None) -> Path:
     if _states(expdir):
         arguments = ["-m", "train", "-e", str(expdir)]
     else:
-        options = [f"config.optimizer.lr={lr!r}"]
+        options = [*(smoke_options(task) if spec.smoke else []), f"config.optimizer.lr={lr!r}"]
         if fold:
             options.append(f"config.downstream_expert.datarc.test_fold='{fold}'")
         if spec.override:
@@ -145,15 +158,28 @@ def _evaluate(task: Task, spec: RunSpec, checkpoint: Path, split: str, expdir: P
     return metrics
 
 
+def no_best_reason(task: Task, expdir: Path) -> str:
+    """Why a run has no ``<dev>-best.ckpt``, for the results and the summary."""
+    configs = sorted(expdir.glob("config_*.yaml"))
+    if configs:
+        runner = yaml.safe_load(configs[-1].read_text())["runner"]
+        if int(runner["eval_step"]) > int(runner["total_steps"]):
+            return (f"no {task.best_checkpoint}: {task.dev_split} was never evaluated (runner.eval_step "
+                    f"{runner['eval_step']} > total_steps {runner['total_steps']})")
+    start = _BEST_STARTS.get(task.name, "its starting value")
+    return f"no {task.best_checkpoint}: the {task.dev_split} metric never reached {start}, s3prl's condition to save it"
+
+
 def evaluate(task: Task, spec: RunSpec, expdir: Path, need_dev: bool = True) -> dict:
-    """Score a finished run (cached in ``RESULT_FILE``): {"test": {...}, "dev": {...} or None, "checkpoint": ...}.
+    """Score a finished run (cached in ``RESULT_FILE``): {"test": {...}, "dev": {...} or None, "checkpoint": ...,
+    "status": ok | last-checkpoint, "reason": ...}.
 
     ``need_dev`` False skips the dev pass, which only serves to pick among several learning rates.
     """
     cached = expdir / RESULT_FILE
     result = json.loads(cached.read_text()) if cached.exists() else None
     if result is not None and (result["dev"] is not None or not need_dev):
-        return result
+        return {"status": OK, "reason": "", **result}
     if task.dev_split is None:  # ASV: every checkpoint on the test trials, keep the best
         scored = []
         for state in _states(expdir):
@@ -165,19 +191,30 @@ def evaluate(task: Task, spec: RunSpec, expdir: Path, need_dev: bool = True) -> 
         primary = task.metrics[0]
         metrics, state, folder = (max if primary.higher_better else min)(scored, key=lambda s: s[0][primary.name])
         shutil.copyfile(folder / "test_predict.txt", expdir / "test_predict.txt")
-        result = {"test": metrics, "dev": metrics, "checkpoint": str(state)}
+        result = {"test": metrics, "dev": metrics, "checkpoint": str(state), "status": OK, "reason": ""}
     else:
-        best = expdir / task.best_checkpoint
-        if not best.exists():
-            raise RunError(f"{expdir}: no {task.best_checkpoint}; the run never evaluated on {task.dev_split} "
-                           "(runner.eval_step larger than total_steps?)")
         if result is None:
-            test = _evaluate(task, spec, best, task.test_split, expdir, expdir / "learn2diss_evaluate_test.log")
-            result = {"test": test, "dev": None, "checkpoint": str(best)}
+            checkpoint, status, reason = expdir / task.best_checkpoint, OK, ""
+            if not checkpoint.exists():
+                states = _states(expdir)
+                if not states:
+                    raise RunError(f"{expdir}: no {task.best_checkpoint} and no states-*.ckpt to evaluate")
+                checkpoint, status = states[-1], LAST_CHECKPOINT
+                reason = f"{no_best_reason(task, expdir)}; scored {checkpoint.name}"
+            test = _evaluate(task, spec, checkpoint, task.test_split, expdir, expdir / "learn2diss_evaluate_test.log")
+            result = {"test": test, "dev": None, "checkpoint": str(checkpoint), "status": status, "reason": reason}
         if need_dev:
-            result["dev"] = _evaluate(task, spec, best, task.dev_split, expdir, expdir / "learn2diss_evaluate_dev.log")
+            result["dev"] = _evaluate(task, spec, Path(result["checkpoint"]), task.dev_split, expdir,
+                                      expdir / "learn2diss_evaluate_dev.log")
     write_atomic(cached, json.dumps(result, indent=1))
-    return result
+    return {"status": OK, "reason": "", **result}
+
+
+def task_folds(task: Task, spec: RunSpec) -> tuple[str | None, ...]:
+    """ER's folds (smoke runs: the first only); ``(None,)`` for the other tasks."""
+    if not task.folds:
+        return (None,)
+    return task.folds[:1] if spec.smoke else task.folds
 
 
 def run_task(task: Task, spec: RunSpec, lrs: list[float] | None = None) -> dict[float, dict]:
@@ -185,12 +222,14 @@ def run_task(task: Task, spec: RunSpec, lrs: list[float] | None = None) -> dict[
     results: dict[float, dict] = {}
     lrs = lrs or default_lrs(task)
     for lr in tqdm(lrs, desc=f"{task.name} learning rates", leave=False):
-        folds = task.folds or (None,)
-        per_fold = [evaluate(task, spec, train(task, spec, lr, fold), need_dev=len(lrs) > 1) for fold in folds]
+        per_fold = [evaluate(task, spec, train(task, spec, lr, fold), need_dev=len(lrs) > 1)
+                    for fold in task_folds(task, spec)]
         mean = {split: None if per_fold[0][split] is None else
                 {name: sum(r[split][name] for r in per_fold) / len(per_fold) for name in per_fold[0][split]}
                 for split in ("test", "dev")}
-        results[lr] = {**mean, "runs": [r["checkpoint"] for r in per_fold]}
+        reasons = [r["reason"] for r in per_fold if r["status"] != OK]
+        results[lr] = {**mean, "runs": [r["checkpoint"] for r in per_fold],
+                       "status": LAST_CHECKPOINT if reasons else OK, "reason": "; ".join(dict.fromkeys(reasons))}
     return results
 
 
@@ -218,21 +257,66 @@ def result_rows(task: Task, spec: RunSpec, results: dict[float, dict], model: st
     chosen = results[lr]
     key = feature_key(task, spec)
     details = f"lr={lr:g}; lrs={','.join(f'{x:g}' for x in results)}; runs={';'.join(chosen['runs'])}"
+    status = chosen.get("status", OK)
+    if status != OK:
+        details += f"; {status}: {chosen['reason']}"
     return [
         ResultRow(eval="superb", model=model, variant=variant, dataset=task.dataset,
                   condition=table_column(task, metric.name, key), metric=metric.name,
                   value=chosen["test"][metric.name] * metric.scale, features=key,
                   checkpoint=spec.checkpoint or "", config=spec.upstream,
-                  checkpoint_hash=checkpoint_hash(spec.checkpoint) if spec.checkpoint else "", details=details)
+                  checkpoint_hash=checkpoint_hash(spec.checkpoint) if spec.checkpoint else "", details=details,
+                  status="" if status == OK else status)
         for metric in task.metrics if metric.name in chosen["test"]
     ]
 
 
+def failed_rows(task: Task, spec: RunSpec, reason: str, model: str, variant: str = "") -> list[ResultRow]:
+    """One row per metric of a task that gave no number: value NaN, status ``failed``, the reason in details."""
+    key = feature_key(task, spec)
+    return [ResultRow(eval="superb", model=model, variant=variant, dataset=task.dataset,
+                      condition=table_column(task, metric.name, key), metric=metric.name, value=math.nan,
+                      features=key, checkpoint=spec.checkpoint or "", config=spec.upstream,
+                      details=f"failed: {reason}", status=FAILED)
+            for metric in task.metrics]
+
+
+@dataclass
+class Cell:
+    """One task of a grid: ``status`` ok, last-checkpoint or failed, why, its wall time and its rows."""
+
+    task: Task
+    status: str
+    reason: str
+    seconds: float
+    rows: list[ResultRow] = field(default_factory=list)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0]
+
+
 def run(tasks: list[Task], spec: RunSpec, lrs: list[float] | None, results_csv: Path, model: str,
-        variant: str = "") -> list[ResultRow]:
-    """Run every task at every learning rate and merge the selected numbers into ``results_csv``."""
-    rows = []
+        variant: str = "", fail_fast: bool = False) -> list[Cell]:
+    """Run every task at every learning rate and merge the selected numbers into ``results_csv``.
+
+    A task that fails is recorded (rows with status ``failed``) and the grid goes on to the next
+    one; ``fail_fast`` re-raises the first failure instead.
+    """
+    cells = []
     for task in tqdm(tasks, desc="SUPERB tasks"):
-        rows += result_rows(task, spec, run_task(task, spec, lrs), model, variant)
+        start = time.monotonic()
+        try:
+            results = run_task(task, spec, lrs)
+            rows = result_rows(task, spec, results, model, variant)
+            chosen = results[select(task, results)]
+            status, reason = chosen["status"], chosen["reason"]
+        except Exception as error:  # one cell must not stop the grid; the reason goes to the CSV and summary
+            if fail_fast:
+                raise
+            status, reason = FAILED, f"{type(error).__name__}: {_first_line(error)}"
+            rows = failed_rows(task, spec, reason, model, variant)
         append_rows(results_csv, rows)
-    return rows
+        cells.append(Cell(task, status, reason, time.monotonic() - start, rows))
+    return cells
