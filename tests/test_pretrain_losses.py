@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -160,3 +161,129 @@ def test_club_network_shapes_and_bounded_logvar():
     assert mu.shape == logvar.shape == (2, 5, 12)
     assert logvar.abs().max() <= 1.0
     assert len(GaussianCLUBNetwork(8, 12, 16, "none").logvar) == 3
+
+
+# ---- the joint-stage CLUB term: skipped batches, standardisation, the switches of issue 10 ----
+
+
+def _joint_config(**club):
+    import dataclasses
+
+    from learn2diss.config import load_config
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml").joint
+    return dataclasses.replace(cfg, club=dataclasses.replace(cfg.club, **club))
+
+
+def _outputs(n: int, scale: float = 1.0, seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    zbar = torch.randn(n, 6, 16, generator=g)
+    ybar = scale * (zbar[..., :8].repeat(1, 1, 4) + 0.5 * torch.randn(n, 6, 32, generator=g))
+    terms = {k: torch.tensor(v) for k, v in (("frame_ce", 1.0), ("pseudo_con", 2.0), ("infonce", 3.0), ("utt_ce", 4.0))}
+    return {**terms, "ybar": ybar.requires_grad_(), "zbar": zbar.requires_grad_()}
+
+
+def _club(cfg, seed: int = 0):
+    from learn2diss.pretrain.objectives import joint_loss
+
+    torch.manual_seed(seed)
+    q = GaussianCLUBNetwork(16, 32, 24, cfg.club.logvar_activation, cfg.club.standardize)
+    opt = torch.optim.Adam(q.parameters(), lr=1e-3)
+    return q, opt, joint_loss(cfg, q, q, opt)
+
+
+@pytest.mark.parametrize("pairs", [0, 1])
+def test_batch_without_mi_pairs_has_no_q_step_and_no_logged_term(pairs):
+    from learn2diss.pretrain.objectives import MI_SKIPPED
+
+    cfg = _joint_config(weight=1e-3, inner_steps=3)
+    q, opt, loss = _club(cfg)
+    before = [p.detach().clone() for p in q.parameters()]
+    total, terms = loss(_outputs(pairs), 0)
+    assert "mi_club" not in terms and "q_nll" not in terms
+    assert terms[MI_SKIPPED].item() == 1.0
+    assert total.item() == pytest.approx(1.0 + 2.0 + 3.0 + 4.0)  # tiny.yaml: pseudo-con weight 1
+    assert all(torch.equal(a, b) for a, b in zip(before, q.parameters(), strict=True))
+    assert not opt.state  # not even a momentum-only Adam step
+
+
+def test_batch_with_mi_pairs_steps_q_and_adds_the_estimate():
+    from learn2diss.pretrain.objectives import MI_SKIPPED
+
+    cfg = _joint_config(weight=1e-3, inner_steps=3)
+    q, opt, loss = _club(cfg)
+    before = [p.detach().clone() for p in q.parameters()]
+    total, terms = loss(_outputs(4), 0)
+    assert terms[MI_SKIPPED].item() == 0.0 and "mi_club" in terms and "q_nll" in terms
+    assert total.item() == pytest.approx(10.0 + 1e-3 * terms["mi_club"].item(), rel=1e-6)
+    assert not all(torch.equal(a, b) for a, b in zip(before, q.parameters(), strict=True))
+
+
+def test_logger_averages_each_term_over_the_batches_that_report_it(tmp_path):
+    import json
+
+    from learn2diss.pretrain.trainer import _Logger
+
+    logger = _Logger(tmp_path, tmp_path / "tb", True)
+    logger.add({"loss/mi_club": torch.tensor(6.0), "count/mi_skipped_batches": torch.tensor(0.0)})
+    logger.add({"grad_norm/frame": torch.tensor(1.0)})  # once per step: must not dilute the loss means
+    logger.add({"count/mi_skipped_batches": torch.tensor(1.0)})  # a batch without pairs
+    logger.add({"loss/mi_club": torch.tensor(2.0), "count/mi_skipped_batches": torch.tensor(1.0)})
+    means = logger.write(3, {})
+    logger.close()
+    assert means == {"loss/mi_club": 4.0, "count/mi_skipped_batches": 2.0, "grad_norm/frame": 1.0}
+    assert json.loads((tmp_path / "metrics.jsonl").read_text())["loss/mi_club"] == 4.0
+
+
+@pytest.mark.parametrize("mode", ["batch", "running"])
+def test_standardized_estimate_ignores_the_scale_of_the_features(mode):
+    results = []
+    for scale in (1.0, 0.1):
+        cfg = _joint_config(weight=1e-3, inner_steps=2, standardize=mode, logvar_activation="none")
+        q, _, loss = _club(cfg)
+        for step in range(3 if mode == "running" else 1):  # running statistics: after a few batches
+            _, terms = loss(_outputs(4, scale, seed=step), step)
+        results.append((terms["mi_club"].item(), terms["q_nll"].item()))
+    assert results[0][0] == pytest.approx(results[1][0], rel=2e-3, abs=1e-3)
+    assert results[0][1] == pytest.approx(results[1][1], rel=2e-3, abs=1e-3)
+
+
+def test_unstandardized_estimate_depends_on_the_scale():
+    cfg = _joint_config(weight=1e-3, inner_steps=0)
+    estimates = [_club(cfg)[2](_outputs(4, scale), 0)[1]["mi_club"].item() for scale in (1.0, 0.1)]
+    assert estimates[0] != pytest.approx(estimates[1], rel=1e-2)
+
+
+def test_standardize_features_batch_is_zero_mean_unit_variance():
+    from learn2diss.pretrain.club import standardize_features
+
+    x = 5.0 + 3.0 * torch.randn(4, 10, 6)
+    y = standardize_features(x, "batch")
+    flat = y.reshape(-1, 6)
+    assert torch.allclose(flat.mean(0), torch.zeros(6), atol=1e-5)
+    assert torch.allclose(flat.var(0, unbiased=False), torch.ones(6), atol=1e-3)
+    assert standardize_features(x, "none") is x
+
+
+def test_mi_pass_and_z_source_switches():
+    from conftest import tiny_config
+
+    from learn2diss.pretrain.objectives import mi_frame_layers, mi_utterance_side
+    from learn2diss.upstream.model import Learn2Diss
+
+    torch.manual_seed(0)
+    model = Learn2Diss(tiny_config("hubert", 1)).eval()
+    features = model.extract(torch.randn(2, 4000, generator=torch.Generator().manual_seed(1)))
+    mask = model.sample_mask(features, torch.Generator().manual_seed(2))
+    assert bool(mask.any())
+    masked = model.encode_frames(features, mask)
+    clean = model.encode_frames(features, None)
+    assert mi_frame_layers(model, features, masked, "masked") is masked.layers
+    unmasked = mi_frame_layers(model, features, masked, "unmasked")  # the pass without a mask
+    assert all(torch.equal(a, b) for a, b in zip(unmasked, clean.layers, strict=True))
+    assert not torch.allclose(unmasked[-1], masked.layers[-1])
+    utt = model.encode_utterance(features.x[:, :10], torch.tensor([10, 10]))
+    assert torch.equal(mi_utterance_side(model, utt, 1, "aggregate"), model.aggregate_utterance_layers(utt)[:1])
+    last = mi_utterance_side(model, utt, 2, "last")
+    assert last.shape == (2, 10, utt.embedding.shape[-1])
+    assert torch.equal(last[:, 3], utt.embedding) and torch.equal(last[:, 0], last[:, 9])

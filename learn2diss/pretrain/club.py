@@ -25,22 +25,42 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-__all__ = ["GaussianCLUBNetwork", "standardize_features"]
+__all__ = ["GaussianCLUBNetwork", "RunningMoments", "standardize_features"]
 
-_EPS = 1e-5
+_EPS = 1e-6
 
 
-def standardize_features(x: Tensor, mode: Literal["none", "batch", "running"], norm: nn.BatchNorm1d | None = None,
+class RunningMoments(nn.Module):
+    """Running per-dimension mean and variance: an exponential average with factor ``max(momentum, 1/batches)``,
+    so the first batch sets them and the average then follows drifting features (buffers: checkpointed)."""
+
+    def __init__(self, dim: int, momentum: float = 0.05) -> None:
+        super().__init__()
+        self.momentum = momentum
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("var", torch.ones(dim))
+        self.register_buffer("batches", torch.zeros((), dtype=torch.long))
+
+    @torch.no_grad()
+    def update(self, rows: Tensor) -> None:
+        """``rows``: (n, dim) frames of one batch."""
+        self.batches += 1
+        factor = max(self.momentum, 1.0 / float(self.batches))
+        self.mean.lerp_(rows.mean(0), factor)
+        self.var.lerp_(rows.var(0, unbiased=False), factor)
+
+
+def standardize_features(x: Tensor, mode: Literal["none", "batch", "running"], running: RunningMoments | None = None,
                          valid: Tensor | None = None) -> Tensor:
     """Per-dimension standardisation of ``x`` (..., dim) with no learned scale, so rescaling x changes nothing.
 
     ``"batch"``: mean and variance of this batch's valid frames (gradient flows through them, as in
-    batch norm); ``"running"``: ``norm``'s running statistics (updated from this batch, without
-    gradient, while ``norm`` is in training mode); ``"none"``: x unchanged.
+    batch norm); ``"running"``: ``running``'s statistics (updated from this batch first, without
+    gradient, while the module is in training mode); ``"none"``: x unchanged.
 
     Args:
         x: (..., dim) y-bar or z-bar.
-        norm: a ``BatchNorm1d(dim, affine=False)`` holding the running statistics (``"running"`` only).
+        running: the running statistics (``"running"`` only).
         valid: (...) bool, the frames the statistics are taken over (all when None).
     """
     if mode == "none":
@@ -51,12 +71,11 @@ def standardize_features(x: Tensor, mode: Literal["none", "batch", "running"], n
     if mode == "batch":
         mean, var = flat.mean(0), flat.var(0, unbiased=False)
     else:
-        if norm is None:
-            raise ValueError("standardize='running' needs the running statistics (norm)")
-        if norm.training and flat.shape[0] > 1:
-            with torch.no_grad():
-                norm(flat.detach())
-        mean, var = norm.running_mean, norm.running_var
+        if running is None:
+            raise ValueError("standardize='running' needs the running statistics")
+        if running.training and flat.shape[0] > 1:
+            running.update(flat.detach())
+        mean, var = running.mean, running.var
     return (x.float() - mean) / torch.sqrt(var + _EPS)
 
 
@@ -84,8 +103,8 @@ class GaussianCLUBNetwork(nn.Module):
             logvar_layers.append(nn.Tanh())
         self.logvar = nn.Sequential(*logvar_layers)
         self.standardize_mode = standardize
-        self.y_norm = nn.BatchNorm1d(y_dim, affine=False, momentum=0.05) if standardize == "running" else None
-        self.z_norm = nn.BatchNorm1d(x_dim, affine=False, momentum=0.05) if standardize == "running" else None
+        self.y_norm = RunningMoments(y_dim) if standardize == "running" else None
+        self.z_norm = RunningMoments(x_dim) if standardize == "running" else None
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``x``: (..., x_dim) -> mean and log-variance, each (..., y_dim)."""

@@ -161,6 +161,11 @@ class CLUBConfig:
     inner_steps: int = 5  # q_phi NLL steps on detached features per micro-batch, before the main step
     negatives: Literal["same_time", "all_frames"] = "same_time"  # the j of eq. 8's negative term
     frame_reduction: Literal["sum", "mean"] = "sum"  # eq. 8 sums over frames and averages over utterances
+    # not in the paper (docs/pretraining.md "Where the CLUB estimate can cheat"): y-bar, z-bar standardised per
+    # dimension (no learned scale) before q_phi and the estimate, so that rescaling the features cannot lower it
+    standardize: Literal["none", "batch", "running"] = "none"
+    frame_pass: Literal["masked", "unmasked"] = "masked"  # y-bar from the masked g pass, or an extra unmasked one
+    z_source: Literal["aggregate", "last"] = "aggregate"  # z-bar: eq. 9's aggregate, or z^L alone (y-bar unchanged)
 
     def __post_init__(self) -> None:
         if self.weight < 0 or self.hidden_dim < 1 or self.inner_steps < 0:

@@ -15,6 +15,7 @@ device (span masks, pseudo-con subsampling) and return a dict of tensors.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -30,9 +31,16 @@ from learn2diss.pretrain.losses import (
     pseudo_con_loss,
     utterance_cross_entropy,
 )
-from learn2diss.upstream.model import Learn2Diss, aggregate_frame_layers
+from learn2diss.upstream.model import (
+    Features,
+    FrameOutput,
+    Learn2Diss,
+    UtteranceOutput,
+    aggregate_frame_layers,
+)
 
-__all__ = ["SimCLRObjective", "JointObjective", "joint_loss", "gather_segments"]
+__all__ = ["SimCLRObjective", "JointObjective", "joint_loss", "gather_segments", "mi_frame_layers", "mi_utterance_side",
+           "MI_SKIPPED"]
 
 
 def gather_segments(x: Tensor, starts: Tensor, length: int, rows: Tensor | None = None) -> Tensor:
@@ -41,6 +49,32 @@ def gather_segments(x: Tensor, starts: Tensor, length: int, rows: Tensor | None 
         rows = torch.arange(x.shape[0], device=x.device)
     frames = starts[:, :, None] + torch.arange(length, device=x.device)  # (n, V, length)
     return x[rows[:, None, None], frames].transpose(0, 1)
+
+
+def mi_frame_layers(model: Learn2Diss, features: Features, frames: FrameOutput,
+                    frame_pass: Literal["masked", "unmasked"]) -> list[Tensor]:
+    """g's layers y^1..y^M that y-bar of the MI term is built from (``joint.club.frame_pass``).
+
+    ``"masked"``: those of the masked training pass (the paper). ``"unmasked"``: an extra pass of g
+    without a mask, with gradient, i.e. the input that inference and every evaluation use, so that
+    the penalty acts on the features that are read out rather than on a masked input.
+    """
+    if frame_pass == "masked":
+        return frames.layers
+    return model.encode_frames(features, None).layers
+
+
+def mi_utterance_side(model: Learn2Diss, utt: UtteranceOutput, n: int, z_source: Literal["aggregate", "last"]) -> Tensor:
+    """z-bar (n, S, d^L) of view 1 of the first ``n`` segments (``joint.club.z_source``).
+
+    ``"aggregate"``: eq. 9, z^L + sum_l A^l z^l_t, which varies over frames through ECAPA's per-frame
+    layers. ``"last"``: z^L alone, repeated over the S frames, so that q_phi can only read what the
+    pooled utterance embedding holds while y-bar stays eq. 9's aggregate.
+    """
+    if z_source == "aggregate":
+        return model.aggregate_utterance_layers(utt)[:n]
+    z = utt.embedding[:n]
+    return z[:, None, :].expand(n, utt.layers[0].shape[1], z.shape[-1])
 
 
 class SimCLRObjective(nn.Module):
@@ -106,12 +140,13 @@ class JointObjective(nn.Module):
 
         # MI pairs: the frames of view 1 (eq. 8 uses one view), y-bar from the same frames of g's pass
         view1 = starts[:, :1]
+        layers = mi_frame_layers(model, features, frames, cfg.club.frame_pass)
         if cfg.club.representation == "aggregate":  # eq. 9, summed over the segment frames only
             out["ybar"] = aggregate_frame_layers(
-                [gather_segments(layer, view1, self.segment_frames, rows)[0] for layer in frames.layers])
-            out["zbar"] = model.aggregate_utterance_layers(utt)[:n]  # (n, S, d^L)
+                [gather_segments(layer, view1, self.segment_frames, rows)[0] for layer in layers])
+            out["zbar"] = mi_utterance_side(model, utt, n, cfg.club.z_source)  # (n, S, d^L)
         else:  # Table 6 ablation: final layers only
-            out["ybar"] = gather_segments(frames.layers[-1], view1, self.segment_frames, rows)[0]
+            out["ybar"] = gather_segments(layers[-1], view1, self.segment_frames, rows)[0]
             out["zbar"] = z1[:, None, :].expand(n, self.segment_frames, z1.shape[-1])
         return out
 
@@ -124,23 +159,52 @@ class JointObjective(nn.Module):
         return pseudo_con_loss(feats, labels, cfg.temperature, cfg.denominator, cfg.normalize)
 
 
+MI_SKIPPED = "count/mi_skipped_batches"  # summed (not averaged) over a logging interval by the trainer's logger
+
+
+def _pairs_anywhere(q_train: torch.nn.Module, n: int, device: torch.device) -> int:
+    """MI pairs of this micro-batch on all ranks (q_phi's DDP steps must run on every rank or on none)."""
+    if not isinstance(q_train, torch.nn.parallel.DistributedDataParallel):
+        return n
+    import torch.distributed as dist
+
+    count = torch.tensor([n], device=device)
+    dist.all_reduce(count)
+    return int(count.item())
+
+
 def joint_loss(
     joint: JointConfig, q: GaussianCLUBNetwork, q_train: torch.nn.Module, q_opt: torch.optim.Optimizer
 ) -> Callable[[dict[str, Tensor], int], tuple[Tensor, dict[str, Tensor]]]:
     """The loss of the joint stage: ``club.inner_steps`` NLL steps of q_phi (eq. 2), then L_total (eq. 10).
 
     ``q_train`` is ``q`` or its DDP wrapper (used for the NLL steps); the CLUB estimate uses q_phi's
-    current weights without gradient into them, so L_MI trains only the encoders.
+    current weights without gradient into them, so L_MI trains only the encoders. y-bar and z-bar
+    pass through :meth:`GaussianCLUBNetwork.standardize` first (``club.standardize``).
+
+    A micro-batch with fewer than two MI pairs (utterances with two segments) has no CLUB term: its
+    estimate would be 0 by construction (the negatives of eq. 8 are the positives), so q_phi takes
+    no step (with DDP: unless another rank has pairs), ``mi_club`` and ``q_nll`` are not reported
+    for it (the logged means cover the batches with pairs) and ``count/mi_skipped_batches`` counts it.
     """
     club = joint.club
 
     def loss(out: dict[str, Tensor], step: int) -> tuple[Tensor, dict[str, Tensor]]:
         del step
+        terms = {k: out[k].float() for k in ("frame_ce", "pseudo_con", "infonce", "utt_ce")}
+        total = (terms["frame_ce"] + joint.pseudo_con.weight * terms["pseudo_con"]  # eq. 4
+                 + terms["infonce"] + terms["utt_ce"])  # eq. 7
         ybar, zbar = out["ybar"].float(), out["zbar"].float()
+        n = ybar.shape[0]
+        anywhere = _pairs_anywhere(q_train, n, ybar.device) if club.inner_steps else n
+        skipped = torch.tensor(float(n < 2), device=ybar.device)
+        if anywhere < 2:
+            return total, {**terms, MI_SKIPPED: skipped}
+        ybar, zbar = q.standardize(ybar, zbar)
         valid = torch.ones(ybar.shape[:2], dtype=torch.bool, device=ybar.device)
         y_d, z_d = ybar.detach(), zbar.detach()
         nll = torch.zeros((), device=ybar.device)
-        for _ in range(club.inner_steps):  # eq. 2 on detached features, q_phi's own optimiser
+        for _ in range(club.inner_steps if anywhere >= 2 else 0):  # eq. 2 on detached features, own optimiser
             mu, logvar = q_train(z_d)
             nll = club_nll(mu, logvar, y_d, valid)
             q_opt.zero_grad(set_to_none=True)
@@ -149,13 +213,12 @@ def joint_loss(
             norm = torch.nn.utils.clip_grad_norm_(params, club.optimizer.clip_grad_norm or float("inf"))
             if bool(torch.isfinite(norm)):  # identical on every rank after DDP's gradient all-reduce
                 q_opt.step()
+        if n < 2:  # this rank only took part in the other ranks' q_phi steps
+            return total, {**terms, MI_SKIPPED: skipped}
         frozen = {name: p.detach() for name, p in q.named_parameters()}
         mu, logvar = torch.func.functional_call(q, frozen, (zbar,))
         mi = club_upper_bound(mu, logvar, ybar, valid, club.negatives, club.frame_reduction)  # eq. 8
-        terms = {k: out[k].float() for k in ("frame_ce", "pseudo_con", "infonce", "utt_ce")}
-        total = (terms["frame_ce"] + joint.pseudo_con.weight * terms["pseudo_con"]  # eq. 4
-                 + terms["infonce"] + terms["utt_ce"]  # eq. 7
-                 + club.weight * mi)  # eq. 10
-        return total, {**terms, "mi_club": mi.detach(), "q_nll": nll.detach()}
+        total = total + club.weight * mi  # eq. 10
+        return total, {**terms, "mi_club": mi.detach(), "q_nll": nll.detach(), MI_SKIPPED: skipped}
 
     return loss

@@ -418,7 +418,7 @@ def joint(run: Run) -> None:
     model.to(run.ctx.device)
     club = cfg.club
     q = GaussianCLUBNetwork(model_config.utterance.embed_dim, model_config.parent.embed_dim, club.hidden_dim,
-                            club.logvar_activation).to(run.ctx.device)
+                            club.logvar_activation, club.standardize).to(run.ctx.device)
     q_train: torch.nn.Module = q
     if run.ctx.distributed:
         q_train = torch.nn.parallel.DistributedDataParallel(

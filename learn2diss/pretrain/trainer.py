@@ -196,12 +196,13 @@ def cut_metrics(path: Path, step: int) -> None:
 
 
 class _Logger:
-    """Rank-0 TensorBoard + metrics.jsonl writer; averages scalars over the steps since the last write."""
+    """Rank-0 TensorBoard + metrics.jsonl writer; averages each scalar over the calls since the last write that
+    reported it (a term missing from some micro-batches averages over the others); ``count/...`` keys are summed."""
 
     def __init__(self, directory: Path, tensorboard_dir: Path, enabled: bool, start_step: int = 0) -> None:
         self.enabled = enabled
         self.sums: dict[str, Tensor] = {}
-        self.count = 0
+        self.counts: dict[str, int] = {}
         if enabled:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -214,12 +215,12 @@ class _Logger:
         for key, value in scalars.items():
             value = value.detach().float()
             self.sums[key] = self.sums[key] + value if key in self.sums else value
-        self.count += 1
+            self.counts[key] = self.counts.get(key, 0) + 1
 
     def write(self, step: int, extra: dict[str, float]) -> dict[str, float]:
-        means = {k: float(v) / max(self.count, 1) for k, v in self.sums.items()}
+        means = {k: float(v) if k.startswith("count/") else float(v) / self.counts[k] for k, v in self.sums.items()}
         means.update(extra)
-        self.sums, self.count = {}, 0
+        self.sums, self.counts = {}, {}
         if self.enabled:
             for key, value in means.items():
                 self.writer.add_scalar(key, value, step)
@@ -317,7 +318,7 @@ def train(
                 total, terms = stage.loss(outputs, step)
                 (total / stage.grad_accum).backward()
             bad |= ~torch.isfinite(total.detach())
-            logger.add({f"loss/{k}": v for k, v in terms.items()} | {"loss/total": total})
+            logger.add({k if k.startswith("count/") else f"loss/{k}": v for k, v in terms.items()} | {"loss/total": total})
             position = (batch.epoch, batch.index + 1)
         norms = {name: _grad_norm(opt, cfg.clip_grad_norm) for name, (opt, cfg) in stage.optimizers.items()}
         for norm in norms.values():
