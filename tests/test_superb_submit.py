@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import sys
 import zipfile
 from pathlib import Path
@@ -17,6 +18,7 @@ from learn2diss.downstream_runs.submit import (
     SubmissionError,
     build_model_package,
     build_predict_zip,
+    check_predict_zip,
 )
 from learn2diss.downstream_runs.tasks import TASKS
 
@@ -63,11 +65,41 @@ def test_predict_zip_has_exactly_the_expected_members(tmp_path) -> None:
         assert archive.read("predict/sv_public/predict.txt").decode() == FILES["asv"][1]
 
 
-def test_missing_er_fold_is_named(tmp_path) -> None:
+def test_tasks_without_predictions_are_listed_and_the_rest_packaged(tmp_path, capsys) -> None:
     make_runs(tmp_path / "runs", er_folds=(1, 2, 4, 5))
-    with pytest.raises(SubmissionError, match=r"missing ER fold3 prediction file .*fold3/test_fold3_predict.txt"):
-        build_predict_zip(tmp_path / "runs", tmp_path / "out")
-    assert not (tmp_path / "out" / "predict.zip").exists()
+    (tmp_path / "runs" / "sid" / "lr0.0001" / "test_predict.txt").unlink()
+    written = build_predict_zip(tmp_path / "runs", tmp_path / "out")
+    assert set(written.missing) == {"er", "sid"}
+    assert re.search(r"missing ER fold3 prediction file .*fold3/test_fold3_predict.txt", written.missing["er"])
+    assert written.members == check_predict_zip(written.path)
+    assert not any("er_fold" in name or "sid" in name for name in written.members) and len(written.members) == 6
+    assert cli(["superb", "submit", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"),
+                "--results", str(tmp_path / "none.csv")]) == 0
+    printed = capsys.readouterr().out
+    assert "missing er: missing ER fold3" in printed and "missing sid: " in printed and "2 tasks missing" in printed
+    (tmp_path / "runs" / "empty").mkdir()
+    with pytest.raises(SubmissionError, match="no task has predictions under .*empty: no runs under"):
+        build_predict_zip(tmp_path / "runs" / "empty", tmp_path / "out2")
+
+
+def test_predict_zip_check_against_the_public_set_format(tmp_path) -> None:
+    def zip_with(members: dict[str, str]) -> Path:
+        path = tmp_path / f"p{len(list(tmp_path.iterdir()))}.zip"
+        with zipfile.ZipFile(path, "w") as archive:
+            for name, text in members.items():
+                archive.writestr(name, text)
+        return path
+
+    good = {"predict/pr_public/predict.ark": FILES["pr"][1], "predict/ic_public/predict.csv": FILES["ic"][1]}
+    assert check_predict_zip(zip_with(good)) == sorted(good)
+    with pytest.raises(SubmissionError, match="not public-set members: predict/asv_public/predict.txt"):
+        check_predict_zip(zip_with({**good, "predict/asv_public/predict.txt": FILES["asv"][1]}))
+    with pytest.raises(SubmissionError, match="ER needs all five folds"):
+        check_predict_zip(zip_with({**good, "predict/er_fold1_public/predict.txt": "a neu\n"}))
+    with pytest.raises(SubmissionError, match="ic_public/predict.csv: expected 'file_id,action,object,location'"):
+        check_predict_zip(zip_with({"predict/ic_public/predict.csv": "utt1 activate lights kitchen\n"}))
+    with pytest.raises(SubmissionError, match="ks_public/predict.txt:1: expected '<file> <label>'"):
+        check_predict_zip(zip_with({"predict/ks_public/predict.txt": "a.wav yes no\n"}))
 
 
 def test_malformed_prediction_is_refused(tmp_path) -> None:
@@ -82,7 +114,7 @@ def test_malformed_prediction_is_refused(tmp_path) -> None:
 
 def test_subset_of_tasks(tmp_path) -> None:
     make_runs(tmp_path / "runs")
-    target = build_predict_zip(tmp_path / "runs", tmp_path / "out", [TASKS["asv"], TASKS["sid"]])
+    target = build_predict_zip(tmp_path / "runs", tmp_path / "out", [TASKS["asv"], TASKS["sid"]]).path
     with zipfile.ZipFile(target) as archive:
         assert sorted(archive.namelist()) == ["predict/sid_public/predict.txt", "predict/sv_public/predict.txt"]
 

@@ -3,6 +3,8 @@
 Public set: ``predict.zip`` holds ``predict/<task>_public/predict.<ext>`` for every task run (ER:
 ``predict/er_fold<N>_public/predict.txt`` for all five folds, or none), the prediction files s3prl
 wrote on the test split (the layout of s3prl's ``submit/submit.py``, built here with ``zipfile``).
+Tasks without predictions are left out and listed with the reason; the written zip is read back
+and checked (:func:`check_predict_zip`: member names of the public set, each member's format).
 The runs are taken at the learning rate recorded in ``results/superb.csv`` or, without it, the
 one with the best dev score among ``RUNS/<task>/lr*/``. Every member is checked before it is
 written: ``.ark`` lines ``<utterance> <tokens>``, KS/SID ``<file> <label>``, ASV
@@ -24,6 +26,7 @@ import re
 import shutil
 import zipfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from learn2diss.downstream_runs.runner import RESULT_FILE
@@ -106,43 +109,93 @@ def chosen_run(runs: Path, task: Task, results_csv: Path | None = None) -> Path:
     return (max if primary.higher_better else min)(candidates, key=dev_score)
 
 
-def prediction_members(runs: Path, tasks: list[Task], results_csv: Path | None = None) -> dict[str, Path]:
-    """Member name in predict.zip -> prediction file, for every task with a run; ER needs all five folds."""
+def prediction_members(runs: Path, tasks: list[Task],
+                       results_csv: Path | None = None) -> tuple[dict[str, Path], dict[str, str]]:
+    """Member name in predict.zip -> prediction file for every task with predictions (ER: all five folds),
+    and task -> why it is left out for the others."""
     members: dict[str, Path] = {}
+    missing: dict[str, str] = {}
     for task in tasks:
         if not (runs / task.name).is_dir():
+            missing[task.name] = f"no runs under {runs / task.name}"
             continue
         run = chosen_run(runs, task, results_csv)
+        found: dict[str, Path] = {}
         for source, target in task.predictions.items():
             for fold in task.folds or (None,):
-                folder = run / fold if fold else run
-                file = folder / source.format(fold=fold)
-                if not file.is_file():
+                file = (run / fold if fold else run) / source.format(fold=fold)
+                if file.is_file():
+                    found[f"predict/{target.format(fold=fold)}"] = file
+                elif task.name not in missing:
                     what = f"ER {fold}" if fold else task.title
-                    raise SubmissionError(f"missing {what} prediction file {file} (run the {what} evaluation; "
-                                          f"{'ER is scored only with all five folds' if fold else 'see docs/superb.md'})")
-                members[f"predict/{target.format(fold=fold)}"] = file
+                    missing[task.name] = (f"missing {what} prediction file {file} (run the {what} evaluation"
+                                          f"{'; ER is scored only with all five folds' if fold else ''})")
+        if task.name not in missing:
+            members.update(found)
     if not members:
-        raise SubmissionError(f"no task runs under {runs} (expected {', '.join(f'{t}/' for t in TASKS)})")
-    return members
+        raise SubmissionError(f"no task has predictions under {runs}: " + "; ".join(missing.values()))
+    return members, missing
+
+
+def public_members() -> set[str]:
+    """Every member name the SUPERB public set accepts from our tasks (s3prl's ``submit/submit.py`` layout)."""
+    return {f"predict/{target.format(fold=fold)}" for task in TASKS.values()
+            for target in task.predictions.values() for fold in task.folds or (None,)}
+
+
+def _check_member(name: str, text: str, where: Path) -> None:
+    task = name.split("/")[1].removesuffix("_public")
+    CHECKS["er" if task.startswith("er_fold") else {"sv": "asv"}.get(task, task)](where, text)
+
+
+def check_predict_zip(path: str | Path) -> list[str]:
+    """Check a predict.zip against the public-set format; returns its member names.
+
+    Member names must be public-set names, ER's folds all five or none, and every file must have
+    its task's format (module docstring). Raises SubmissionError naming the member.
+    """
+    path = Path(path)
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+        unknown = sorted(set(names) - public_members())
+        if unknown:
+            raise SubmissionError(f"{path}: not public-set members: {', '.join(unknown)}")
+        folds = [name for name in names if name.startswith("predict/er_fold")]
+        if folds and len(folds) != 5:
+            raise SubmissionError(f"{path}: ER needs all five folds, found {', '.join(sorted(folds))}")
+        for name in names:
+            _check_member(name, archive.read(name).decode("utf-8"), Path(f"{path}:{name}"))
+    return sorted(names)
+
+
+@dataclass(frozen=True)
+class PredictZip:
+    """A written predict.zip: its path, members, and the tasks left out with the reason."""
+
+    path: Path
+    members: list[str]
+    missing: dict[str, str]
 
 
 def build_predict_zip(runs: str | Path, out: str | Path, tasks: list[Task] | None = None,
-                      results_csv: str | Path | None = None) -> Path:
-    """Write ``OUT/predict.zip`` (atomically) from the run folders; returns its path."""
+                      results_csv: str | Path | None = None) -> PredictZip:
+    """Write ``OUT/predict.zip`` (atomically) from the run folders that have predictions, and check it."""
     runs, out = Path(runs), Path(out)
-    members = prediction_members(runs, tasks or list(TASKS.values()), Path(results_csv) if results_csv else None)
+    members, missing = prediction_members(runs, tasks or list(TASKS.values()),
+                                          Path(results_csv) if results_csv else None)
+    texts = {}
+    for name, file in sorted(members.items()):
+        texts[name] = file.read_text(encoding="utf-8")
+        _check_member(name, texts[name], file)
     out.mkdir(parents=True, exist_ok=True)
     target = out / "predict.zip"
     tmp = out / ".predict.zip.tmp"
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name, file in sorted(members.items()):
-            text = file.read_text(encoding="utf-8")
-            task = name.split("/")[1].removesuffix("_public")
-            CHECKS["er" if task.startswith("er_fold") else {"sv": "asv"}.get(task, task)](file, text)
+        for name, text in texts.items():
             archive.writestr(name, text)
+    names = check_predict_zip(tmp)
     tmp.replace(target)
-    return target
+    return PredictZip(target, names, missing)
 
 
 _HIDDEN_EXPERT = '''"""SUPERB hidden-set upstream: the learn2diss expert on the checkpoint in this folder."""

@@ -1,7 +1,8 @@
 """Package SUPERB runs for the leaderboard: the public-set predict.zip and a hidden-set model package.
 
 predict.zip holds predict/<task>_public/predict.* from the run folders of `learn2diss superb run`
-(ER: all five folds or none), each file checked; with --checkpoint, OUT/model_package gets the
+(ER: all five folds or none), each file checked, and the zip is checked against the public-set
+format; tasks without predictions are left out and listed; with --checkpoint, OUT/model_package gets the
 expert, hubconf, checkpoint and requirements for a hidden-set upload.
 
 Examples::
@@ -26,16 +27,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import zipfile
-
     from learn2diss.downstream_runs.submit import build_model_package, build_predict_zip
     from learn2diss.downstream_runs.tasks import parse_tasks
 
-    target = build_predict_zip(args.runs, args.out, parse_tasks(args.tasks), args.results)
-    with zipfile.ZipFile(target) as archive:
-        for name in archive.namelist():
-            print(name)
-    print(f"wrote {target}")
+    written = build_predict_zip(args.runs, args.out, parse_tasks(args.tasks), args.results)
+    for name in written.members:
+        print(name)
+    for task, reason in written.missing.items():
+        print(f"missing {task}: {reason}")
+    print(f"wrote {written.path} ({len(written.members)} members, checked against the public-set format"
+          f"{'; ' + str(len(written.missing)) + ' tasks missing' if written.missing else ''})")
     if args.checkpoint:
         print(f"wrote {build_model_package(args.checkpoint, args.out)}")
     return 0
