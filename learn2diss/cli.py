@@ -36,6 +36,7 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("eval", "ctc"), "learn2diss.eval.commands.ctc", "CTC fine-tuning on letters + 4-gram decoding, WER (Tables 4, 7)"),
     (("tables",), "learn2diss.eval.commands.tables", "regenerate the paper's Tables 2-8 beside your results"),
     (("superb", "run"), "learn2diss.downstream_runs.commands.superb_run", "run SUPERB tasks with s3prl, collect Table 2"),
+    (("superb", "status"), "learn2diss.downstream_runs.commands.superb_status", "state of a SUPERB grid submitted to a scheduler"),
     (("superb", "submit"), "learn2diss.downstream_runs.commands.superb_submit", "build the SUPERB predict.zip and model package"),
 ]
 
@@ -82,12 +83,15 @@ def console(argv: Sequence[str] | None = None) -> int:
     """
     try:
         return main(argv)
-    except (Learn2DissError, ValueError, FileNotFoundError) as err:
+    except (Learn2DissError, ValueError, OSError) as err:  # OSError: disk full, read-only, permission, missing
         if os.environ.get("LEARN2DISS_DEBUG"):
             raise
         given = list(argv if argv is not None else sys.argv[1:])
         words = max((w for w, _, _ in COMMANDS if list(w) == given[: len(w)]), key=len, default=())
-        print(f"learn2diss {' '.join(words)}: error: {err}", file=sys.stderr)
+        message = str(err)
+        if isinstance(err, OSError) and not isinstance(err, Learn2DissError) and err.filename and err.strerror:
+            message = f"{err.filename}: {err.strerror}"  # the path first, like every project error
+        print(f"learn2diss {' '.join(words)}: error: {message}", file=sys.stderr)
         return 2
 
 

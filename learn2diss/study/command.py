@@ -1,0 +1,150 @@
+"""Run the joint stage over a grid of settings x seeds from one prepared run, evaluate every run with the fast
+evaluations, and summarise: mean ± 95 % t-interval per metric and setting, a figure against lambda, raw rows.
+
+Each (setting, seed) cell copies the prepared run (parent imported, frame targets, SimCLR h, utterance
+clusters: the stages that do not depend on the joint settings), runs `learn2diss pretrain joint` with the
+setting's overrides and `train.seed=S data.seed=S`, exports, and evaluates on each --splits of --corpus:
+speaker-ID and phone probes of both encoders, ABX within/across speaker, phone purity / PNMI, speaker purity
+and the feature-variance diagnostic of g. Validation speakers (`val`) are where settings are chosen; test
+speakers (`test`) are reported separately and are never used for a choice. A finished cell is skipped on a
+rerun; an interrupted one resumes.
+
+The grid is a YAML file of named settings, each a mapping of dotted config keys (as for `pretrain --set`):
+
+    x: joint.club.weight          # the figure's x axis (default)
+    settings:
+      lambda-0:    {joint.club.weight: 0.0}
+      lambda-1e-4: {joint.club.weight: 1.0e-4}
+      lambda-1e-3: {joint.club.weight: 1.0e-3}
+
+Outputs in --out: summary.md (tables per split), summary.csv, rows.csv (every number with setting, seed,
+overrides, checkpoint, weight hash, git commit), metrics_vs_x.png, cells/<setting>/seed<S>.json.
+
+Examples::
+
+    # after `learn2diss demo` (its prepared run, corpus with validation speakers and manifest)
+    learn2diss study --grid lambda.yaml --seeds 0 1 2 --shared runs/demo/runs/l2d_shared \\
+        --corpus runs/demo/corpus --config configs/demo_l2d.yaml --out results/study-lambda
+    # a shorter joint stage for every cell
+    learn2diss study --grid lambda.yaml --seeds 0 1 --shared runs/demo/runs/l2d_shared \\
+        --corpus runs/demo/corpus --set joint.steps=200 --out results/study-200
+    # from a parent checkpoint: prepares the run itself (frame targets, SimCLR, clusters) in WORK/shared
+    learn2diss study --grid lambda.yaml --seeds 0 1 2 --parent runs/demo/checkpoints/demo-parent \\
+        --config configs/demo_l2d.yaml --corpus data/other-corpus --out results/study-other
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+SPLITS = ("val", "test")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--grid", type=Path, required=True, help="YAML file of named settings (see above)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of each setting (default 0 1 2)")
+    parser.add_argument("--corpus", type=Path, required=True,
+                        help="corpus in the demo corpus's layout (`learn2diss data synth --val-speakers N` or "
+                             "any corpus with LibriSpeech-style/<split>, alignments/, splits/, abx/)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--shared", type=Path,
+                        help="prepared run folder: frame-targets, utt-simclr and utt-targets done (the demo's "
+                             "runs/demo/runs/l2d_shared)")
+    source.add_argument("--parent", type=Path, help="parent checkpoint: prepare the run in WORK/shared first")
+    parser.add_argument("--config", type=Path,
+                        help="joint-stage config (default: the prepared run's config.yaml); its model must be "
+                             "the prepared run's")
+    parser.add_argument("--data", type=Path,
+                        help="training manifest (default: the prepared run's; with --parent: built from "
+                             "the corpus's train split in WORK/manifest)")
+    parser.add_argument("--splits", nargs="+", default=list(SPLITS), help="evaluation splits (default: val test)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override for every cell (repeatable), e.g. --set joint.steps=200")
+    parser.add_argument("--out", type=Path, default=Path("results/study"), help="tables, figure, rows")
+    parser.add_argument("--work-dir", type=Path, help="run folders and checkpoints (default runs/<--out name>)")
+    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    parser.add_argument("--purity-clusters", type=int, default=100, help="frame k-means K for PNMI (default 100)")
+    parser.add_argument("--probe-max-frames", type=int, default=20_000, help="frames per phone-probe split")
+    parser.add_argument("--probe-test-fraction", type=float, default=0.5,
+                        help="share of each speaker's utterances the probes are scored on (default 0.5)")
+
+
+def _prepared_run(args: argparse.Namespace, work: Path) -> tuple[Path, Path, Path]:
+    """(prepared run, joint config, manifest): checked, or made from --parent."""
+    from learn2diss.study.cells import _cli
+    from learn2diss.study.grid import StudyError
+
+    if args.parent is not None:
+        if args.config is None:
+            raise StudyError("--parent needs --config (the Learn2Diss config to prepare and train with)")
+        manifest = args.data
+        if manifest is None:
+            manifest = work / "manifest"
+            if not (manifest / "train.tsv").is_file():
+                _cli("data", "manifest", "--root", args.corpus / "LibriSpeech-style", "--subsets", "train",
+                     "--out", manifest)
+        shared = work / "shared"
+        for stage in ("frame-targets", "utt-simclr", "utt-targets"):
+            _cli("pretrain", stage, "--config", args.config, "--parent", args.parent, "--data", manifest,
+                 "--out", shared, "--resume", "--device", args.device, *[a for s in args.set for a in ("--set", s)])
+        return shared, args.config, manifest
+    shared = args.shared
+    missing = [s for s in ("frame_targets", "utt_simclr", "utt_targets") if not (shared / s / "done.json").is_file()]
+    if missing:
+        raise StudyError(f"--shared {shared}: not a prepared run (no {', '.join(f'{m}/done.json' for m in missing)}); "
+                         "run `learn2diss pretrain frame-targets|utt-simclr|utt-targets` into it, or pass --parent")
+    manifest = args.data
+    if manifest is None:
+        manifest = Path(json.loads((shared / "run.json").read_text())["manifest"])
+    return shared, args.config or shared / "config.yaml", manifest
+
+
+def run(args: argparse.Namespace) -> int:
+    from learn2diss.study.cells import Cell, StudyInputs, StudyPaths, run_cell, write_json
+    from learn2diss.study.evaluate import CorpusSplit, EvalSizes
+    from learn2diss.study.grid import read_grid
+    from learn2diss.study.summary import markdown_tables, plot_metrics, raw_rows, summarise
+
+    grid = read_grid(args.grid)
+    for split in args.splits:
+        CorpusSplit(args.corpus, split).check()
+    paths = StudyPaths(args.out, args.work_dir or Path("runs") / args.out.name)
+    shared, config, manifest = _prepared_run(args, paths.work)
+    inputs = StudyInputs(config, manifest, shared, args.corpus, tuple(args.set), args.device)
+    sizes = EvalSizes(args.purity_clusters, args.probe_max_frames, args.probe_test_fraction)
+    cells = [Cell(setting, seed) for setting in grid.settings for seed in args.seeds]
+    records = []
+    for index, cell in enumerate(cells, start=1):
+        done = paths.cell_file(cell).is_file()
+        print(f"[study {index}/{len(cells)}] {cell.name}{': done before, skipped' if done else ' ...'}", flush=True)
+        start = time.perf_counter()
+        records.append(run_cell(cell, inputs, paths, tuple(args.splits), sizes, grid.x))
+        if not done:
+            print(f"[study {index}/{len(cells)}] {cell.name}: {time.perf_counter() - start:.0f} s", flush=True)
+    rows = raw_rows(records)
+    summary = summarise(rows)
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows.to_csv(args.out / "rows.csv", index=False)
+    summary.to_csv(args.out / "summary.csv", index=False)
+    groups = {s.name: " ".join(s.without(grid.x)) or "base config" for s in grid.settings}
+    figure = plot_metrics(summary, groups, grid.x, args.out / "metrics_vs_x.png")
+    names = [s.name for s in grid.settings]
+    text = "\n".join([
+        "# Learn2Diss study", "",
+        f"Grid `{args.grid}`, seeds {' '.join(map(str, args.seeds))}, joint config `{config}`, prepared run "
+        f"`{shared}`, corpus `{args.corpus}`" + (f", common overrides `{' '.join(args.set)}`" if args.set else "")
+        + ". Mean ± half-width of the 95 % Student t interval over seeds (n seeds per setting); percent except "
+        "the variances. Choose on validation speakers; test speakers are reported, not chosen on.", "",
+        *(f"- `{s.name}`: {' '.join(f'`{o}`' for o in s.overrides) or 'the config as it is'}" for s in grid.settings),
+        "", markdown_tables(summary, names),
+        f"Figure: [{figure.name}]({figure.name}); raw rows with provenance: rows.csv.", "",
+    ])
+    write_json(args.out / "study.json", {"grid": str(args.grid), "seeds": args.seeds, "splits": args.splits,
+                                         "config": str(config), "shared": str(shared), "corpus": str(args.corpus),
+                                         "common_overrides": args.set})
+    (args.out / "summary.md").write_text(text)
+    print("\n" + text)
+    return 0

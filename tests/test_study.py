@@ -1,0 +1,111 @@
+"""`learn2diss study`: the grid file, the t intervals, and a reduced study end to end (table, figure, resume)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy import stats
+from test_synth import require_synthesisers
+
+from learn2diss.cli import main
+from learn2diss.study.grid import StudyError, parse_grid
+from learn2diss.study.summary import difference_interval, t_interval
+
+# 10 speakers: 2 test, 2 validation, 6 train; a few steps of each stage (plumbing, not the method)
+CORPUS = ["--speakers", "10", "--utts", "6", "--shared", "2", "--test-speakers", "2", "--val-speakers", "2"]
+QUICK = ["joint.steps=3", "joint.frame_optimizer.warmup_steps=1", "utt_simclr.steps=2", "train.log_every=1",
+         "frame_targets.fit_max_frames=2000", "utt_targets.cluster_counts=[2,3,4]"]
+
+
+def test_grid_overrides_and_errors():
+    grid = parse_grid({"settings": {"a": {"joint.club.weight": 1.0e-3, "joint.steps": 5}, "b": None},
+                       "x": "joint.club.weight"}, "g.yaml")
+    a, b = grid.settings
+    assert a.overrides == ("joint.club.weight=0.001", "joint.steps=5") and b.overrides == ()
+    assert a.value("joint.club.weight") == 1.0e-3 and b.value("joint.club.weight") is None
+    assert a.without("joint.club.weight") == ("joint.steps=5",)
+    for bad, message in (({"settings": {}}, "expected a mapping"), ({"settings": {"a/b": {}}}, "setting name"),
+                         ({"settings": {"a": [1]}}, "setting a"), ({"settings": {"a": {}}, "y": 1}, "unknown")):
+        with pytest.raises(StudyError, match=message):
+            parse_grid(bad, "g.yaml")
+
+
+def test_t_interval_and_welch_difference_match_scipy():
+    x = [1.0, 2.0, 4.0]
+    mean, low, high = t_interval(x)
+    expected = stats.t.interval(0.95, 2, loc=np.mean(x), scale=stats.sem(x))
+    assert mean == pytest.approx(7 / 3) and (low, high) == pytest.approx(expected)
+    assert math.isnan(t_interval([3.0])[1])
+    a, b = [5.0, 6.0, 8.0], [1.0, 1.5]
+    delta, low, high = difference_interval(a, b)
+    ci = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    assert delta == pytest.approx(np.mean(a) - np.mean(b)) and (low, high) == pytest.approx((ci.low, ci.high))
+
+
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_reduced_study_writes_table_figure_rows_and_a_rerun_skips_finished_cells(tmp_path, capsys, one_thread):
+    require_synthesisers()
+    corpus, manifest, shared = tmp_path / "corpus", tmp_path / "manifest", tmp_path / "shared"
+    assert main(["data", "synth", "--out", str(corpus), *CORPUS, "--jobs", "2"]) == 0
+    assert main(["data", "manifest", "--root", str(corpus / "LibriSpeech-style"), "--subsets", "train",
+                 "--out", str(manifest)]) == 0
+    sets = [a for s in QUICK for a in ("--set", s)]
+    for stage in ("frame-targets", "utt-simclr", "utt-targets"):
+        assert main(["pretrain", stage, "--config", "configs/demo_l2d.yaml", "--random-parent", "--data",
+                     str(manifest), "--out", str(shared), "--device", "cpu", *sets]) == 0
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("settings:\n  lambda-0: {joint.club.weight: 0.0}\n  lambda-1e-3: {joint.club.weight: 1.0e-3}\n")
+    out = tmp_path / "study"
+    args = ["study", "--grid", str(grid), "--seeds", "0", "1", "--shared", str(shared), "--corpus", str(corpus),
+            "--config", "configs/demo_l2d.yaml", "--out", str(out), "--work-dir", str(tmp_path / "work"),
+            "--purity-clusters", "10", "--probe-max-frames", "2000", *sets]
+    assert main(args) == 0
+
+    rows = pd.read_csv(out / "rows.csv")
+    assert set(rows["setting"]) == {"lambda-0", "lambda-1e-3"} and set(rows["seed"]) == {0, 1}
+    assert set(rows["split"]) == {"val", "test"} and rows["value"].notna().all()
+    assert {"probes/frame/speaker_id_acc", "probes/utterance/phone_acc", "abx/across/abx_error",
+            "purity/frame:last/pnmi"} <= set(rows["metric"])
+    assert rows["checkpoint_hash"].str.fullmatch(r"[0-9a-f]{12}").all() and rows["git_commit"].notna().all()
+    assert set(rows.loc[rows["setting"] == "lambda-1e-3", "x"]) == {1.0e-3}
+    assert set(rows.loc[rows["seed"] == 1, "overrides"].str.contains("train.seed=1 data.seed=1")) == {True}
+    # the two seeds trained different models
+    assert rows.groupby("setting")["checkpoint_hash"].nunique().eq(2).all()
+
+    summary = pd.read_csv(out / "summary.csv")
+    assert set(summary["n"]) == {2}
+    one = summary[(summary["setting"] == "lambda-0") & (summary["split"] == "test")
+                  & (summary["metric"] == "abx/within/abx_error")].iloc[0]
+    values = rows[(rows["setting"] == "lambda-0") & (rows["split"] == "test")
+                  & (rows["metric"] == "abx/within/abx_error")]["value"]
+    assert (one["mean"], one["ci_low"], one["ci_high"]) == pytest.approx(t_interval(values.tolist()))
+    text = (out / "summary.md").read_text()
+    assert "### validation speakers (`val`)" in text and "### test speakers (`test`)" in text
+    assert text.index("validation speakers (`val`)") < text.index("test speakers (`test`)")
+    table_rows = [line for line in text.splitlines() if line.startswith("| lambda-")]
+    assert len(table_rows) == 4 and all(" ± " in line for line in table_rows)
+    png = (out / "metrics_vs_x.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    record = json.loads((out / "cells" / "lambda-0" / "seed1.json").read_text())
+    assert record["overrides"][-2:] == ["train.seed=1", "data.seed=1"]
+
+    capsys.readouterr()
+    assert main(args) == 0  # every cell is finished: skipped, the summary written again from the cells
+    printed = capsys.readouterr().out
+    assert printed.count("done before, skipped") == 4 and "pretrain" not in printed.split("# Learn2Diss study")[0]
+    assert pd.read_csv(out / "rows.csv").equals(rows)
+    grid.write_text("settings:\n  lambda-0: {joint.club.weight: 0.5}\n")
+    with pytest.raises(StudyError, match="other overrides"):
+        main(args)
