@@ -1,11 +1,12 @@
-"""Checkpoints: import HuBERT/WavLM parents, save and load Learn2Diss models.
+"""Checkpoints: import parents (HuBERT, WavLM, wav2vec 2.0, data2vec audio), save and load Learn2Diss models.
 
 Parents (third-party, untrusted; read with ``torch.load(weights_only=True)`` only):
 
-* an original fairseq HuBERT ``.pt`` or Microsoft's WavLM ``.pt``: a ``{"cfg", "model"}``
-  dictionary with the published key names (fairseq itself is not needed);
-* a Hugging Face ``HubertModel`` / ``WavLMModel`` directory: ``config.json`` with
-  ``model.safetensors`` or ``pytorch_model.bin``;
+* an original fairseq HuBERT / wav2vec 2.0 / data2vec audio ``.pt`` or Microsoft's WavLM ``.pt``:
+  a ``{"cfg", "model"}`` (or old ``{"args", "model"}``) dictionary with the published key names
+  (fairseq itself is not needed);
+* a Hugging Face ``HubertModel`` / ``WavLMModel`` / ``Wav2Vec2Model`` / ``Data2VecAudioModel``
+  directory: ``config.json`` with ``model.safetensors`` or ``pytorch_model.bin``;
 * one of our own checkpoint directories (its f and g are the parent), e.g. the small HuBERT-style
   parent that ``learn2diss demo`` pretrains.
 
@@ -97,9 +98,47 @@ def _parse_conv_layers(expr: str) -> tuple[tuple[int, int, int], ...]:
     return tuple((int(c), int(k), int(s)) for c, k, s in layers)
 
 
-def _fairseq_parent_config(cfg: dict, kind: str) -> ParentConfig:
-    if cfg.get("normalize"):
-        raise CheckpointError("waveform-normalising parents (large models) are not supported; use a base model")
+def _as_dict(cfg: object) -> dict:
+    return vars(cfg) if isinstance(cfg, argparse.Namespace) else dict(cfg or {})
+
+
+def _fairseq_config(ckpt: dict) -> tuple[dict, dict]:
+    """(model config, task config) of a fairseq/WavLM checkpoint; old ``args`` checkpoints hold both in one."""
+    cfg = _as_dict(ckpt.get("cfg") if ckpt.get("cfg") is not None else ckpt["args"])
+    if isinstance(cfg.get("model"), dict | argparse.Namespace):  # fairseq hydra: {"model": ..., "task": ...}
+        return _as_dict(cfg["model"]), _as_dict(cfg.get("task"))
+    return cfg, cfg
+
+
+def _fairseq_kind(path: Path, cfg: dict, keys: set[str]) -> str:
+    """The parent kind from the published parameter names, else from the config's model name."""
+    name = str(cfg.get("_name") or cfg.get("arch") or "")
+    if any(".relative_attention_bias." in k or ".grep_linear." in k for k in keys):
+        return "wavlm"
+    if "_ema" in keys or int(cfg.get("pos_conv_depth", 1)) > 1 or name.startswith("data2vec"):
+        return "data2vec"
+    if "label_embs_concat" in keys or name.startswith("hubert"):
+        return "hubert"
+    if any(k.startswith(("quantizer.", "project_q.")) for k in keys) or name.startswith("wav2vec"):
+        return "wav2vec2"
+    raise CheckpointError(f"{path}: cannot tell the model (cfg name {name!r}); expected a HuBERT, WavLM, "
+                          "wav2vec 2.0 or data2vec audio pretraining checkpoint")
+
+
+def _fairseq_parent_config(path: Path, cfg: dict, task: dict, kind: str) -> ParentConfig:
+    """The architecture from a fairseq/WavLM config; options this model cannot build are named in one error."""
+    unsupported = [f"{key} {cfg[key]!r} (supported: {ok!r})"
+                   for key, ok in (("layer_type", "transformer"), ("activation_fn", "gelu"))
+                   if cfg.get(key, ok) != ok]
+    if cfg.get("extractor_mode", "default") not in ("default", "layer_norm"):
+        unsupported.append(f"extractor_mode {cfg['extractor_mode']!r} (supported: 'default', 'layer_norm')")
+    if kind == "wavlm":
+        unsupported += [f"{key} False (torchaudio's WavLM needs it)" for key in ("relative_position_embedding",
+                                                                                "gru_rel_pos") if not cfg.get(key, True)]
+    if unsupported:
+        raise CheckpointError(f"{path}: unsupported parent architecture: " + "; ".join(unsupported))
+    depth = int(cfg.get("pos_conv_depth", 1))
+    conv_pos = int(cfg.get("conv_pos", 128))
     return ParentConfig(
         kind=kind,
         conv_layers=_parse_conv_layers(cfg.get("conv_feature_layers", "[(512,10,5)] + [(512,3,2)] * 4 + [(512,2,2)] * 2")),
@@ -109,11 +148,13 @@ def _fairseq_parent_config(cfg: dict, kind: str) -> ParentConfig:
         num_layers=int(cfg.get("encoder_layers", 12)),
         num_heads=int(cfg.get("encoder_attention_heads", 12)),
         ffn_dim=int(cfg.get("encoder_ffn_embed_dim", 3072)),
-        pos_conv_kernel=int(cfg.get("conv_pos", 128)),
+        pos_conv_kernel=max(3, conv_pos // depth) if depth > 1 else conv_pos,  # fairseq's TransformerEncoder
         pos_conv_groups=int(cfg.get("conv_pos_groups", 16)),
+        pos_conv_layers=depth,
         layer_norm_first=bool(cfg.get("layer_norm_first", False)),
         num_buckets=int(cfg.get("num_buckets", 320)),
         max_distance=int(cfg.get("max_distance", 800)),
+        normalize_waveform=bool(cfg.get("normalize", False) or task.get("normalize", False)),
     )
 
 
@@ -127,6 +168,7 @@ _FAIRSEQ_KEYS = [
     (r"encoder\.pos_conv\.0\.bias", "encoder.transformer.pos_conv_embed.conv.bias"),
     (r"encoder\.pos_conv\.0\.weight_g", "encoder.transformer.pos_conv_embed.conv.parametrizations.weight.original0"),
     (r"encoder\.pos_conv\.0\.weight_v", "encoder.transformer.pos_conv_embed.conv.parametrizations.weight.original1"),
+    (r"encoder\.pos_conv\.(\d+)\.0\.(weight|bias)", r"encoder.transformer.pos_conv_embed.layers.\1.conv.\2"),  # data2vec
     (r"encoder\.layer_norm\.(weight|bias)", r"encoder.transformer.layer_norm.\1"),
     (r"encoder\.layers\.(\d+)\.self_attn\.((?:k|v|q|out)_proj\.(?:weight|bias))", r"encoder.transformer.layers.\1.attention.\2"),
     (r"encoder\.layers\.(\d+)\.self_attn\.relative_attention_bias\.weight", r"encoder.transformer.layers.\1.attention.rel_attn_embed.weight"),
@@ -137,7 +179,9 @@ _FAIRSEQ_KEYS = [
     (r"encoder\.layers\.(\d+)\.fc2\.(weight|bias)", r"encoder.transformer.layers.\1.feed_forward.output_dense.\2"),
     (r"encoder\.layers\.(\d+)\.final_layer_norm\.(weight|bias)", r"encoder.transformer.layers.\1.final_layer_norm.\2"),
 ]
-_FAIRSEQ_PRETRAINING_ONLY = re.compile(r"(label_embs_concat|final_proj\.|untie_final_proj|quantizer|project_q)")
+_FAIRSEQ_PRETRAINING_ONLY = re.compile(
+    r"(label_embs_concat|final_proj\.|untie_final_proj|quantizer|input_quantizer|project_q|project_inp|target_glu|_ema$)"
+)
 # The parent's trained mask embedding travels in the state under this key (outside torchaudio's names).
 MASK_EMBEDDING_KEY = "mask_embedding"
 
@@ -157,16 +201,12 @@ def _read_fairseq(path: Path) -> tuple[ParentConfig, dict[str, Tensor]]:
     if "model" not in ckpt or not ("cfg" in ckpt or "args" in ckpt):
         raise CheckpointError(f"{path}: expected a fairseq/WavLM checkpoint with 'cfg' (or 'args') and 'model' keys, "
                               f"found {sorted(ckpt)}")
-    raw_cfg = ckpt.get("cfg") if ckpt.get("cfg") is not None else ckpt["args"]
-    cfg = vars(raw_cfg) if isinstance(raw_cfg, argparse.Namespace) else dict(raw_cfg)
-    if isinstance(cfg.get("model"), dict):  # fairseq hydra checkpoints: cfg = {"model": ..., "task": ...}
-        cfg = cfg["model"]
-    weights = ckpt["model"]
-    kind = "wavlm" if any("relative_attention_bias" in k or "grep_linear" in k for k in weights) else "hubert"
-    parent = _fairseq_parent_config(cfg, kind)
+    cfg, task = _fairseq_config(ckpt)
+    weights = {key.removeprefix("w2v_model."): tensor for key, tensor in ckpt["model"].items()}
+    kind = _fairseq_kind(path, cfg, set(weights))
+    parent = _fairseq_parent_config(path, cfg, task, kind)
     state: dict[str, Tensor] = {}
     for key, tensor in weights.items():
-        key = key.removeprefix("w2v_model.")
         if key == "mask_emb":
             state[MASK_EMBEDDING_KEY] = tensor
             continue
@@ -177,56 +217,91 @@ def _read_fairseq(path: Path) -> tuple[ParentConfig, dict[str, Tensor]]:
                 state[re.sub(pattern, replacement, key)] = tensor
                 break
         else:
-            raise CheckpointError(f"{path}: unexpected parameter {key!r}; is this a HuBERT/WavLM base checkpoint?")
+            raise CheckpointError(f"{path}: unexpected parameter {key!r} for a {kind} checkpoint")
     if kind == "wavlm":
         _fuse_wavlm_qkv(state, parent.num_layers)
     return parent, state
 
 
+# Hugging Face model_type → (our kind, config class, model class, weight prefix of the task heads' wrapper).
+_HF_KINDS = {
+    "hubert": ("hubert", "HubertConfig", "HubertModel", "hubert."),
+    "wavlm": ("wavlm", "WavLMConfig", "WavLMModel", "wavlm."),
+    "wav2vec2": ("wav2vec2", "Wav2Vec2Config", "Wav2Vec2Model", "wav2vec2."),
+    "data2vec-audio": ("data2vec", "Data2VecAudioConfig", "Data2VecAudioModel", "data2vec_audio."),
+}
+_HF_HEADS = ("lm_head.", "projector.", "classifier.", "quantizer.", "project_q.", "project_hid.", "dropout_features.")
+
+
+def _huggingface_unsupported(hf_config: object) -> list[str]:
+    """Hugging Face options that the torchaudio modules cannot build, named."""
+    expected = {"hidden_act": "gelu", "feat_extract_activation": "gelu", "conv_pos_batch_norm": False,
+                "add_adapter": False, "feat_proj_layer_norm": True}
+    return [f"{key} {getattr(hf_config, key)!r} (supported: {ok!r})" for key, ok in expected.items()
+            if getattr(hf_config, key, None) not in (None, ok)]
+
+
 def _read_huggingface(directory: Path) -> tuple[ParentConfig, dict[str, Tensor]]:
+    """A Hugging Face directory, checked by loading it into the ``transformers`` model its config.json describes.
+
+    config.json does not record waveform normalisation (``preprocessor_config.json`` does, unreliably: the hub's
+    wav2vec 2.0 base says yes, fairseq trained it without); it is taken as fairseq's rule, normalised input
+    exactly when the conv encoder uses layer norm (the Large models, data2vec), which every released parent follows.
+    """
     import transformers
     from torchaudio.models.wav2vec2.utils import import_huggingface_model
 
     config_path = directory / "config.json"
     config = json.loads(config_path.read_text())
     model_type = config.get("model_type")
-    classes = {"hubert": (transformers.HubertConfig, transformers.HubertModel),
-               "wavlm": (transformers.WavLMConfig, transformers.WavLMModel)}
-    if model_type not in classes:
-        raise CheckpointError(f"{config_path}: model_type {model_type!r} is not 'hubert' or 'wavlm'")
+    if model_type not in _HF_KINDS:
+        raise CheckpointError(f"{config_path}: model_type {model_type!r} is not one of {', '.join(_HF_KINDS)}")
     if (directory / "model.safetensors").is_file():
         weights = load_file(directory / "model.safetensors")
     elif (directory / "pytorch_model.bin").is_file():
         weights = load_untrusted(directory / "pytorch_model.bin")
     else:
         raise CheckpointError(f"{directory}: no model.safetensors or pytorch_model.bin next to config.json")
-    config_cls, model_cls = classes[model_type]
-    hf_config = config_cls.from_dict(config)
-    hf_model = model_cls(hf_config)
-    weights = {k.removeprefix(f"{model_type}."): v for k, v in weights.items()}
-    weights = {k: v for k, v in weights.items() if not k.startswith(("lm_head.", "projector.", "classifier."))}
+    kind, config_name, model_name, prefix = _HF_KINDS[model_type]
+    hf_config = getattr(transformers, config_name).from_dict(config)
+    unsupported = _huggingface_unsupported(hf_config)
+    if unsupported:
+        raise CheckpointError(f"{config_path}: unsupported parent architecture: " + "; ".join(unsupported))
+    hf_model = getattr(transformers, model_name)(hf_config)
+    weights = {k.removeprefix(prefix): v for k, v in weights.items()}
+    weights = {k: v for k, v in weights.items() if not k.startswith(_HF_HEADS)}
     missing, unexpected = hf_model.load_state_dict(weights, strict=False)
     missing = [k for k in missing if k != "masked_spec_embed"]
     if missing or unexpected:
         raise CheckpointError(f"{directory}: weights do not match config.json (missing {missing[:5]}, "
                               f"unexpected {unexpected[:5]})")
     mask_embedding = weights.get("masked_spec_embed")  # absent when saved with mask_time_prob = mask_feature_prob = 0
+    data2vec = kind == "data2vec"
+    extractor_mode = "layer_norm" if data2vec else f"{hf_config.feat_extract_norm}_norm"
     parent = ParentConfig(
-        kind=model_type,
+        kind=kind,
         conv_layers=tuple(zip(hf_config.conv_dim, hf_config.conv_kernel, hf_config.conv_stride, strict=True)),
-        extractor_mode=f"{hf_config.feat_extract_norm}_norm",
+        extractor_mode=extractor_mode,
         conv_bias=hf_config.conv_bias,
         embed_dim=hf_config.hidden_size,
         num_layers=hf_config.num_hidden_layers,
         num_heads=hf_config.num_attention_heads,
         ffn_dim=hf_config.intermediate_size,
-        pos_conv_kernel=hf_config.num_conv_pos_embeddings,
+        pos_conv_kernel=hf_config.conv_pos_kernel_size if data2vec else hf_config.num_conv_pos_embeddings,
         pos_conv_groups=hf_config.num_conv_pos_embedding_groups,
-        layer_norm_first=hf_config.do_stable_layer_norm,
+        pos_conv_layers=hf_config.num_conv_pos_embeddings if data2vec else 1,
+        layer_norm_first=False if data2vec else hf_config.do_stable_layer_norm,
         num_buckets=getattr(hf_config, "num_buckets", 320),
         max_distance=getattr(hf_config, "max_bucket_distance", 800),
+        normalize_waveform=extractor_mode == "layer_norm",
     )
-    state = import_huggingface_model(hf_model).state_dict()
+    if data2vec:  # torchaudio has no data2vec importer; HF's names are torchaudio's below these prefixes
+        renames = {"feature_extractor.": "feature_extractor.", "feature_projection.": "encoder.feature_projection.",
+                   "encoder.": "encoder.transformer."}
+        state = {renames[p] + k.removeprefix(p): v for k, v in hf_model.state_dict().items()
+                 for p in renames if k.startswith(p)}
+    else:
+        state = import_huggingface_model(hf_model).state_dict()
     if mask_embedding is not None:
         state[MASK_EMBEDDING_KEY] = mask_embedding
     return parent, state
@@ -270,7 +345,7 @@ def architecture_differences(ours: ParentConfig, theirs: ParentConfig) -> list[s
     WavLM's relative-position fields only matter when both sides are WavLM.
     """
     names = ["kind", "conv_layers", "extractor_mode", "conv_bias", "embed_dim", "num_layers", "num_heads", "ffn_dim",
-             "pos_conv_kernel", "pos_conv_groups", "layer_norm_first"]
+             "pos_conv_kernel", "pos_conv_groups", "pos_conv_layers", "layer_norm_first", "normalize_waveform"]
     if ours.kind == theirs.kind == "wavlm":
         names += ["num_buckets", "max_distance"]
     return [f"{name}: config {getattr(ours, name)!r}, checkpoint {getattr(theirs, name)!r}"
@@ -287,7 +362,10 @@ def import_parent(model: Learn2Diss, path: str | Path) -> None:
     ours = model.config.parent
     diffs = architecture_differences(ours, parent_config)
     if diffs:
-        raise CheckpointError(f"{path}: parent architecture differs from model.parent: " + "; ".join(diffs))
+        hint = ("; the parent's normalize_waveform comes from fairseq's task.normalize / WavLM's cfg.normalize, "
+                "and for a Hugging Face directory from its conv encoder (layer norm = normalised input)"
+                if ours.normalize_waveform != parent_config.normalize_waveform else "")
+        raise CheckpointError(f"{path}: parent architecture differs from model.parent: " + "; ".join(diffs) + hint)
     mask_embedding = state.pop(MASK_EMBEDDING_KEY, None)
     if mask_embedding is not None and tuple(mask_embedding.shape) != (ours.embed_dim,):
         raise CheckpointError(f"{path}: the parent's mask embedding has shape {tuple(mask_embedding.shape)}, "
@@ -323,6 +401,10 @@ def save_model(model: Learn2Diss, directory: str | Path, extra: dict | None = No
     return directory
 
 
+# Parent keys added after format version 1 was written, with the value every earlier checkpoint meant.
+_PARENT_KEYS_ADDED = {"pos_conv_layers": 1, "normalize_waveform": False}
+
+
 def read_model_config(directory: str | Path) -> ModelConfig:
     """The :class:`ModelConfig` stored in one of our checkpoint directories; errors name the file."""
     path = Path(directory) / CONFIG_FILE
@@ -335,8 +417,11 @@ def read_model_config(directory: str | Path) -> ModelConfig:
         raise CheckpointError(str(err)) from None
     if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{path}: unsupported checkpoint format {meta.get('format_version') if isinstance(meta, dict) else meta!r}")
+    model = meta.get("model")
+    if isinstance(model, dict) and isinstance(model.get("parent"), dict):
+        model["parent"] = {**_PARENT_KEYS_ADDED, **model["parent"]}
     try:
-        return from_dict(ModelConfig, meta.get("model"), "model")
+        return from_dict(ModelConfig, model, "model")
     except ConfigError as err:
         raise CheckpointError(f"{path}: {err}") from None
 

@@ -8,12 +8,15 @@ from typing import Literal
 
 @dataclass(frozen=True)
 class ParentConfig:
-    """The HuBERT/WavLM parent, in torchaudio's ``wav2vec2_model`` / ``wavlm_model`` terms.
+    """The parent (HuBERT, WavLM, wav2vec 2.0 or data2vec audio), in torchaudio's ``wav2vec2_model`` /
+    ``wavlm_model`` terms.
 
-    The defaults are the *base* models (12 layers, 768-d, 12 heads, 3072-d feed-forward).
+    The defaults are the *base* models (12 layers, 768-d, 12 heads, 3072-d feed-forward). The Large
+    models use ``extractor_mode: layer_norm``, ``layer_norm_first: true`` and ``normalize_waveform: true``;
+    data2vec audio has a 5-layer positional convolution (``pos_conv_layers: 5``, kernel 19).
     """
 
-    kind: Literal["hubert", "wavlm"] = "wavlm"
+    kind: Literal["hubert", "wavlm", "wav2vec2", "data2vec"] = "wavlm"
     conv_layers: tuple[tuple[int, int, int], ...] = (
         (512, 10, 5), (512, 3, 2), (512, 3, 2), (512, 3, 2), (512, 3, 2), (512, 2, 2), (512, 2, 2),
     )  # (channels, kernel, stride) per conv layer; total stride 320 = 20 ms at 16 kHz
@@ -23,11 +26,13 @@ class ParentConfig:
     num_layers: int = 12
     num_heads: int = 12
     ffn_dim: int = 3072
-    pos_conv_kernel: int = 128
+    pos_conv_kernel: int = 128  # kernel of each positional convolution layer
     pos_conv_groups: int = 16
+    pos_conv_layers: int = 1  # data2vec audio: 5 layers (conv, layer norm without affine, GELU), no weight norm
     layer_norm_first: bool = False  # False for the base models
     num_buckets: int = 320  # WavLM relative position buckets (ignored for HuBERT)
     max_distance: int = 800  # WavLM relative position max distance (ignored for HuBERT)
+    normalize_waveform: bool = False  # zero mean, unit variance per utterance (the Large models, data2vec)
     dropout: float = 0.1
     attention_dropout: float = 0.1
 
@@ -36,6 +41,10 @@ class ParentConfig:
             raise ValueError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
         if not self.conv_layers:
             raise ValueError("conv_layers is empty")
+        if self.pos_conv_layers < 1:
+            raise ValueError(f"pos_conv_layers must be >= 1, got {self.pos_conv_layers}")
+        if self.pos_conv_layers > 1 and self.kind == "wavlm":
+            raise ValueError("pos_conv_layers > 1 (data2vec's positional convolution) is not a WavLM architecture")
 
     @property
     def stride(self) -> int:

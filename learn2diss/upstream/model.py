@@ -7,8 +7,10 @@
 * h, the utterance-level encoder: speechbrain's ECAPA-TDNN with its per-frame layers exposed,
   W_h to Q targets and the projections A^l of eq. 9 (§3.2.3).
 
-The parent is built with torchaudio's HuBERT/WavLM modules and its parts are reused as they are.
-The CLUB network q_phi is training-only and lives in :mod:`learn2diss.pretrain`.
+The parent (HuBERT, WavLM, wav2vec 2.0 or data2vec audio) is built with torchaudio's wav2vec 2.0 /
+WavLM modules and its parts are reused as they are; data2vec's multi-layer positional convolution is
+the one part torchaudio lacks (:class:`StackedPositionalConv`). The CLUB network q_phi is
+training-only and lives in :mod:`learn2diss.pretrain`.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
 from torch import Tensor, nn
 from torchaudio.models import wav2vec2_model, wavlm_model
@@ -77,8 +80,65 @@ class InferenceOutput:
     utt_embedding: Tensor
 
 
+class StackedPositionalConv(nn.Module):
+    """data2vec audio's positional embedding (fairseq ``pos_conv_depth`` > 1, HF ``Data2VecAudioPositionalConvEmbedding``).
+
+    ``num_layers`` blocks of a grouped convolution (no weight norm), a layer norm without affine parameters
+    and GELU. Padded frames are zeroed again before every block, so that a padded batch gives each
+    utterance the output it gets alone (fairseq and HF zero them before the first block only).
+    """
+
+    def __init__(self, dim: int, kernel_size: int, groups: int, num_layers: int) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(
+            nn.ModuleDict({"conv": nn.Conv1d(dim, dim, kernel_size, padding=kernel_size // 2, groups=groups)})
+            for _ in range(num_layers)
+        )
+        self.num_remove = 1 if kernel_size % 2 == 0 else 0
+
+    def forward(self, x: Tensor, padding_mask: Tensor | None = None) -> Tensor:
+        """x: (batch, frame, dim); padding_mask: (batch, frame), True at padding, or None."""
+        x = x.transpose(1, 2)
+        for layer in self.layers:
+            if padding_mask is not None:
+                x = x.masked_fill(padding_mask[:, None, :], 0.0)
+            x = layer["conv"](x)
+            if self.num_remove:
+                x = x[..., : -self.num_remove]
+            x = F.gelu(F.layer_norm(x.transpose(1, 2), x.shape[1:2]).transpose(1, 2))
+        return x.transpose(1, 2)
+
+
+def normalize_waveforms(waveforms: Tensor, lengths: Tensor, has_padding: bool) -> Tensor:
+    """Zero mean and unit variance per utterance over its valid samples; padding stays 0.
+
+    What the Large models and data2vec were trained on (fairseq ``task.normalize``, Microsoft WavLM
+    ``cfg.normalize``: ``F.layer_norm(wav, wav.shape)``, eps 1e-5).
+    """
+    if not has_padding:
+        return F.layer_norm(waveforms, waveforms.shape[1:])
+    valid = valid_frames(lengths, waveforms.shape[1])
+    count = lengths[:, None].to(waveforms.dtype)
+    mean = (waveforms * valid).sum(1, keepdim=True) / count
+    var = ((waveforms - mean).square() * valid).sum(1, keepdim=True) / count
+    return ((waveforms - mean) * torch.rsqrt(var + 1e-5)).masked_fill(~valid, 0.0)
+
+
+def masked_group_norm(x: Tensor, norm: nn.GroupNorm, lengths: Tensor) -> Tensor:
+    """The base models' first-conv group norm (one group per channel, over time) over the valid frames only.
+
+    x: (batch, channel, frame). Equals ``norm(x)`` on an utterance without padding; on a padded batch it
+    gives each utterance what it gets alone (``norm`` would average the padding in).
+    """
+    valid = valid_frames(lengths, x.shape[2])[:, None, :]
+    count = lengths[:, None, None].to(x.dtype)
+    mean = (x * valid).sum(2, keepdim=True) / count
+    var = ((x - mean).square() * valid).sum(2, keepdim=True) / count
+    return (x - mean) * torch.rsqrt(var + norm.eps) * norm.weight[:, None] + norm.bias[:, None]
+
+
 def build_parent(config: ParentConfig) -> nn.Module:
-    """A randomly initialised torchaudio HuBERT or WavLM model with this architecture."""
+    """A randomly initialised torchaudio wav2vec 2.0 (HuBERT, wav2vec 2.0, data2vec) or WavLM model."""
     common = dict(
         extractor_mode=config.extractor_mode,
         extractor_conv_layer_config=[tuple(layer) for layer in config.conv_layers],
@@ -99,7 +159,12 @@ def build_parent(config: ParentConfig) -> nn.Module:
     )
     if config.kind == "wavlm":
         return wavlm_model(**common, encoder_num_buckets=config.num_buckets, encoder_max_distance=config.max_distance)
-    return wav2vec2_model(**common)
+    model = wav2vec2_model(**common)
+    if config.pos_conv_layers > 1:
+        model.encoder.transformer.pos_conv_embed = StackedPositionalConv(
+            config.embed_dim, config.pos_conv_kernel, config.pos_conv_groups, config.pos_conv_layers
+        )
+    return model
 
 
 def aggregate_frame_layers(layers: list[Tensor]) -> Tensor:
@@ -205,6 +270,7 @@ class Learn2Diss(nn.Module):
         self.frame_head = nn.Linear(dim, config.frame.num_targets)  # W_g
         self.utterance_encoder = UtteranceEncoder(config.utterance, dim)
         self._is_wavlm = config.parent.kind == "wavlm"
+        self._stacked_pos_conv = isinstance(self.pos_conv_embed, StackedPositionalConv)
         for module in self.frozen_modules():
             module.requires_grad_(False)
 
@@ -303,16 +369,41 @@ class Learn2Diss(nn.Module):
             outputs.append(x)
         return outputs, position_bias
 
-    def _layer_input(self, x: Tensor) -> Tensor:
-        """Positional convolution and (for the base models) the encoder layer norm: the input of layer 1."""
-        x = x + self.pos_conv_embed(x)
+    def _layer_input(self, x: Tensor, padding_mask: Tensor | None) -> Tensor:
+        """Positional convolution and (for the base models) the encoder layer norm: the input of layer 1.
+
+        ``x`` is zero at padding; ``padding_mask`` (None without padding) re-zeroes it inside data2vec's
+        stacked positional convolution.
+        """
+        x = x + (self.pos_conv_embed(x, padding_mask) if self._stacked_pos_conv else self.pos_conv_embed(x))
         return self.encoder_layer_norm(x) if self.norm_before_layers else x
 
+    def _conv_features(self, waveforms: Tensor, lengths: Tensor, has_padding: bool) -> tuple[Tensor, Tensor]:
+        """The convolutional encoder: (batch, frame, channel) features and valid frames.
+
+        With padding, a group-norm first layer normalises over each utterance's valid frames only.
+        """
+        first = self.feature_extractor.conv_layers[0]
+        if not (has_padding and isinstance(first.layer_norm, nn.GroupNorm)):
+            return self.feature_extractor(waveforms, lengths)
+        x = first.conv(waveforms[:, None, :])
+        lengths = torch.div(lengths - first.kernel_size, first.stride, rounding_mode="floor") + 1
+        x = F.gelu(masked_group_norm(x, first.layer_norm, lengths))
+        for layer in self.feature_extractor.conv_layers[1:]:
+            x, lengths = layer(x, lengths)
+        return x.transpose(1, 2), lengths
+
     def extract(self, waveforms: Tensor, lengths: Tensor | None = None, sample_rate: int = SAMPLE_RATE) -> Features:
-        """f: waveforms (batch, samples) at 16 kHz, lengths (batch,) valid samples → X' (no gradient)."""
+        """f: waveforms (batch, samples) at 16 kHz, lengths (batch,) valid samples → X' (no gradient).
+
+        Parents trained on normalised waveforms (``normalize_waveform``) get each utterance normalised here,
+        so training, the s3prl expert and feature extraction all see what the parent expects.
+        """
         lengths, has_padding = self.check_input(waveforms, lengths, sample_rate)
         with torch.no_grad():
-            x, frame_lengths = self.feature_extractor(waveforms, lengths)
+            if self.config.parent.normalize_waveform:
+                waveforms = normalize_waveforms(waveforms, lengths, has_padding)
+            x, frame_lengths = self._conv_features(waveforms, lengths, has_padding)
             padding_mask = ~valid_frames(frame_lengths, x.shape[1])
             x = self.feature_projection(x)
             if has_padding:
@@ -320,7 +411,7 @@ class Learn2Diss(nn.Module):
             hidden_states: list[Tensor] = []
             position_bias = None
             if self.num_frozen_layers:
-                x = self._layer_input(x)
+                x = self._layer_input(x, padding_mask if has_padding else None)
                 outputs, position_bias = self._run_layers(
                     x, self.layers[: self.num_frozen_layers], padding_mask if has_padding else None, None
                 )
@@ -338,9 +429,9 @@ class Learn2Diss(nn.Module):
         x = features.x
         if mask is not None:
             x = torch.where(mask[..., None], self.mask_embedding.to(x.dtype), x)
-        if not self.num_frozen_layers:
-            x = self.layer_dropout(self._layer_input(x))
         padding_mask = features.padding_mask if features.has_padding else None
+        if not self.num_frozen_layers:
+            x = self.layer_dropout(self._layer_input(x, padding_mask))
         layers, _ = self._run_layers(x, self.layers[self.num_frozen_layers :], padding_mask, features.position_bias)
         if not self.norm_before_layers:
             layers[-1] = self.encoder_layer_norm(layers[-1])
