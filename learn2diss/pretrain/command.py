@@ -1,7 +1,8 @@
 """Pretrain Learn2Diss: frame targets, SimCLR of h, utterance clusters, then joint training (paper §3.2-3.3).
 
 Runs the stages in order (or the one named), skipping finished ones. An interrupted training
-stage continues from its latest checkpoint with --resume. Several GPUs: launch with torchrun.
+stage continues from its latest checkpoint with --resume. Several GPUs: launch with torchrun
+(docs/pretraining.md "Scaling out"); a Slurm cluster: --launcher slurm (submitit).
 
 Examples::
 
@@ -9,6 +10,8 @@ Examples::
     learn2diss pretrain joint --config configs/l2d_w12.yaml --data manifests/ --out runs/l2d_w12 --resume
     torchrun --nproc_per_node=8 -m learn2diss.cli pretrain --config configs/l2d_w12.yaml \\
         --parent WavLM-Base.pt --data manifests/ --out runs/l2d_w12
+    learn2diss pretrain --config configs/l2d_w12.yaml --parent WavLM-Base.pt --data manifests/ \\
+        --out runs/l2d_w12 --launcher slurm --nodes 2 --gpus-per-node 8 --partition P --time 48:00:00
 """
 
 from __future__ import annotations
@@ -32,9 +35,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set joint.steps=1000 (repeatable)")
+    parser.add_argument("--wait", action="store_true", help="with --launcher: wait for the job to finish")
+    from learn2diss.launch import add_launcher_arguments
+
+    add_launcher_arguments(parser, multi_node=True)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.launcher:  # the same stages as one submitit job (Slurm or local), requeued and resumed on preemption
+        from learn2diss.launch import submit_pretrain
+
+        return submit_pretrain(args, args.wait)
     from learn2diss.config import load_config
     from learn2diss.data.manifest import read_manifest
     from learn2diss.pretrain.ddp import setup_distributed, teardown

@@ -1,0 +1,159 @@
+"""The SUPERB grid on a scheduler: one submitit job per (task, learning rate, fold).
+
+``learn2diss superb run --launcher slurm|local`` submits every run of the grid that has no result
+yet as a job (a Slurm job array with ``slurm``) and records them in ``OUT/submitit/jobs.json``. A
+job trains (or resumes, or skips) and evaluates its run with the same functions as the local grid
+(:mod:`learn2diss.downstream_runs.runner`), so a run's folder, its ``learn2diss_result.json`` and
+the skip/resume rules are the same. Preempted jobs are requeued by submitit and resume from
+s3prl's last ``states-*.ckpt``.
+
+By default the command waits for the jobs, then collects the results into ``results/superb.csv``
+exactly as the local grid does (every run is finished by then, so nothing is trained again).
+With ``--no-wait`` it returns after submitting; ``learn2diss superb status --out OUT`` prints the
+state of every run, and the same ``superb run`` command, once they are finished, submits nothing
+and collects the CSV.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from learn2diss.errors import Learn2DissError
+from learn2diss.launch import _Checkpointable, add_launcher_arguments, make_executor
+
+__all__ = ["add_cluster_arguments", "run_on_cluster", "grid_runs", "status", "SuperbRunJob", "JOBS_FILE"]
+
+JOBS_FILE = "jobs.json"
+
+
+class ClusterError(Learn2DissError, RuntimeError):
+    """Jobs of the grid that failed, or a jobs file that is missing; the message names the logs."""
+
+
+def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
+    add_launcher_arguments(parser, multi_node=False)
+    parser.add_argument("--no-wait", action="store_true",
+                        help="with --launcher: return once the jobs are submitted (see `learn2diss superb status`)")
+
+
+@dataclass(frozen=True)
+class GridRun:
+    task: str
+    lr: float
+    fold: str | None
+
+    @property
+    def name(self) -> str:
+        return f"{self.task}/lr{self.lr:g}" + (f"/{self.fold}" if self.fold else "")
+
+
+class SuperbRunJob(_Checkpointable):
+    """Train (or resume, or skip) and evaluate one run of the grid; requeued as is on preemption."""
+
+    def __init__(self, run: GridRun, spec: Any, need_dev: bool) -> None:
+        self.run, self.spec, self.need_dev = run, spec, need_dev
+
+    def __call__(self) -> dict:
+        from learn2diss.downstream_runs.runner import evaluate, train
+        from learn2diss.downstream_runs.tasks import TASKS
+
+        task = TASKS[self.run.task]
+        return evaluate(task, self.spec, train(task, self.spec, self.run.lr, self.run.fold), need_dev=self.need_dev)
+
+
+def grid_runs(tasks: list, spec: Any, lrs: list[float] | None) -> list[tuple[GridRun, bool]]:
+    """Every (run, needs a dev score) of the grid, in the local grid's order."""
+    from learn2diss.downstream_runs.runner import default_lrs, task_folds
+
+    out = []
+    for task in tasks:
+        task_lrs = lrs or default_lrs(task)
+        out += [(GridRun(task.name, lr, fold), len(task_lrs) > 1) for lr in task_lrs for fold in task_folds(task, spec)]
+    return out
+
+
+def _finished(run: GridRun, spec: Any, need_dev: bool) -> bool:
+    from learn2diss.downstream_runs.runner import RESULT_FILE, lr_dir
+    from learn2diss.downstream_runs.tasks import TASKS
+
+    path = lr_dir(spec.out, TASKS[run.task], run.lr, run.fold) / RESULT_FILE
+    return path.is_file() and (not need_dev or json.loads(path.read_text()).get("dev") is not None)
+
+
+def _jobs_path(out: Path, args: argparse.Namespace | None = None) -> Path:
+    folder = (args.jobs_dir if args is not None and args.jobs_dir else None) or Path(out) / "submitit"
+    return Path(folder) / JOBS_FILE
+
+
+def run_on_cluster(args: argparse.Namespace, tasks: list, spec: Any, lrs: list[float] | None) -> int | None:
+    """Submit the unfinished runs; ``None`` when every run is finished (the caller collects), else an exit code."""
+    runs = [(run, need_dev) for run, need_dev in grid_runs(tasks, spec, lrs) if not _finished(run, spec, need_dev)]
+    jobs_path = _jobs_path(spec.out, args)
+    if not runs:
+        print("every run of the grid is finished; collecting the results")
+        return None
+    spec = _absolute(spec)
+    executor = make_executor(args, jobs_path.parent, "l2d-superb")
+    with executor.batch():  # one Slurm job array
+        jobs = [executor.submit(SuperbRunJob(run, spec, need_dev)) for run, need_dev in runs]
+    record = {"launcher": args.launcher, "folder": str(jobs_path.parent.resolve()),
+              "runs": [{"run": run.name, "task": run.task, "lr": run.lr, "fold": run.fold, "need_dev": need_dev,
+                        "job_id": job.job_id} for (run, need_dev), job in zip(runs, jobs, strict=True)]}
+    jobs_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = jobs_path.with_name(f".{JOBS_FILE}.tmp")
+    tmp.write_text(json.dumps(record, indent=1))
+    os.replace(tmp, jobs_path)
+    print(f"submitted {len(jobs)} SUPERB run(s) ({args.launcher}), recorded in {jobs_path}")
+    if args.no_wait:
+        print(f"check them with `learn2diss superb status --out {spec.out}`")
+        return 0
+    failed = []
+    for (run, _), job in zip(runs, jobs, strict=True):
+        try:
+            job.result()
+        except Exception:  # the job's error, as text; its log says more
+            failed.append(f"{run.name}: job {job.job_id}, log {job.paths.stderr}")
+    if failed:
+        raise ClusterError(f"{len(failed)} of {len(jobs)} runs failed (rerun the same command to resubmit them):\n  "
+                           + "\n  ".join(failed))
+    return None
+
+
+def _absolute(spec: Any) -> Any:
+    from dataclasses import replace
+
+    checkpoint = os.path.abspath(spec.checkpoint) if spec.checkpoint and os.path.exists(spec.checkpoint) else spec.checkpoint
+    return replace(spec, out=Path(spec.out).resolve(), data_root=Path(spec.data_root).resolve(), checkpoint=checkpoint)
+
+
+def _job_state(launcher: str, folder: str, job_id: str) -> str:
+    import submitit
+
+    job_class = submitit.SlurmJob if launcher == "slurm" else submitit.local.local.LocalJob
+    try:
+        return str(job_class(folder=folder, job_id=job_id).state)
+    except Exception as err:  # noqa: BLE001 - the scheduler may have forgotten old jobs
+        return f"unknown ({type(err).__name__})"
+
+
+def status(out: Path, jobs_dir: Path | None = None) -> tuple[list[tuple[str, str, str]], dict]:
+    """``[(run, job id, state)]`` and the jobs record; a run with a result file is ``finished``."""
+    from learn2diss.downstream_runs.runner import RESULT_FILE, lr_dir
+    from learn2diss.downstream_runs.tasks import TASKS
+
+    path = (Path(jobs_dir) if jobs_dir else Path(out) / "submitit") / JOBS_FILE
+    if not path.is_file():
+        raise ClusterError(f"{path}: no jobs recorded; submit the grid with `learn2diss superb run --launcher ...`")
+    record = json.loads(path.read_text())
+    rows = []
+    for entry in record["runs"]:
+        result = lr_dir(Path(out), TASKS[entry["task"]], entry["lr"], entry["fold"]) / RESULT_FILE
+        done = result.is_file() and (not entry["need_dev"] or json.loads(result.read_text()).get("dev") is not None)
+        state = "finished" if done else _job_state(record["launcher"], record["folder"], entry["job_id"])
+        rows.append((entry["run"], entry["job_id"], state))
+    return rows, record

@@ -1,0 +1,160 @@
+"""Run pretraining and SUPERB jobs on a Slurm cluster (or locally) through ``submitit``.
+
+``--launcher slurm`` submits with submitit's Slurm executor (``sbatch`` + ``srun``, one task per
+GPU); ``--launcher local`` runs the same jobs through submitit's local executor, on this machine
+(how the tests run them). Jobs are :class:`submitit.helpers.Checkpointable`: on preemption or
+time-out Slurm sends ``SIGUSR2`` (``--signal-delay`` seconds before the end), submitit calls the
+job's ``checkpoint()`` and requeues it, and the requeued job resumes from the last checkpoint on
+disk (pretraining: ``--resume``; SUPERB: s3prl's ``states-*.ckpt``). Logs and submitit's pickles
+go to ``--jobs-dir`` (default ``OUT/submitit``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from learn2diss.errors import Learn2DissError
+
+__all__ = ["LaunchError", "add_launcher_arguments", "make_executor", "parse_time", "PretrainJob", "submit_pretrain"]
+
+
+class LaunchError(Learn2DissError, ValueError):
+    """Bad launcher options (time, Slurm options) or a job that failed; the message names the log."""
+
+
+def add_launcher_arguments(parser: argparse.ArgumentParser, multi_node: bool) -> None:
+    group = parser.add_argument_group("cluster (submitit)")
+    group.add_argument("--launcher", choices=("slurm", "local"),
+                       help="submit through submitit instead of running here: slurm, or local (this machine)")
+    if multi_node:
+        group.add_argument("--nodes", type=int, default=1, help="nodes (default 1)")
+    group.add_argument("--gpus-per-node", type=int, default=1 if not multi_node else 8,
+                       help="GPUs per node, one process each (default %(default)s; 0: CPU processes)")
+    if multi_node:
+        group.add_argument("--tasks-per-node", type=int,
+                           help="processes per node (default: --gpus-per-node, or 1 without GPUs)")
+    group.add_argument("--cpus-per-task", type=int, default=10, help="CPU cores per process (data workers + 1)")
+    group.add_argument("--mem-gb", type=float, help="memory per node in GB (default: the partition's)")
+    group.add_argument("--partition", help="Slurm partition")
+    group.add_argument("--time", default="48:00:00", help="time limit per job: [D-]HH:MM:SS or minutes "
+                       "(default 48:00:00); preempted or timed-out jobs are requeued and resume")
+    group.add_argument("--signal-delay", type=int, default=120,
+                       help="seconds before the time limit that Slurm sends SIGUSR2 (default 120)")
+    group.add_argument("--slurm-option", action="append", default=[], metavar="KEY=VALUE",
+                       help="extra #SBATCH option, e.g. account=abc, qos=high, constraint=h100 (repeatable)")
+    group.add_argument("--jobs-dir", type=Path, help="submitit logs and job files (default OUT/submitit)")
+
+
+def parse_time(text: str) -> int:
+    """Minutes of a Slurm time limit ``[D-]HH:MM:SS`` or a plain number of minutes."""
+    match = re.fullmatch(r"(?:(\d+)-)?(\d+):(\d+):(\d+)|(\d+)", text.strip())
+    if not match:
+        raise LaunchError(f"--time {text!r}: expected [D-]HH:MM:SS or minutes")
+    days, hours, minutes, seconds, plain = (int(x) if x else 0 for x in match.groups())
+    if match.group(5):
+        return plain
+    return days * 24 * 60 + hours * 60 + minutes + (1 if seconds else 0)
+
+
+def _slurm_options(options: list[str]) -> dict[str, str]:
+    out = {}
+    for option in options:
+        key, sep, value = option.partition("=")
+        if not sep or not key:
+            raise LaunchError(f"--slurm-option {option!r}: expected KEY=VALUE")
+        out[key.strip().replace("_", "-")] = value.strip()
+    return out
+
+
+def make_executor(args: argparse.Namespace, folder: Path, name: str, nodes: int = 1,
+                  tasks_per_node: int | None = None) -> Any:
+    """A submitit executor for ``--launcher`` with the resources of ``args``."""
+    import submitit
+
+    gpus = max(args.gpus_per_node, 0)
+    tasks = tasks_per_node or max(gpus, 1)
+    executor = submitit.AutoExecutor(folder=str(folder), cluster=args.launcher)
+    params: dict[str, Any] = {"name": name, "timeout_min": parse_time(args.time), "nodes": nodes,
+                              "tasks_per_node": tasks, "cpus_per_task": args.cpus_per_task}
+    if gpus:
+        params["gpus_per_node"] = gpus
+    if args.launcher == "slurm":
+        params |= {"slurm_signal_delay_s": args.signal_delay, "slurm_additional_parameters": _slurm_options(
+            args.slurm_option)}
+        if args.partition:
+            params["slurm_partition"] = args.partition
+        if args.mem_gb:
+            params["mem_gb"] = args.mem_gb
+    elif nodes != 1:
+        raise LaunchError("--launcher local runs on one node: use --nodes 1")
+    executor.update_parameters(**params)
+    return executor
+
+
+def _export_distributed_environment() -> None:
+    """Inside a submitit job of several tasks: MASTER_ADDR/PORT, RANK, WORLD_SIZE, LOCAL_RANK for ``env://``."""
+    import submitit
+
+    if submitit.JobEnvironment().num_tasks > 1:
+        # every task sees all the node's GPUs; learn2diss.pretrain.ddp picks cuda:LOCAL_RANK
+        submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
+
+
+try:
+    from submitit.helpers import Checkpointable as _Checkpointable
+except ImportError:  # pragma: no cover - submitit is a dependency; keep --help working without it
+    _Checkpointable = object
+
+
+class PretrainJob(_Checkpointable):
+    """``learn2diss pretrain ARGV --resume`` in every task of a submitit job; requeued as is on preemption."""
+
+    def __init__(self, argv: list[str]) -> None:
+        self.argv = argv
+
+    def __call__(self) -> str:
+        _export_distributed_environment()
+        from learn2diss.cli import main
+
+        main(["pretrain", *self.argv])
+        return self.argv[self.argv.index("--out") + 1]
+
+
+def pretrain_argv(args: argparse.Namespace) -> list[str]:
+    """The ``learn2diss pretrain`` arguments a job runs: absolute paths, ``--resume`` always (a fresh run has no
+    checkpoint to resume from)."""
+    argv = [args.stage, "--config", os.path.abspath(args.config), "--data", os.path.abspath(args.data),
+            "--out", os.path.abspath(args.out), "--resume"]
+    if args.parent:
+        argv += ["--parent", os.path.abspath(args.parent)]
+    if args.random_parent:
+        argv.append("--random-parent")
+    if args.device:
+        argv += ["--device", args.device]
+    for item in args.set:
+        argv += ["--set", item]
+    return argv
+
+
+def submit_pretrain(args: argparse.Namespace, wait: bool) -> int:
+    """Submit the pretraining stages as one job of ``nodes x tasks`` processes; wait for it with ``wait``."""
+    folder = args.jobs_dir or Path(args.out) / "submitit"
+    tasks = args.tasks_per_node or max(args.gpus_per_node, 1)
+    executor = make_executor(args, folder, f"l2d-pretrain-{Path(args.out).name}", args.nodes, tasks)
+    job = executor.submit(PretrainJob(pretrain_argv(args)))
+    print(f"submitted pretraining job {job.job_id} ({args.launcher}: {args.nodes} node(s) x {tasks} process(es)); "
+          f"logs in {folder}")
+    if not wait:
+        print(f"follow it with `tail -f {folder}/{job.job_id}_0_log.out`; a requeued job resumes by itself")
+        return 0
+    try:
+        job.result()
+    except Exception as err:  # submitit re-raises the job's error with its traceback as text
+        raise LaunchError(f"pretraining job {job.job_id} failed; logs {folder}/{job.job_id}_0_log.err:\n"
+                          f"{str(err)[-2000:]}") from None
+    print(f"job {job.job_id} finished")
+    return 0

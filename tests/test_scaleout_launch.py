@@ -1,0 +1,132 @@
+"""Beyond one process: two torchrun nodes (c10d rendezvous, gloo) against one node, and submitit's local executor
+running pretraining and a SUPERB grid, preempted (SIGUSR2, as Slurm does), requeued and resumed."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from pretrain_helpers import CONFIG, make_corpus
+
+from learn2diss.cli import main
+from learn2diss.launch import LaunchError, _slurm_options, parse_time
+
+
+def _pretrain(data: Path, out: Path, *extra: str) -> int:
+    return main(["pretrain", *extra, "--config", str(CONFIG), "--data", str(data), "--out", str(out),
+                 "--device", "cpu"])
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    return make_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+@pytest.fixture(scope="module")
+def prepared(corpus, tmp_path_factory) -> Path:
+    """Stages a-c done (frame targets, SimCLR of h, utterance clusters) on the tiny config."""
+    out = tmp_path_factory.mktemp("run") / "run"
+    for stage in ("frame-targets", "utt-simclr", "utt-targets"):
+        assert _pretrain(corpus, out, stage, "--random-parent") == 0
+    return out
+
+
+def _metrics(run: Path) -> dict[int, dict]:
+    """step -> the last line logged for it (a resumed run logs again the steps after its checkpoint)."""
+    lines = [json.loads(line) for line in (run / "joint" / "metrics.jsonl").read_text().splitlines()]
+    out = {}
+    for m in lines:
+        m.pop("throughput/audio_seconds_per_second")
+        out[m["step"]] = m
+    return out
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_slurm_time_and_options_are_parsed():
+    assert parse_time("48:00:00") == 2880 and parse_time("2-01:00:30") == 2941 and parse_time("90") == 90
+    assert _slurm_options(["account=abc", "qos=high"]) == {"account": "abc", "qos": "high"}
+    with pytest.raises(LaunchError, match="--time"):
+        parse_time("two days")
+    with pytest.raises(LaunchError, match="KEY=VALUE"):
+        _slurm_options(["account"])
+
+
+def test_two_nodes_give_the_losses_of_one_node_with_two_processes(prepared, corpus, tmp_path):
+    """2 torchrun agents x 1 process (--nnodes 2, c10d rendezvous, gloo) == 1 agent x 2 processes, same global batch."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    pretrain = ["-m", "learn2diss.cli", "pretrain", "joint", "--config", str(CONFIG), "--data", str(corpus),
+                "--device", "cpu", "--set", "joint.steps=3", "--set", "joint.grad_accum=1"]
+    one, two = tmp_path / "one_node", tmp_path / "two_nodes"
+    shutil.copytree(prepared, one)
+    shutil.copytree(prepared, two)
+    torchrun = [sys.executable, "-m", "torch.distributed.run"]
+    single = subprocess.run([*torchrun, "--standalone", "--nproc_per_node=2", *pretrain, "--out", str(one)],
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert single.returncode == 0, single.stderr[-3000:]
+    port = _free_port()
+    agents = [subprocess.Popen([*torchrun, "--nnodes=2", "--nproc_per_node=1", "--rdzv_backend=c10d",
+                                f"--rdzv_endpoint=127.0.0.1:{port}", "--rdzv_id=l2d-test", *pretrain, "--out", str(two)],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [agent.communicate(timeout=600) for agent in agents]
+    for agent, (_, err) in zip(agents, outputs, strict=True):
+        assert agent.returncode == 0, err[-3000:]
+    assert sorted(_metrics(two)) == [1, 2, 3]
+    assert _metrics(two) == _metrics(one)  # every loss term, gradient norm and learning rate, bit for bit
+
+
+def _preempt(job, ready: Path, timeout: float = 600) -> None:
+    """SIGUSR2 to the job's task once ``ready`` exists: what Slurm sends before preempting or timing out.
+
+    A local job's id is the pid of submitit's controller; the task is its child process.
+    """
+    deadline = time.time() + timeout
+    while not ready.exists():
+        assert time.time() < deadline and not job.paths.result_pickle.exists(), f"{ready} never appeared"
+        time.sleep(0.2)
+    pid = int(job.job_id)
+    (task,) = (int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split())
+    os.kill(task, signal.SIGUSR2)
+
+
+def _result(job, timeout: float = 600):
+    deadline = time.time() + timeout
+    while not job.paths.result_pickle.exists():
+        assert time.time() < deadline, f"job {job.job_id} did not finish"
+        time.sleep(0.5)
+    return job.result()
+
+
+def test_submitit_local_pretraining_is_requeued_after_preemption_and_resumes(prepared, corpus, tmp_path):
+    """A joint stage through `--launcher local` gets SIGUSR2 after its step-2 checkpoint: requeued by submitit,
+    it resumes from the checkpoint and its losses equal an uninterrupted run's."""
+    import submitit
+
+    steps = ["--set", "joint.steps=6", "--set", "joint.grad_accum=1", "--set", "train.checkpoint_every=2"]
+    jobs = {}
+    for name in ("straight", "preempted"):  # both in submitit tasks: the same threads, the same float sums
+        shutil.copytree(prepared, tmp_path / name)
+        folder = tmp_path / f"jobs_{name}"
+        assert _pretrain(corpus, tmp_path / name, "joint", *steps, "--launcher", "local", "--gpus-per-node", "0",
+                         "--cpus-per-task", "1", "--time", "30", "--jobs-dir", str(folder)) == 0
+        (job_file,) = folder.glob("*_submitted.pkl")
+        jobs[name] = submitit.local.local.LocalJob(folder=folder, job_id=job_file.name.split("_")[0])
+    _preempt(jobs["preempted"], tmp_path / "preempted" / "joint" / "checkpoints" / "step_0000002.pt")
+    assert _result(jobs["straight"]) == str(tmp_path / "straight")
+    assert _result(jobs["preempted"]) == str(tmp_path / "preempted")
+    paths = jobs["preempted"].paths
+    log = Path(paths.stdout).read_text() + Path(paths.stderr).read_text()
+    assert "this job is preempted" in log and "Requeued job" in log and "resuming from" in log
+    assert _metrics(tmp_path / "preempted") == _metrics(tmp_path / "straight")  # bit for bit
