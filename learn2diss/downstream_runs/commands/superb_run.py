@@ -41,9 +41,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from learn2diss.downstream_runs.cluster import add_cluster_arguments
 
     add_cluster_arguments(parser)  # --launcher slurm|local, --no-wait, resources (downstream_runs/cluster.py)
-    from learn2diss.downstream_runs.cluster import add_cluster_arguments
-
-    add_cluster_arguments(parser)  # --launcher slurm|local, --no-wait, resources (downstream_runs/cluster.py)
     parser.add_argument("--smoke", action="store_true", help="tiny settings that check the plumbing in minutes "
                         "(downstream_runs/smoke.py; numbers not comparable with Table 2)")
     parser.add_argument("--fail-fast", action="store_true", help="stop at the first task that fails "
