@@ -105,14 +105,17 @@ def to_dict(obj: Any) -> Any:
 
 
 def read_yaml(path: str | Path) -> Any:
-    """``yaml.safe_load`` with an error that names the file."""
+    """``yaml.safe_load`` with an error that names the file (invalid YAML, a Python tag, unreadable)."""
+    from learn2diss.io import FileReadError
+    from learn2diss.io import read_yaml as read
+
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        return yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+        return read(path, "config file")
+    except FileReadError as err:
+        raise ConfigError(str(err)) from None
 
 
 def apply_overrides(data: dict, overrides: list[str], where: str = "--set") -> dict:
@@ -129,5 +132,10 @@ def apply_overrides(data: dict, overrides: list[str], where: str = "--set") -> d
             node = node[part]
         if parts[-1] not in node:
             raise ConfigError(f"{where}: unknown key {key!r}")
-        node[parts[-1]] = yaml.safe_load(raw)
+        try:
+            node[parts[-1]] = yaml.safe_load(raw)
+        except yaml.YAMLError as err:
+            detail = " ".join(str(err).split())
+            hint = " (Python tags are never loaded)" if "python/" in detail else ""
+            raise ConfigError(f"{where} {key}: {raw!r} is not a valid YAML value{hint}: {detail}") from None
     return data

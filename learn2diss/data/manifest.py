@@ -1,7 +1,8 @@
 """Build a training manifest (path, samples, speaker) from a LibriSpeech-layout corpus.
 
-Every file is read and validated with :func:`learn2diss.data.audio.read_audio`: unreadable, empty
-or NaN/inf files are reported (in ``skipped.tsv`` beside the manifest) and left out, with a count;
+Every file is decoded fully and validated with :func:`learn2diss.data.audio.read_audio`: unreadable,
+empty, truncated (fewer samples than the header declares) or NaN/inf files are reported (in
+``skipped.tsv`` beside the manifest, with the reason) and left out, with a count;
 other sample rates and several channels are accepted (resampled to 16 kHz / averaged), and
 ``samples`` is the length at 16 kHz. ``--header-only`` trusts the file headers instead (fast, no
 NaN check).
@@ -17,7 +18,6 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import tempfile
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from learn2diss.data.audio import AudioError, audio_info, read_audio
+from learn2diss.io import atomic_path
 
 __all__ = ["Manifest", "scan_librispeech", "build_manifest", "write_manifest", "read_manifest", "resolve_manifest"]
 
@@ -56,7 +57,7 @@ class Manifest:
 
 
 def scan_librispeech(root: str | Path, subsets: Iterable[str]) -> list[tuple[Path, str]]:
-    """``(flac path, speaker)`` for ``ROOT/SUBSET/SPEAKER/CHAPTER/*.flac``, sorted.
+    """``(audio path, speaker)`` for ``ROOT/SUBSET/SPEAKER/CHAPTER/*.flac`` (or ``*.wav``), sorted.
 
     Raises:
         FileNotFoundError: a subset folder is missing or holds no FLAC file (named in the message).
@@ -67,9 +68,9 @@ def scan_librispeech(root: str | Path, subsets: Iterable[str]) -> list[tuple[Pat
         folder = root / subset
         if not folder.is_dir():
             raise FileNotFoundError(f"{folder}: subset folder not found (expected ROOT/SUBSET/SPEAKER/CHAPTER/*.flac)")
-        files = sorted(folder.glob("*/*/*.flac"))
+        files = sorted([*folder.glob("*/*/*.flac"), *folder.glob("*/*/*.wav")])
         if not files:
-            raise FileNotFoundError(f"{folder}: no FLAC files in SPEAKER/CHAPTER/ sub-folders")
+            raise FileNotFoundError(f"{folder}: no FLAC (or WAV) files in SPEAKER/CHAPTER/ sub-folders")
         found += [(f, f.parent.parent.name) for f in files]
     return found
 
@@ -109,13 +110,10 @@ def build_manifest(
 
 
 def _atomic_write_rows(path: Path, header: Iterable[str], rows: Iterable[Iterable[object]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", newline="") as handle:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
         writer.writerow(header)
         writer.writerows(rows)
-    os.replace(tmp, path)
 
 
 def write_manifest(path: str | Path, manifest: Manifest) -> None:

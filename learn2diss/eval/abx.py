@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from learn2diss.io import load_npy
+
 FRAME_SHIFT_S = 0.02  # 50 Hz: HuBERT / WavLM frame rate (conv stride 320 at 16 kHz)
 ITEM_COLUMNS = ("#file", "onset", "offset", "#phone", "prev-phone", "next-phone", "speaker")
 DISTANCES = {"cosine": "cosine", "angular": "cosine", "euclidean": "euclidean", "kl_symmetric": "kl_symmetric"}
@@ -138,7 +140,7 @@ def check_features(features_dir: str | os.PathLike[str], items: Sequence[AbxItem
             f"{len(missing)} utterance(s) of the item file have no {settings.extension} feature file in {folder}: {shown}"
         )
     for name, frames in needed.items():
-        array = np.load(available[name], mmap_mode="r")
+        array = load_npy(available[name], mmap=True)  # an object array or a damaged file is an error naming it
         if array.ndim != 2:
             raise ValueError(f"{available[name]}: features must be 2-D (frames, dim), got shape {array.shape}")
         if array.shape[0] < frames:

@@ -11,8 +11,11 @@ Feature specs:
 ============== ===================================================================================
 
 Extraction runs the model on one utterance at a time (no padding, so group-norm parents see exactly
-the samples of the utterance), writes ``<folder>/<utt_id>.npy`` atomically and skips files that exist,
-so an interrupted run resumes.
+the samples of the utterance) and writes ``<folder>/<utt_id>.npy`` atomically. The folder is a cache
+keyed by content: ``cache.json`` records the key (hash of the model's weights and config, dataset,
+spec, code version) and each file's audio (path, size, modification time). A file is reused only when
+both match, so an interrupted run resumes, and another checkpoint under the same name, other audio or a
+newer extraction code recomputes instead of reusing stale numbers.
 
 Example::
 
@@ -23,13 +26,16 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import os
-import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from learn2diss import __version__
+from learn2diss.io import load_npy, locked, read_json, save_npy, write_json
 
 AUDIO_EXTENSIONS = (".flac", ".wav")
 
@@ -106,18 +112,60 @@ def find_audio(folder: str | os.PathLike[str], utterances: Iterable[str] | None 
     return {u: found[u] for u in wanted}
 
 
+# Bump when extraction changes what is written: older caches are recomputed.
+FEATURES_VERSION = 1
+CACHE_FILE = "cache.json"
+
+
 def save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    """``np.save`` through a temporary file and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npy")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.save(handle, array)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """``np.save`` through a temporary file, fsync and rename (:func:`learn2diss.io.save_npy`)."""
+    save_npy(path, array)
+
+
+def model_digest(model) -> str:
+    """SHA-256 of a model's weights (every tensor of its state dict: name, dtype, shape, bytes) and config."""
+    import hashlib
+    import json
+
+    import torch
+
+    from learn2diss.schema import to_dict
+
+    digest = hashlib.sha256(json.dumps(to_dict(model.config), sort_keys=True).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _audio_stamp(path: Path) -> str:
+    stat = path.stat()
+    return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+
+
+class _Cache:
+    """``cache.json`` of one feature folder: the key and the audio stamp of each valid ``<utt>.npy``."""
+
+    def __init__(self, folder: Path, key: dict, log: Callable[[str], None]) -> None:
+        self.folder, self.path = folder, folder / CACHE_FILE
+        stored = read_json(self.path) if self.path.is_file() else None
+        key = {**key, "code": f"learn2diss {__version__}, features v{FEATURES_VERSION}"}
+        stale = stored is None or stored.get("key") != key
+        if stale and any(folder.glob("*.npy")):
+            why = "it has no cache key" if stored is None else "it was computed for " + ", ".join(
+                f"{k} {stored.get('key', {}).get(k)!r}" for k in key if stored.get("key", {}).get(k) != key[k])
+            log(f"note: recomputing the features in {folder}: {why}")
+            for old in folder.glob("*.npy"):
+                old.unlink()
+        self.key = key
+        self.sources: dict[str, str] = {} if stale else dict(stored.get("sources", {}))
+
+    def valid(self, utt: str, stamp: str) -> bool:
+        return self.sources.get(utt) == stamp and (self.folder / f"{utt}.npy").is_file()
+
+    def save(self) -> None:
+        write_json(self.path, {"key": self.key, "sources": self.sources})
 
 
 def extract_features(
@@ -127,10 +175,14 @@ def extract_features(
     folders: Mapping[str, str | os.PathLike[str]],
     device: str = "cpu",
     progress: bool = True,
+    key: Mapping[str, str] | None = None,
 ) -> None:
     """Run ``model`` on each utterance and write ``folders[str(spec)]/<utt>.npy`` for every spec.
 
-    Utterances whose files all exist are skipped (resume). Frame features are trimmed to the valid frames.
+    Each folder's ``cache.json`` holds the key: :func:`model_digest` of ``model``, the spec, the code version
+    and ``key`` (e.g. ``{"dataset": name}``). Files of a folder with another key, or whose audio changed, are
+    recomputed; the others are skipped (resume). Each folder is locked while it is filled (concurrent runs take turns).
+    Frame features are trimmed to the valid frames.
     """
     import torch
     from tqdm import tqdm
@@ -138,24 +190,39 @@ def extract_features(
     from learn2diss.data.audio import read_audio
 
     targets = {str(spec): Path(folders[str(spec)]) for spec in specs}
-    todo = [u for u in audio if not all((targets[str(s)] / f"{u}.npy").exists() for s in specs)]
-    if not todo:
-        return
-    model = model.to(device).eval()
-    trainable = model.config.parent.num_layers - model.config.frame.num_frozen_layers
-    with torch.inference_mode():
-        for utt in tqdm(todo, desc="extracting features", unit="utt", disable=not progress):
-            wav = torch.from_numpy(read_audio(audio[utt]))[None].to(device)
-            try:
-                output = model(wav)
-            except ValueError as err:
-                raise ValueError(f"{audio[utt]}: {err}") from None
-            frames = int(output.frame_lengths[0])
-            for spec in specs:
-                array = spec.select(output, trainable).float().cpu().numpy()
-                if spec.per_frame:
-                    array = array[:frames]
-                save_npy_atomic(targets[str(spec)] / f"{utt}.npy", np.ascontiguousarray(array, dtype=np.float32))
+    stamps = {utt: _audio_stamp(Path(path)) for utt, path in audio.items()}
+    with contextlib.ExitStack() as stack:
+        for folder in sorted(set(targets.values())):
+            stack.enter_context(locked(folder / CACHE_FILE))
+        base = {"model": model_digest(model), **(key or {})}
+        caches = {name: _Cache(folder, {**base, "spec": name}, tqdm.write) for name, folder in targets.items()}
+        todo = [u for u in audio if not all(c.valid(u, stamps[u]) for c in caches.values())]
+        if not todo:
+            return
+        model = model.to(device).eval()
+        trainable = model.config.parent.num_layers - model.config.frame.num_frozen_layers
+        try:
+            with torch.inference_mode():
+                for n, utt in enumerate(tqdm(todo, desc="extracting features", unit="utt", disable=not progress)):
+                    wav = torch.from_numpy(read_audio(audio[utt]))[None].to(device)
+                    try:
+                        output = model(wav)
+                    except ValueError as err:
+                        raise ValueError(f"{audio[utt]}: {err}") from None
+                    frames = int(output.frame_lengths[0])
+                    for spec in specs:
+                        array = spec.select(output, trainable).float().cpu().numpy()
+                        if spec.per_frame:
+                            array = array[:frames]
+                        save_npy_atomic(targets[str(spec)] / f"{utt}.npy",
+                                        np.ascontiguousarray(array, dtype=np.float32))
+                        caches[str(spec)].sources[utt] = stamps[utt]
+                    if n % 200 == 199:
+                        for cache in caches.values():
+                            cache.save()
+        finally:  # an interrupted run keeps what it finished
+            for cache in caches.values():
+                cache.save()
 
 
 def load_features(folder: str | os.PathLike[str], utterances: Iterable[str]) -> dict[str, np.ndarray]:
@@ -166,7 +233,7 @@ def load_features(folder: str | os.PathLike[str], utterances: Iterable[str]) -> 
         path = folder / f"{utt}.npy"
         if not path.is_file():
             raise FileNotFoundError(f"feature file missing: {path}")
-        out[utt] = np.load(path, mmap_mode="r")
+        out[utt] = load_npy(path, mmap=True)
     return out
 
 

@@ -2,8 +2,9 @@
 
 Each evaluation appends rows to ``RESULTS_DIR/<eval>.csv`` (one row per model x dataset x condition x
 metric). A row carries its provenance: the checkpoint path and a short hash of its weights, the config
-name and the date. Files are rewritten atomically, and a row with the same key replaces the old one, so
-re-running an evaluation updates its numbers instead of duplicating them.
+name and the date. Files are rewritten atomically under a lock (concurrent evaluations lose no row), and a
+row with the same key replaces the old one, so re-running an evaluation updates its numbers instead of
+duplicating them.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ import datetime as _dt
 import hashlib
 import io
 import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+
+from learn2diss.io import FileReadError, locked, read_text, write_text
 
 # Columns of every results CSV, in order. ``KEY_COLUMNS`` identify a row.
 COLUMNS: tuple[str, ...] = (
@@ -68,59 +70,54 @@ class ResultRow:
         return tuple(str(getattr(self, name)) for name in KEY_COLUMNS)
 
 
-def checkpoint_hash(path: str | os.PathLike[str] | None) -> str:
-    """Short SHA-256 of a checkpoint: ``model.safetensors`` inside a checkpoint folder, or the file itself.
-
-    Returns an empty string when no checkpoint is given (precomputed features).
-    """
-    if not path:
-        return ""
+def checkpoint_digest(path: str | os.PathLike[str]) -> str:
+    """SHA-256 (hex) of a checkpoint's weights: ``model.safetensors`` inside a checkpoint folder, or the file."""
     target = Path(path)
     if target.is_dir():
         target = target / "model.safetensors"
     if not target.is_file():
         raise FileNotFoundError(f"checkpoint weights not found: {target}")
     digest = hashlib.sha256()
-    with open(target, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:12]
+    try:
+        with open(target, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as err:
+        raise FileReadError(f"{target}: cannot read the checkpoint weights: {err.strerror or err}") from None
+    return digest.hexdigest()
+
+
+def checkpoint_hash(path: str | os.PathLike[str] | None) -> str:
+    """Short SHA-256 of a checkpoint (first 12 hex digits of :func:`checkpoint_digest`).
+
+    Returns an empty string when no checkpoint is given (precomputed features).
+    """
+    return checkpoint_digest(path)[:12] if path else ""
 
 
 def write_atomic(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write ``text`` to ``path`` atomically (:func:`learn2diss.io.write_text`: temporary file, fsync, rename)."""
+    write_text(path, text)
 
 
 def read_rows(path: str | os.PathLike[str]) -> list[ResultRow]:
     """Read a results CSV written by :func:`append_rows`; unknown or missing columns are an error."""
     path = Path(path)
-    with open(path, encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle)
-        header = tuple(reader.fieldnames or ())
-        missing = [name for name in ("eval", "model", "dataset", "condition", "metric", "value") if name not in header]
-        unknown = [name for name in header if name not in COLUMNS]
-        if missing or unknown:
-            raise ValueError(f"{path}: not a results file (missing columns {missing}, unknown columns {unknown})")
-        rows = []
-        for line_no, record in enumerate(reader, start=2):
-            try:
-                value = float(record["value"])
-            except ValueError as error:
-                raise ValueError(f"{path}:{line_no}: value {record['value']!r} is not a number") from error
-            known = {f.name for f in fields(ResultRow)}
-            kwargs = {k: (v or "") for k, v in record.items() if k in known and k != "value"}
-            rows.append(ResultRow(value=value, **kwargs))
+    reader = csv.DictReader(io.StringIO(read_text(path, "results file"), newline=""))
+    header = tuple(reader.fieldnames or ())
+    missing = [name for name in ("eval", "model", "dataset", "condition", "metric", "value") if name not in header]
+    unknown = [name for name in header if name not in COLUMNS]
+    if missing or unknown:
+        raise FileReadError(f"{path}: not a results file (missing columns {missing}, unknown columns {unknown})")
+    rows = []
+    for line_no, record in enumerate(reader, start=2):
+        try:
+            value = float(record["value"])
+        except (TypeError, ValueError):
+            raise FileReadError(f"{path}:{line_no}: value {record['value']!r} is not a number") from None
+        known = {f.name for f in fields(ResultRow)}
+        kwargs = {k: (v or "") for k, v in record.items() if k in known and k != "value"}
+        rows.append(ResultRow(value=value, **kwargs))
     return rows
 
 
@@ -136,15 +133,21 @@ def format_rows(rows: Iterable[ResultRow]) -> str:
 
 
 def append_rows(path: str | os.PathLike[str], rows: Iterable[ResultRow]) -> Path:
-    """Merge ``rows`` into the CSV at ``path`` (a row with the same key is replaced) and rewrite it atomically."""
+    """Merge ``rows`` into the CSV at ``path`` (a row with the same key is replaced) and rewrite it atomically.
+
+    The read-merge-write holds a lock on the file (:func:`learn2diss.io.locked`): evaluations that append to the
+    same results folder at the same time lose no row.
+    """
     path = Path(path)
-    merged: dict[tuple[str, ...], ResultRow] = {}
-    if path.exists():
-        for old in read_rows(path):
-            merged[old.key()] = old
-    for row in rows:
-        merged[row.key()] = row
-    write_atomic(path, format_rows(merged.values()))
+    rows = list(rows)
+    with locked(path):
+        merged: dict[tuple[str, ...], ResultRow] = {}
+        if path.exists():
+            for old in read_rows(path):
+                merged[old.key()] = old
+        for row in rows:
+            merged[row.key()] = row
+        write_atomic(path, format_rows(merged.values()))
     return path
 
 

@@ -40,6 +40,7 @@ class ModelSource:
     device: str
 
     def feature_dir(self, work_dir: Path, dataset: str, spec: str) -> Path:
+        """The cache folder of one representation; its ``cache.json`` ties the files to the model's content."""
         return work_dir / "features" / self.name / dataset / spec.replace(":", "_")
 
 
@@ -51,14 +52,14 @@ def open_source(args: argparse.Namespace) -> ModelSource:
         name = args.model_name or args.features_dir.name
         return ModelSource(name, "", "", args.config_name or "", None, "cpu")
     import torch
-    import yaml
 
+    from learn2diss.io import read_yaml
     from learn2diss.upstream.checkpoints import load_model
 
     model = load_model(args.ckpt)
     config = args.config_name
     if config is None:
-        meta = yaml.safe_load((args.ckpt / "config.yaml").read_text()) or {}
+        meta = read_yaml(args.ckpt / "config.yaml", "checkpoint config") or {}
         extra = meta.get("extra") or {}
         config = str(extra.get("config") or extra.get("config_name") or "")
         if not config and extra.get("run"):  # `learn2diss export` records the pretraining run and its step
@@ -109,5 +110,6 @@ def prepare_features(source: ModelSource, args: argparse.Namespace, dataset: str
     if args.audio is None:
         raise SystemExit("--ckpt needs --audio DIR with the utterances to extract")
     folders = {str(spec): source.feature_dir(args.work_dir, dataset, str(spec)) for spec in specs}
-    extract_features(source.model, find_audio(args.audio, utterances), specs, folders, device=source.device)
+    extract_features(source.model, find_audio(args.audio, utterances), specs, folders, device=source.device,
+                     key={"dataset": dataset})
     return folders

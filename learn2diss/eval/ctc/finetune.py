@@ -4,7 +4,8 @@ The frozen feature extractor f stays frozen; g's transformer layers (and its mas
 layer norm) and a new linear head (768 -> 29 letters) are trained with CTC. X' is span-masked during
 training (wav2vec 2.0 fine-tuning), only the head trains for the first ``freeze_updates`` updates, and
 the learning rate follows fairseq's tri-stage schedule. The run saves ``checkpoint/`` (model, head,
-optimizer, position in the data) atomically every ``save_every`` updates and resumes from it.
+optimizer, position in the data) every ``save_every`` updates, written beside the old one and swapped in
+so that a complete checkpoint exists at every instant, and resumes from it.
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -110,34 +109,41 @@ def _batch_stream(batches: list[list[int]], seed: int, epoch: int, position: int
 
 
 def _save(ctc: CtcModel, optimizer: torch.optim.Optimizer, state: dict, directory: Path) -> None:
-    """Write ``directory`` (model/, head.safetensors, trainer.pt) through a temporary folder."""
+    """Write ``directory`` (model/, head.safetensors, trainer.pt) beside the old one and swap it in
+    (:func:`learn2diss.io.atomic_dir`): a complete checkpoint exists at every instant."""
     from safetensors.torch import save_file
 
+    from learn2diss.io import atomic_dir, save_torch
     from learn2diss.upstream.checkpoints import save_model
 
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    save_model(ctc.model, tmp / "model")
-    save_file({k: v.detach().cpu().contiguous() for k, v in ctc.head.state_dict().items()}, tmp / "head.safetensors")
-    torch.save({**state, "optimizer": optimizer.state_dict()}, tmp / "trainer.pt")
-    old = directory.with_name(f".{directory.name}.old")
-    if directory.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(directory, old)
-    os.replace(tmp, directory)
-    shutil.rmtree(old, ignore_errors=True)
+    with atomic_dir(directory) as tmp:
+        save_model(ctc.model, tmp / "model")
+        save_file({k: v.detach().cpu().contiguous() for k, v in ctc.head.state_dict().items()},
+                  tmp / "head.safetensors")
+        save_torch(tmp / "trainer.pt", {**state, "optimizer": optimizer.state_dict()})
 
 
 def load_ctc_checkpoint(directory: str | os.PathLike[str], map_location: str = "cpu") -> tuple[CtcModel, dict]:
-    """The fine-tuned model and the trainer state (optimizer state, step, data position) of ``directory``."""
+    """The fine-tuned model and the trainer state (optimizer state, step, data position) of ``directory``.
+
+    ``trainer.pt`` goes through :func:`~learn2diss.upstream.checkpoints.load_untrusted`; every error names the file.
+    """
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from learn2diss.upstream.checkpoints import load_model
+    from learn2diss.upstream.checkpoints import CheckpointError, load_model, load_untrusted
 
     directory = Path(directory)
     ctc = CtcModel(load_model(directory / "model", map_location))
-    ctc.head.load_state_dict(load_file(directory / "head.safetensors", device=map_location))
-    state = torch.load(directory / "trainer.pt", map_location=map_location, weights_only=True)
+    head = directory / "head.safetensors"
+    try:
+        ctc.head.load_state_dict(load_file(head, device=map_location))
+    except (SafetensorError, OSError, RuntimeError) as err:
+        raise CheckpointError(f"{head}: not a readable head checkpoint ({err})") from None
+    state = load_untrusted(directory / "trainer.pt")
+    missing = [key for key in ("step", "epoch", "position", "optimizer") if key not in state]
+    if missing:
+        raise CheckpointError(f"{directory / 'trainer.pt'}: not a CTC trainer state (missing {', '.join(missing)})")
     return ctc, state
 
 
@@ -153,6 +159,7 @@ def finetune(
     from tqdm import tqdm
 
     from learn2diss.data.audio import audio_info
+    from learn2diss.io import recover_dir
 
     out_dir = Path(out_dir)
     checkpoint = out_dir / "checkpoint"
@@ -174,6 +181,7 @@ def finetune(
     ctc = CtcModel(model)
     state = {"step": 0, "epoch": 0, "position": 0}
     optimizer_state = None
+    recover_dir(checkpoint)  # a save interrupted between its renames: the complete copy is moved back in place
     if (checkpoint / "trainer.pt").is_file():
         resumed, saved = load_ctc_checkpoint(checkpoint)
         ctc.load_state_dict(resumed.state_dict())
