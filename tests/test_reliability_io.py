@@ -1,0 +1,89 @@
+"""Issue 11, learn2diss.io: atomic files (permissions, cleanup, full disk) and folder swaps (every instant, recovery)."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import learn2diss.io as lio
+
+
+def test_atomic_file_has_umask_permissions_and_failures_leave_nothing(tmp_path):
+    old = os.umask(0o022)
+    try:
+        lio.write_text(tmp_path / "a.txt", "one")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o644  # not mkstemp's 0600
+    with pytest.raises(KeyboardInterrupt), lio.atomic_path(tmp_path / "a.txt") as tmp:
+        tmp.write_text("half")
+        raise KeyboardInterrupt
+    assert (tmp_path / "a.txt").read_text() == "one" and sorted(os.listdir(tmp_path)) == ["a.txt"]
+
+
+def test_disk_full_is_a_write_error_naming_the_file(tmp_path, monkeypatch):
+    real_fsync = os.fsync
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)  # where delayed allocation reports a full disk
+    with pytest.raises(lio.FileWriteError, match=r"a\.npy: cannot write: no space left on device"):
+        lio.save_npy(tmp_path / "a.npy", np.zeros(3))
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    assert os.listdir(tmp_path) == []
+
+
+def _swap(tmp_path: Path, monkeypatch, exchange: bool) -> Path:
+    target = tmp_path / "ckpt"
+    with lio.atomic_dir(target) as tmp:
+        (tmp / "weights").write_text("old")
+    if not exchange:
+        monkeypatch.setattr(lio, "_exchange", lambda a, b: False)
+    return target
+
+
+@pytest.mark.parametrize("exchange", [True, False])
+def test_folder_swap_keeps_a_complete_folder_at_every_rename(tmp_path, monkeypatch, exchange):
+    """Checked after every rename of the swap: the destination, or a complete copy beside it, holds a checkpoint."""
+    target = _swap(tmp_path, monkeypatch, exchange)
+    real_rename = os.rename
+    seen = []
+
+    def watch(a, b):
+        real_rename(a, b)
+        complete = [p for p in (target, tmp_path / ".ckpt.new", tmp_path / ".ckpt.old") if (p / "weights").is_file()]
+        seen.append(bool(complete))
+
+    monkeypatch.setattr(os, "rename", watch)
+    with lio.atomic_dir(target) as tmp:
+        (tmp / "weights").write_text("new")
+    assert all(seen) and (target / "weights").read_text() == "new"
+    assert sorted(os.listdir(tmp_path)) == ["ckpt"]
+
+
+def test_killed_between_the_renames_recovers_the_newest_copy(tmp_path, monkeypatch):
+    """The rename fallback (no RENAME_EXCHANGE): killed when the old folder is moved away, start-up recovery
+    puts the new complete folder in place."""
+    target = _swap(tmp_path, monkeypatch, exchange=False)
+    real_rename = os.rename
+
+    def kill_after_moving_the_old_one(a, b):
+        real_rename(a, b)
+        if Path(a) == target:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "rename", kill_after_moving_the_old_one)
+    with pytest.raises(KeyboardInterrupt), lio.atomic_dir(target) as tmp:
+        (tmp / "weights").write_text("new")
+    monkeypatch.setattr(os, "rename", real_rename)
+    assert not target.exists()
+    lio.recover_dir(target)
+    assert (target / "weights").read_text() == "new" and sorted(os.listdir(tmp_path)) == ["ckpt"]
+
+
