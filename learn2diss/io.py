@@ -44,7 +44,7 @@ from typing import Any
 from learn2diss.errors import Learn2DissError
 
 __all__ = ["FileReadError", "FileWriteError", "atomic_path", "atomic_dir", "recover_dir", "remove_temporaries", "locked",
-           "write_text", "write_json", "write_yaml", "save_npy", "save_torch", "read_text", "read_json",
+           "write_text", "write_json", "write_yaml", "save_npy", "save_torch", "save_safetensors", "read_text", "read_json",
            "read_yaml", "load_npy"]
 
 _TEMP = ".tmp-"  # temporary names: .NAME.tmp-XXXXXXXX
@@ -144,12 +144,40 @@ def save_npy(path: str | os.PathLike[str], array: Any) -> Path:
 
 
 def save_torch(path: str | os.PathLike[str], obj: Any) -> Path:
-    """``torch.save`` atomically; written through a Python file so a full disk is an ``OSError``, not torch's
-    ``RuntimeError``."""
+    """``torch.save`` atomically. On a full disk torch raises a ``RuntimeError`` ("unexpected pos") while it
+    closes the archive; the ``OSError`` behind it (written through a Python file) is what gets reported."""
     import torch
 
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        torch.save(obj, handle)
+        try:
+            torch.save(obj, handle)
+        except RuntimeError as err:
+            cause = err.__context__
+            while cause is not None and not isinstance(cause, OSError):
+                cause = cause.__context__
+            if cause is None:
+                raise
+            raise cause from None
+    return Path(path)
+
+
+def save_safetensors(path: str | os.PathLike[str], tensors: dict, metadata: dict[str, str] | None = None) -> Path:
+    """``safetensors.torch.save_file`` atomically; its I/O failures (reported as "os error N") are ``OSError``s,
+    so a full disk is a :class:`FileWriteError` naming the file."""
+    import re
+
+    from safetensors import SafetensorError
+    from safetensors.torch import save_file
+
+    with atomic_path(path) as tmp:
+        try:
+            save_file(tensors, tmp, metadata=metadata)
+        except SafetensorError as err:
+            found = re.search(r"os error (\d+)", str(err))
+            if found is None:
+                raise
+            code = int(found.group(1))
+            raise OSError(code, os.strerror(code)) from None
     return Path(path)
 
 
@@ -246,6 +274,8 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
         _swap_in(tmp, target)
     except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, FileWriteError) and str(err).startswith(str(tmp)):  # name the file by where it goes
+            raise FileWriteError(str(target) + str(err)[len(str(tmp)):]) from None
         if isinstance(err, OSError) and not isinstance(err, Learn2DissError):
             raise _write_error(target, err) from None
         raise

@@ -87,3 +87,35 @@ def test_killed_between_the_renames_recovers_the_newest_copy(tmp_path, monkeypat
     assert (target / "weights").read_text() == "new" and sorted(os.listdir(tmp_path)) == ["ckpt"]
 
 
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 512 KiB tmpfs (needs root or CAP_SYS_ADMIN; skipped elsewhere: the simulated ENOSPC tests remain)."""
+    import subprocess
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    yield disk
+    subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_real_full_disk_and_read_only_file_system(small_disk):
+    """torch.save (whose RuntimeError hides the OSError), safetensors (its "os error 28") and a read-only
+    remount: each a FileWriteError naming the final file, nothing left behind."""
+    import subprocess
+
+    import torch
+
+    weights = {"w": torch.zeros(1_000_000)}  # 4 MB
+    with pytest.raises(lio.FileWriteError, match=r"ckpt/step_0000002\.pt: cannot write: no space left on device"):
+        lio.save_torch(small_disk / "ckpt" / "step_0000002.pt", weights)
+    with (pytest.raises(lio.FileWriteError, match=r"model/model\.safetensors: cannot write: no space left on device"),
+          lio.atomic_dir(small_disk / "model") as tmp):
+        lio.save_safetensors(tmp / "model.safetensors", weights)
+    assert os.listdir(small_disk) == ["ckpt"] and os.listdir(small_disk / "ckpt") == []
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    with pytest.raises(lio.FileWriteError, match=r"ckpt/done\.json: cannot write: read-only file system"):
+        lio.write_json(small_disk / "ckpt" / "done.json", {})

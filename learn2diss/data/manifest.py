@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import os
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
@@ -26,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from learn2diss.data.audio import AudioError, audio_info, read_audio
-from learn2diss.io import atomic_path
+from learn2diss.io import atomic_path, read_text
 
 __all__ = ["Manifest", "scan_librispeech", "build_manifest", "write_manifest", "read_manifest", "resolve_manifest"]
 
@@ -134,17 +135,16 @@ def read_manifest(path: str | Path) -> Manifest:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: manifest not found; make one with `learn2diss data manifest`")
     paths, samples, speakers = [], [], []
-    with open(path, newline="") as handle:
-        reader = csv.reader(handle, delimiter="\t")
-        header = next(reader, None)
-        if header is None or tuple(header) != COLUMNS:
-            raise ValueError(f"{path}: expected the header {list(COLUMNS)} (tab-separated), got {header!r}")
-        for line, row in enumerate(reader, start=2):
-            if len(row) != 3 or not row[1].isdigit():
-                raise ValueError(f"{path}:{line}: expected 'path<TAB>samples<TAB>speaker', got {row!r}")
-            paths.append(row[0])
-            samples.append(int(row[1]))
-            speakers.append(row[2])
+    reader = csv.reader(io.StringIO(read_text(path, "manifest"), newline=""), delimiter="\t")
+    header = next(reader, None)
+    if header is None or tuple(header) != COLUMNS:
+        raise ValueError(f"{path}: expected the header {list(COLUMNS)} (tab-separated), got {header!r}")
+    for line, row in enumerate(reader, start=2):
+        if len(row) != 3 or not row[1].isdigit():
+            raise ValueError(f"{path}:{line}: expected 'path<TAB>samples<TAB>speaker', got {row!r}")
+        paths.append(row[0])
+        samples.append(int(row[1]))
+        speakers.append(row[2])
     if not paths:
         raise ValueError(f"{path}: the manifest has no utterances")
     return Manifest(paths, np.asarray(samples, dtype=np.int64), speakers, str(path))

@@ -9,8 +9,6 @@ back in manifest order. Audio is read in DataLoader workers.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import torch
 from learn2diss.data.audio import read_audio
 from learn2diss.data.batching import inference_batches
 from learn2diss.data.manifest import Manifest
+from learn2diss.io import atomic_path
 from learn2diss.pretrain.ddp import DistributedContext, barrier
 
 __all__ = ["iterate_batches", "map_utterances", "read_chunks"]
@@ -59,10 +58,8 @@ def iterate_batches(
 
 
 def _save_npz(path: Path, **arrays: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
-    with os.fdopen(fd, "wb") as handle:
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.savez(handle, **arrays)
-    os.replace(tmp, path)
 
 
 def map_utterances(

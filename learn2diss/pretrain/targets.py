@@ -12,13 +12,14 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from learn2diss import io as lio
+from learn2diss.io import atomic_path
 
 __all__ = ["fit_kmeans", "assign", "knee_point", "plot_knee", "mfcc_features", "FrameLabels", "save_npy"]
 
@@ -108,19 +109,14 @@ def plot_knee(counts: Sequence[int], inertias: Sequence[float], knee: int | None
     ax.set_title("Utterance clusters: Kneedle knee point")
     ax.legend()
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    fig.savefig(tmp, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def save_npy(path: Path, array: np.ndarray) -> None:
-    """``np.save`` to a temporary file, then rename."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npy", dir=path.parent)
-    with os.fdopen(fd, "wb") as handle:
-        np.save(handle, array)
-    os.replace(tmp, path)
+    """``np.save`` atomically (:func:`learn2diss.io.save_npy`: temporary file, fsync, rename)."""
+    lio.save_npy(path, array)
 
 
 class FrameLabels:

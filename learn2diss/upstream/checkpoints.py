@@ -25,11 +25,11 @@ from pathlib import Path
 import torch
 import yaml
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor
 
 from learn2diss.errors import Learn2DissError
-from learn2diss.io import FileReadError, atomic_dir, read_yaml
+from learn2diss.io import FileReadError, atomic_dir, read_yaml, save_safetensors
 from learn2diss.schema import ConfigError, from_dict, to_dict
 from learn2diss.upstream.config import ModelConfig, ParentConfig
 from learn2diss.upstream.model import Learn2Diss, build_parent
@@ -397,7 +397,7 @@ def save_model(model: Learn2Diss, directory: str | Path, extra: dict | None = No
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     with atomic_dir(directory) as tmp:
         (tmp / CONFIG_FILE).write_text(yaml.safe_dump(meta, sort_keys=False))
-        save_file(state, tmp / WEIGHTS_FILE, metadata={"format": "learn2diss", "version": str(FORMAT_VERSION)})
+        save_safetensors(tmp / WEIGHTS_FILE, state, {"format": "learn2diss", "version": str(FORMAT_VERSION)})
     return directory
 
 

@@ -24,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 
+from learn2diss import io as lio
 from learn2diss.data.synth.alignment import SAMPLE_RATE
 from learn2diss.data.synth.backends import Result
 from learn2diss.data.synth.plan import Utterance, used_splits
@@ -131,9 +132,7 @@ def prepare_out_dir(out: Path, fingerprint: str, overwrite: bool) -> bool:
             )
         shutil.rmtree(out)
     (out / BUILD_DIR / "done").mkdir(parents=True, exist_ok=True)
-    tmp = state.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"fingerprint": fingerprint}))
-    os.replace(tmp, state)
+    lio.write_text(state, json.dumps({"fingerprint": fingerprint}))
     return False
 
 
@@ -177,9 +176,7 @@ def synthesise(plan: list[Utterance], out: Path, jobs: int) -> dict[str, Result]
     with bar, get_context("fork").Pool(jobs) as pool:
         for index, chunk_results in pool.imap_unordered(_work, todo):
             rows = [r.__dict__ for r in chunk_results]
-            tmp = done_dir / f".{index:05d}.tmp"
-            tmp.write_text(json.dumps(rows))
-            os.replace(tmp, done_dir / f"{index:05d}.json")
+            lio.write_text(done_dir / f"{index:05d}.json", json.dumps(rows))
             results.update({r.utt_id: r for r in chunk_results})
             bar.update(len(chunk_results))
     return results

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import soundfile as sf
 
 from learn2diss.data.synth.alignment import SAMPLE_RATE, Segments, SynthesisError
 from learn2diss.data.synth.phones import SILENCE
+from learn2diss.io import atomic_path
 
 LOWPASS_HZ = 7000
 FADE_S = 0.01
@@ -111,7 +111,6 @@ def quantise(audio: np.ndarray, seed: int) -> np.ndarray:
 
 
 def write_audio(path: Path, samples: np.ndarray) -> None:
-    """16-bit mono FLAC or WAV (by suffix), written to a temporary name and moved into place."""
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    sf.write(tmp, samples, SAMPLE_RATE, subtype="PCM_16", format=path.suffix[1:].upper())
-    os.replace(tmp, path)
+    """16-bit mono FLAC or WAV (by suffix), written atomically (:func:`learn2diss.io.atomic_path`)."""
+    with atomic_path(path) as tmp:
+        sf.write(tmp, samples, SAMPLE_RATE, subtype="PCM_16", format=path.suffix[1:].upper())

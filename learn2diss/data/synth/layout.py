@@ -7,7 +7,6 @@ temporary name and moved into place.
 
 from __future__ import annotations
 
-import os
 from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
@@ -18,15 +17,13 @@ from learn2diss.data.synth.alignment import SAMPLE_RATE
 from learn2diss.data.synth.backends import Result
 from learn2diss.data.synth.phones import INVENTORY, SILENCE
 from learn2diss.data.synth.plan import Utterance, used_splits
+from learn2diss.io import atomic_path
 
 
 def write_text(path: Path, lines: Iterable[str]) -> None:
     """Write lines (each ending in a newline) atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
         handle.writelines(f"{line}\n" for line in lines)
-    os.replace(tmp, path)
 
 
 def seconds(sample: int) -> str:

@@ -88,7 +88,10 @@ def read_speakers(path: Path | None, utterances: list[str]) -> dict[str, str]:
     """Speaker of each utterance from a map file, or from LibriSpeech-style ids (``spk-chapter-n``)."""
     if path is None:
         return {u: u.split("-")[0] for u in utterances}
-    lines = [line.split("\t") if "\t" in line else line.split() for line in path.read_text().splitlines() if line]
+    from learn2diss.io import read_text
+
+    lines = [line.split("\t") if "\t" in line else line.split() for line in read_text(path, "speaker map").splitlines()
+             if line]
     if lines and "utt_id" in lines[0] and "speaker" in lines[0]:
         utt_col, spk_col = lines[0].index("utt_id"), lines[0].index("speaker")
         mapping = {parts[utt_col]: parts[spk_col] for parts in lines[1:]}

@@ -111,15 +111,13 @@ def _batch_stream(batches: list[list[int]], seed: int, epoch: int, position: int
 def _save(ctc: CtcModel, optimizer: torch.optim.Optimizer, state: dict, directory: Path) -> None:
     """Write ``directory`` (model/, head.safetensors, trainer.pt) beside the old one and swap it in
     (:func:`learn2diss.io.atomic_dir`): a complete checkpoint exists at every instant."""
-    from safetensors.torch import save_file
-
-    from learn2diss.io import atomic_dir, save_torch
+    from learn2diss.io import atomic_dir, save_safetensors, save_torch
     from learn2diss.upstream.checkpoints import save_model
 
     with atomic_dir(directory) as tmp:
         save_model(ctc.model, tmp / "model")
-        save_file({k: v.detach().cpu().contiguous() for k, v in ctc.head.state_dict().items()},
-                  tmp / "head.safetensors")
+        save_safetensors(tmp / "head.safetensors",
+                         {k: v.detach().cpu().contiguous() for k, v in ctc.head.state_dict().items()})
         save_torch(tmp / "trainer.pt", {**state, "optimizer": optimizer.state_dict()})
 
 

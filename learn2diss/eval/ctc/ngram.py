@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
+
+from learn2diss.io import write_text
 
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 NO_PROB = -99.0  # log10 "probability" of <s>, which is never predicted
@@ -139,12 +140,6 @@ def arpa_text(sentences: Iterable[str], order: int = 4) -> str:
 def write_arpa(path: str | os.PathLike[str], sentences: Iterable[str], order: int = 4) -> Path:
     """Write :func:`arpa_text` to ``path`` atomically (temporary file + rename); returns the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = arpa_text(sentences, order)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.chmod(tmp, 0o644)  # mkstemp creates 0600; an LM file is ordinary data
-    os.replace(tmp, path)
+    write_text(path, arpa_text(sentences, order))  # atomic, 0644 under the usual umask
     return path
 
