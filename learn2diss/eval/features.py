@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from learn2diss import __version__
-from learn2diss.io import load_npy, locked, read_json, save_npy, write_json
+from learn2diss.io import FileReadError, load_npy, locked, read_json, save_npy, write_json
 
 AUDIO_EXTENSIONS = (".flac", ".wav")
 
@@ -149,12 +149,16 @@ class _Cache:
 
     def __init__(self, folder: Path, key: dict, log: Callable[[str], None]) -> None:
         self.folder, self.path = folder, folder / CACHE_FILE
-        stored = read_json(self.path) if self.path.is_file() else None
+        try:
+            stored = read_json(self.path) if self.path.is_file() else None
+        except FileReadError:  # unreadable: treated like no key at all
+            stored = None
         key = {**key, "code": f"learn2diss {__version__}, features v{FEATURES_VERSION}"}
         stale = stored is None or stored.get("key") != key
         if stale and any(folder.glob("*.npy")):
-            why = "it has no cache key" if stored is None else "it was computed for " + ", ".join(
-                f"{k} {stored.get('key', {}).get(k)!r}" for k in key if stored.get("key", {}).get(k) != key[k])
+            old_key = (stored or {}).get("key") or {}
+            why = "it has no cache key" if stored is None else "it was computed for another " + ", ".join(
+                k for k in key if old_key.get(k) != key[k])
             log(f"note: recomputing the features in {folder}: {why}")
             for old in folder.glob("*.npy"):
                 old.unlink()
