@@ -97,13 +97,22 @@ def run_on_cluster(args: argparse.Namespace, tasks: list, spec: Any, lrs: list[f
     if not runs:
         print("every run of the grid is finished; collecting the results")
         return None
+    active = _active_runs(jobs_path)
+    if active:
+        print(f"{len(active)} run(s) of an earlier submission are still active, not submitted again: "
+              + ", ".join(f"{name} (job {job_id})" for name, job_id in active.items()))
+        runs = [(run, need_dev) for run, need_dev in runs if run.name not in active]
+        if not runs:
+            print(f"wait for them: `learn2diss superb status --out {spec.out}`, then run this command again")
+            return 1
     spec = _absolute(spec)
     executor = make_executor(args, jobs_path.parent, "l2d-superb")
     with executor.batch():  # one Slurm job array
         jobs = [executor.submit(SuperbRunJob(run, spec, need_dev)) for run, need_dev in runs]
+    kept = [e for e in json.loads(jobs_path.read_text())["runs"] if e["run"] in active] if active else []
     record = {"launcher": args.launcher, "folder": str(jobs_path.parent.resolve()),
-              "runs": [{"run": run.name, "task": run.task, "lr": run.lr, "fold": run.fold, "need_dev": need_dev,
-                        "job_id": job.job_id} for (run, need_dev), job in zip(runs, jobs, strict=True)]}
+              "runs": kept + [{"run": run.name, "task": run.task, "lr": run.lr, "fold": run.fold, "need_dev": need_dev,
+                               "job_id": job.job_id} for (run, need_dev), job in zip(runs, jobs, strict=True)]}
     jobs_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = jobs_path.with_name(f".{JOBS_FILE}.tmp")
     tmp.write_text(json.dumps(record, indent=1))
@@ -121,7 +130,21 @@ def run_on_cluster(args: argparse.Namespace, tasks: list, spec: Any, lrs: list[f
     if failed:
         raise ClusterError(f"{len(failed)} of {len(jobs)} runs failed (rerun the same command to resubmit them):\n  "
                            + "\n  ".join(failed))
+    if active:
+        print(f"the runs of the earlier submission may still be running: `learn2diss superb status --out {spec.out}`, "
+              "then run this command again to collect")
+        return 1
     return None
+
+
+def _active_runs(jobs_path: Path) -> dict[str, str]:
+    """run name -> job id of the runs in ``jobs_path`` whose job is still pending or running."""
+    if not jobs_path.is_file():
+        return {}
+    record = json.loads(jobs_path.read_text())
+    states = {entry["run"]: (entry["job_id"], _job_state(record["launcher"], record["folder"], entry["job_id"]))
+              for entry in record["runs"]}
+    return {name: job_id for name, (job_id, state) in states.items() if state.split(" ")[0] in ACTIVE}
 
 
 def _absolute(spec: Any) -> Any:
@@ -131,14 +154,32 @@ def _absolute(spec: Any) -> Any:
     return replace(spec, out=Path(spec.out).resolve(), data_root=Path(spec.data_root).resolve(), checkpoint=checkpoint)
 
 
+ACTIVE = ("RUNNING", "PENDING", "REQUEUED", "CONFIGURING", "COMPLETING", "SUSPENDED", "RESIZING")
+
+
+def _local_state(folder: str, job_id: str) -> str:
+    """A local job: its result pickle, else whether submitit's controller (pid = job id) is alive."""
+    import pickle
+
+    result = Path(folder) / f"{job_id}_0_result.pkl"
+    if result.is_file():
+        with result.open("rb") as handle:
+            outcome = pickle.load(handle)[0]
+        return "COMPLETED" if outcome == "success" else "FAILED"
+    cmdline = Path(f"/proc/{job_id}/cmdline")
+    alive = cmdline.is_file() and b"submitit" in cmdline.read_bytes()
+    return "RUNNING" if alive else "LOST (no process, no result)"
+
+
 def _job_state(launcher: str, folder: str, job_id: str) -> str:
+    if launcher == "local":
+        return _local_state(folder, job_id)
     import submitit
 
-    job_class = submitit.SlurmJob if launcher == "slurm" else submitit.local.local.LocalJob
     try:
-        return str(job_class(folder=folder, job_id=job_id).state)
-    except Exception as err:  # noqa: BLE001 - the scheduler may have forgotten old jobs
-        return f"unknown ({type(err).__name__})"
+        return str(submitit.SlurmJob(folder=folder, job_id=job_id).state)
+    except Exception as err:  # noqa: BLE001 - sacct may have forgotten old jobs
+        return f"UNKNOWN ({type(err).__name__})"
 
 
 def status(out: Path, jobs_dir: Path | None = None) -> tuple[list[tuple[str, str, str]], dict]:
