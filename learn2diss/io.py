@@ -22,8 +22,8 @@ YAML, a Python tag, an object array ...). The ``learn2diss`` command prints both
 Example::
 
     from learn2diss.io import atomic_path, write_json
-    with atomic_path("runs/x/centroids.npy") as tmp:
-        numpy.save(tmp, centroids)
+    with atomic_path("runs/x/kmeans.npz") as tmp, open(tmp, "wb") as handle:
+        numpy.savez(handle, centroids=centroids)  # a file object: numpy would append .npz to a path
     write_json("runs/x/done.json", {"step": 4})
 """
 
@@ -88,7 +88,8 @@ def _fsync(path: Path, directory: bool = False) -> None:
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; when the block succeeds it becomes ``path`` (fsync + rename).
 
-    On any failure the temporary file is removed; an ``OSError`` becomes :class:`FileWriteError`.
+    Write to exactly that path (``numpy.save`` appends ``.npy`` to a path: give it an open file). On any
+    failure the temporary file is removed; an ``OSError`` becomes :class:`FileWriteError`.
     """
     target = Path(path)
     try:
