@@ -1,6 +1,6 @@
 """Linear probes on frozen features: how much speaker and phone information each encoder keeps.
 
-A Table 5 style disentanglement matrix in minutes instead of SUPERB's days: for each encoder
+A Table 5 style disentanglement matrix in seconds instead of SUPERB's days: for each encoder
 (frame-level g, utterance-level h) a multinomial logistic regression predicts the speaker of an
 utterance from its mean-pooled (or pooled) features, and the phone of every frame from per-frame
 features. Utterances are split per speaker (``test_fraction`` of each speaker's utterances held out),
@@ -40,24 +40,58 @@ def speaker_stratified_split(
     return train, test
 
 
+def fit_logistic_regression(
+    x: np.ndarray, y: np.ndarray, num_classes: int, max_iter: int = 100, tol: float = 1e-4
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weights (D, C) and biases (C,) of a multinomial logistic regression with an L2 penalty on the weights.
+
+    scikit-learn's ``LogisticRegression(C=1)`` objective, ``mean_i CE(x_i W + b, y_i) + ||W||^2 / (2 n)``
+    (biases unpenalised; strictly convex, one optimum), minimised by full-batch L-BFGS in torch (float32,
+    strong-Wolfe line search) until the largest gradient entry is below ``tol`` or after ``max_iter``
+    iterations. About 5x faster than scikit-learn's lbfgs at its 300 iterations on the demo's 20 k x 192
+    frame probe, with accuracies within 0.1 point (docs/demo.md, "Time").
+    """
+    import torch
+    import torch.nn.functional as F
+
+    xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    yt = torch.from_numpy(np.asarray(y, dtype=np.int64))
+    weight = torch.zeros(xt.shape[1], num_classes, requires_grad=True)
+    bias = torch.zeros(num_classes, requires_grad=True)
+    optimizer = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=max_iter, history_size=10, tolerance_grad=tol,
+                                  tolerance_change=1e-12, line_search_fn="strong_wolfe")
+
+    def objective() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = F.cross_entropy(xt @ weight + bias, yt) + weight.pow(2).sum() / (2 * len(xt))
+        loss.backward()
+        return loss
+
+    optimizer.step(objective)
+    return weight.detach().numpy(), bias.detach().numpy()
+
+
 def linear_probe_accuracy(
     train_x: np.ndarray, train_y: Sequence[str], test_x: np.ndarray, test_y: Sequence[str], seed: int = 0,
-    max_iter: int = 300,
+    max_iter: int = 100,
 ) -> float:
-    """Accuracy (%) of a standardised multinomial logistic regression (scikit-learn, L2, lbfgs).
+    """Accuracy (%) of a standardised multinomial logistic regression (L2, C = 1; :func:`fit_logistic_regression`).
 
-    Test labels never seen in training count as errors.
+    Features are standardised with the training set's mean and deviation (a constant dimension is left
+    unscaled), as scikit-learn's ``StandardScaler``. The fit is deterministic: ``seed`` is accepted for the
+    callers and unused. Test labels never seen in training count as errors.
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
+    del seed
     train_y, test_y = np.asarray(train_y), np.asarray(test_y)
-    if len(set(train_y)) < 2:
+    classes, codes = np.unique(train_y, return_inverse=True)
+    if len(classes) < 2:
         raise ValueError("a probe needs at least two classes in its training set")
-    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter, random_state=seed))
-    probe.fit(np.asarray(train_x, dtype=np.float32), train_y)
-    return 100.0 * float((probe.predict(np.asarray(test_x, dtype=np.float32)) == test_y).mean())
+    train_x = np.asarray(train_x, dtype=np.float64)
+    mean, std = train_x.mean(0), train_x.std(0)
+    std[std == 0] = 1.0
+    weight, bias = fit_logistic_regression((train_x - mean) / std, codes, len(classes), max_iter)
+    scores = ((np.asarray(test_x, dtype=np.float64) - mean) / std).astype(np.float32) @ weight + bias
+    return 100.0 * float((classes[scores.argmax(1)] == test_y).mean())
 
 
 def sample_frames(
