@@ -11,8 +11,9 @@ this machine's CPU, the three parts that do not need the parent model:
 2. assign: the nearest-centroid labelling (:func:`learn2diss.pretrain.targets.assign`) of frames
    on the CPU (the stage runs it on the model's device, a GPU in practice);
 3. gather: the real gather of 172.8 M frame labels (LibriSpeech 960 h at 50 Hz) from chunk files
-   into ``labels.npy`` + ``offsets.npy`` (:func:`read_chunks` + :meth:`FrameLabels.write`), timed
-   with its peak resident memory, in a subprocess.
+   into ``labels.npy`` + ``offsets.npy``, timed with its peak resident memory in a subprocess, both
+   in memory (:func:`read_chunks` + :meth:`FrameLabels.write`, what the stage did first) and
+   streamed (:meth:`FrameLabels.write_chunks`, what it does now).
 
 The parent's forward pass (extraction) is not here: it dominates the stage on a GPU and is measured
 by bench/train_step.py's inference numbers.
@@ -67,16 +68,20 @@ def bench_assign(frames: int, k: int, dim: int) -> float:
     return (time.process_time() - tic) / frames
 
 
-def _gather_child(work: str, chunks: int, out: str) -> None:
+def _gather_child(work: str, chunks: int, out: str, mode: str) -> None:
     from learn2diss.pretrain.extract import read_chunks
     from learn2diss.pretrain.targets import FrameLabels
 
     tic, cpu = time.perf_counter(), time.process_time()
-    per_utt = read_chunks(Path(work), chunks)
-    FrameLabels.write(Path(out), per_utt, 2048)
+    if mode == "in-memory":  # what the stage did before FrameLabels.write_chunks
+        per_utt = read_chunks(Path(work), chunks)
+        FrameLabels.write(Path(out), per_utt, 2048)
+        frames = int(sum(map(len, per_utt)))
+    else:
+        frames = int(FrameLabels.write_chunks(Path(out), Path(work), chunks, 2048).sum())
     seconds, cpu = time.perf_counter() - tic, time.process_time() - cpu
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
-    print(json.dumps({"seconds": seconds, "cpu": cpu, "peak_gb": peak_gb, "frames": int(sum(map(len, per_utt)))}))
+    print(json.dumps({"seconds": seconds, "cpu": cpu, "peak_gb": peak_gb, "frames": frames}))
 
 
 def bench_gather(tmp: Path, frames: int, utterances: int, chunk_size: int = 1000) -> dict:
@@ -96,16 +101,18 @@ def bench_gather(tmp: Path, frames: int, utterances: int, chunk_size: int = 1000
                   lengths=n.astype(np.int64))
     written = time.perf_counter() - tic
     disk_gb = sum(p.stat().st_size for p in work.iterdir()) / 1e9
-    child = subprocess.run([sys.executable, __file__, "--gather-child", str(work), str(chunks), str(out)],
-                           capture_output=True, text=True, check=True)
-    result = json.loads(child.stdout.strip().splitlines()[-1])
-    return {**result, "chunks_written_s": written, "chunks_gb": disk_gb,
-            "labels_gb": (out / "labels.npy").stat().st_size / 1e9}
+    results = {}
+    for mode in ("in-memory", "streaming"):
+        child = subprocess.run([sys.executable, __file__, "--gather-child", str(work), str(chunks), str(out), mode],
+                               capture_output=True, text=True, check=True)
+        results[mode] = {**json.loads(child.stdout.strip().splitlines()[-1]), "chunks_written_s": written,
+                         "chunks_gb": disk_gb, "labels_gb": (out / "labels.npy").stat().st_size / 1e9}
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
     if argv is None and len(sys.argv) > 1 and sys.argv[1] == "--gather-child":
-        _gather_child(sys.argv[2], int(sys.argv[3]), sys.argv[4])
+        _gather_child(sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5])
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--fit-points", type=int, default=40_000)
@@ -137,12 +144,15 @@ def main(argv: list[str] | None = None) -> int:
           f"{2 * args.k * args.dim * FRAMES_PER_1000H / 1e12:.0f} TFLOP (a GPU's minutes)")
     if not args.skip_gather:
         with tempfile.TemporaryDirectory(prefix="l2d-kmeans-", dir=args.tmp) as tmp:
-            g = bench_gather(Path(tmp), FRAMES_960H, UTTERANCES_960H)
-        scale = FRAMES_PER_1000H / g["frames"]
-        print(f"gather labels (read_chunks + FrameLabels.write) | {g['frames'] / 1e6:.1f} M frames "
-              f"({g['chunks_gb']:.2f} GB of int64 chunks) | {g['cpu']:.0f} CPU s ({g['seconds']:.0f} s wall), "
-              f"peak RSS {g['peak_gb']:.2f} GB | {g['cpu'] * scale:.0f} CPU s, {g['peak_gb'] * scale:.1f} GB peak "
-              f"(linear in the corpus); labels.npy {g['labels_gb'] * scale:.2f} GB")
+            gathers = bench_gather(Path(tmp), FRAMES_960H, UTTERANCES_960H)
+        for mode, g in gathers.items():
+            scale = FRAMES_PER_1000H / g["frames"]
+            print(f"gather labels, {mode} | {g['frames'] / 1e6:.1f} M frames ({g['chunks_gb']:.2f} GB of int64 "
+                  f"chunks) | {g['cpu']:.0f} CPU s ({g['seconds']:.0f} s wall), peak RSS {g['peak_gb']:.2f} GB | "
+                  f"{g['cpu'] * scale:.0f} CPU s; peak RSS "
+                  + (f"{g['peak_gb'] * scale:.1f} GB (linear in the corpus)" if mode == "in-memory" else
+                     "independent of the corpus (one chunk)")
+                  + f"; labels.npy {g['labels_gb'] * scale:.2f} GB")
     return 0
 
 

@@ -21,7 +21,7 @@ from learn2diss.data.manifest import Manifest
 from learn2diss.io import atomic_path
 from learn2diss.pretrain.ddp import DistributedContext, barrier
 
-__all__ = ["iterate_batches", "map_utterances", "read_chunks"]
+__all__ = ["iterate_batches", "map_utterances", "read_chunks", "chunk_lengths"]
 
 
 class _BatchReader(torch.utils.data.Dataset):
@@ -94,6 +94,15 @@ def map_utterances(
                       lengths=np.array([len(a) for a in arrays], dtype=np.int64))
     barrier(ctx)
     return num_chunks
+
+
+def chunk_lengths(work_dir: Path, num_chunks: int) -> np.ndarray:
+    """The length of every utterance's array in the chunks of :func:`map_utterances`, in manifest order."""
+    out = []
+    for c in range(num_chunks):
+        with np.load(work_dir / f"chunk_{c:06d}.npz") as chunk:
+            out.append(chunk["lengths"])
+    return np.concatenate(out) if out else np.zeros(0, np.int64)
 
 
 def read_chunks(work_dir: Path, num_chunks: int) -> list[np.ndarray]:

@@ -47,7 +47,7 @@ from learn2diss.io import (
 )
 from learn2diss.pretrain.club import GaussianCLUBNetwork
 from learn2diss.pretrain.ddp import DistributedContext, barrier
-from learn2diss.pretrain.extract import iterate_batches, map_utterances, read_chunks
+from learn2diss.pretrain.extract import chunk_lengths, iterate_batches, map_utterances, read_chunks
 from learn2diss.pretrain.objectives import JointObjective, SimCLRObjective, joint_loss
 from learn2diss.pretrain.targets import (
     FrameLabels,

@@ -139,6 +139,28 @@ class FrameLabels:
         save_npy(directory / "labels.npy", flat)
         save_npy(directory / "offsets.npy", offsets)
 
+    @staticmethod
+    def write_chunks(directory: Path, chunk_dir: Path, num_chunks: int, num_classes: int) -> np.ndarray:
+        """Like :meth:`write`, from the chunk files of :func:`learn2diss.pretrain.extract.map_utterances`,
+        one chunk in memory at a time (a corpus of any size); returns the frames of each utterance."""
+        from learn2diss.pretrain.extract import chunk_lengths
+
+        dtype = np.int16 if num_classes <= np.iinfo(np.int16).max else np.int32
+        lengths = chunk_lengths(chunk_dir, num_chunks)
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        with atomic_path(directory / "labels.npy") as tmp:
+            flat = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(int(offsets[-1]),))
+            start = 0
+            for c in range(num_chunks):
+                with np.load(chunk_dir / f"chunk_{c:06d}.npz") as chunk:
+                    data = chunk["data"]
+                flat[start : start + len(data)] = data
+                start += len(data)
+            flat.flush()
+            del flat
+        save_npy(directory / "offsets.npy", offsets)
+        return lengths
+
     def __len__(self) -> int:
         return len(self.offsets) - 1
 
