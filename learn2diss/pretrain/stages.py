@@ -265,15 +265,15 @@ def frame_targets(run: Run) -> None:
     num_chunks = map_utterances(run.manifest, label, work / "chunks", run.ctx, batch_samples, longest,
                                 run.config.data.num_workers, desc="frame targets")
     if run.ctx.is_main:
-        per_utt = read_chunks(work / "chunks", num_chunks)
+        lengths = chunk_lengths(work / "chunks", num_chunks)
         expected = frames_for_samples(run.manifest.samples, run.config.model.parent.conv_layers)
-        bad = [i for i, (a, n) in enumerate(zip(per_utt, expected, strict=True)) if len(a) != n]
-        if bad:
-            raise StageError(f"frame labels of {run.manifest.paths[bad[0]]} have {len(per_utt[bad[0]])} frames, "
+        bad = np.flatnonzero(lengths != expected)
+        if len(bad):
+            raise StageError(f"frame labels of {run.manifest.paths[bad[0]]} have {lengths[bad[0]]} frames, "
                              f"expected {expected[bad[0]]}")
-        FrameLabels.write(work, per_utt, k)
+        FrameLabels.write_chunks(work, work / "chunks", num_chunks, k)  # one chunk in memory at a time
         shutil.rmtree(work / "chunks")
-        run.log(f"[frame-targets] {sum(map(len, per_utt))} frame labels for {len(per_utt)} utterances in {work}")
+        run.log(f"[frame-targets] {int(lengths.sum())} frame labels for {len(lengths)} utterances in {work}")
     run.mark_done("frame-targets", {"num_clusters": k, "layer": cfg.layer})
 
 
