@@ -130,3 +130,35 @@ def test_submitit_local_pretraining_is_requeued_after_preemption_and_resumes(pre
     log = Path(paths.stdout).read_text() + Path(paths.stderr).read_text()
     assert "this job is preempted" in log and "Requeued job" in log and "resuming from" in log
     assert _metrics(tmp_path / "preempted") == _metrics(tmp_path / "straight")  # bit for bit
+
+
+def test_joint_stage_from_shards_with_the_runs_targets_resumes_exactly(prepared, corpus, tmp_path, monkeypatch):
+    """`data shard --run` stores the run's targets; the joint stage reads them from the shards
+    (data.shards), and a run killed after its step-2 checkpoint resumes with the losses of an uninterrupted one."""
+    import learn2diss.pretrain.trainer as trainer_module
+
+    shards = tmp_path / "shards"
+    assert main(["data", "shard", "--data", str(corpus), "--out", str(shards), "--run", str(prepared),
+                 "--shard-utterances", "3"]) == 0
+    index = json.loads((shards / "index.json").read_text())
+    assert index["frame_targets"] and index["utt_targets"] and len(index["shards"]) == 4
+    steps = ["--set", "joint.steps=4", "--set", "joint.grad_accum=1", "--set", f"data.shards={shards}",
+             "--set", "data.shuffle_buffer=4"]
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    shutil.copytree(prepared, straight)
+    shutil.copytree(prepared, killed)
+    assert _pretrain(corpus, straight, "joint", *steps) == 0
+    real_save = trainer_module.save_checkpoint
+
+    def die_after_step_2(path, state):
+        if state["step"] > 2:
+            raise KeyboardInterrupt("killed")
+        real_save(path, state)
+
+    monkeypatch.setattr(trainer_module, "save_checkpoint", die_after_step_2)
+    with pytest.raises(KeyboardInterrupt):
+        _pretrain(corpus, killed, "joint", *steps)
+    monkeypatch.setattr(trainer_module, "save_checkpoint", real_save)
+    assert _pretrain(corpus, killed, "joint", "--resume", *steps) == 0
+    assert sorted(_metrics(killed)) == [1, 2, 3, 4]
+    assert _metrics(killed) == _metrics(straight)

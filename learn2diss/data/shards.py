@@ -374,6 +374,12 @@ def shard_batches(
 
     def factory(position: tuple[int, int]) -> Iterator[Batch]:
         epoch, batch = position
+        if rank == 0:
+            plan = epoch_plan(index, dataset.cropped_lengths(), np.isin(np.arange(len(manifest)), indices), epoch, seed,
+                              world_size * workers, shuffle_buffer, max_batch_samples)
+            print(f"shards: {len(index)} in {index.directory} over {world_size} process(es) x {workers} data worker(s); "
+                  f"epoch {epoch}: {len(plan.batches[0])} batches per worker, {plan.dropped_utterances} of "
+                  f"{len(indices)} utterances cut to give every worker as many", flush=True)
         skip = batch % workers  # the DataLoader starts its round-robin at worker 0
         stream = ShardStream(index, dataset, indices, max_batch_samples, seed, rank, world_size, num_workers,
                              shuffle_buffer, (epoch, batch - skip))
