@@ -1,13 +1,16 @@
 """Inference cost of the Learn2Diss frame path against the parent model alone, measured in one run.
 
 The paper (§5.1): "the inference cost of the proposed models are identical to those of the parent
-models". This times L2D-W12 / L2D-H12 frame hidden states (f + g) against torchaudio's WavLM /
-HuBERT base ``extract_features`` on the same batch, alternating the two so that machine noise
-hits both, and prints a markdown table with the ratio (goal: <= 1.05). Random weights. The ratio
-is taken between the fastest runs (the least disturbed by other load on a shared machine, as
-``timeit`` advises); the ratio of the means is printed beside it.
+models". This times the frame hidden states (f + g) of any config against its parent alone
+(torchaudio's ``extract_features``; a waveform-normalising parent normalises its input too) on the
+same batch, alternating the two so that machine noise hits both, and prints a markdown table with
+the ratio (goal: <= 1.05). Random weights. The ratio is taken between the fastest runs (the least
+disturbed by other load on a shared machine, as ``timeit`` advises); the ratio of the means is
+printed beside it.
 
-    python bench/forward.py                                   # CPU, 4 x 10 s
+    python bench/forward.py                                   # CPU, 4 x 10 s, L2D-W12
+    python bench/forward.py --models w12,h12,wav2vec2_0,data2vec_0  # configs/l2d_<name>.yaml
+    python bench/forward.py --models path/to/any_config.yaml
     python bench/forward.py --device cuda --batch 16 --repeats 20
 """
 
@@ -19,6 +22,7 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 import torchaudio
 
 from learn2diss.config import load_config
@@ -40,6 +44,12 @@ def _time(fn, device: torch.device) -> float:
     return time.perf_counter() - start
 
 
+def config_path(name: str) -> Path:
+    """A config file, or the name of ``configs/l2d_<name>.yaml``."""
+    path = Path(name)
+    return path if path.suffix in (".yaml", ".yml") else CONFIGS / f"l2d_{name}.yaml"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
@@ -47,7 +57,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--models", default="w12", help="comma list of w12, h12, w6, h6")
+    parser.add_argument("--models", default="w12",
+                        help="comma list of config files or names of configs/l2d_<name>.yaml (w12, h12, wav2vec2_0, ...)")
     args = parser.parse_args()
     device = torch.device(args.device)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
@@ -60,15 +71,17 @@ def main() -> None:
     print("| model | ms/batch (mean ± std) | fastest ms | audio-s/s (fastest) | peak MiB | ratio (fastest) | ratio (mean) |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name in args.models.split(","):
-        config = load_config(CONFIGS / f"l2d_{name}.yaml").model
+        path = config_path(name)
+        config = load_config(path).model
         ours = Learn2Diss(config).to(device).eval()
         parent = build_parent(config.parent).to(device).eval()
 
         def run_ours(ours: Learn2Diss = ours) -> None:
             ours.frame_hidden_states(ours.extract(wav, lengths))
 
-        def run_parent(parent: torch.nn.Module = parent) -> None:
-            parent.extract_features(wav)  # equal lengths: no padding (torchaudio WavLM rejects lengths)
+        def run_parent(parent: torch.nn.Module = parent, normalize: bool = config.parent.normalize_waveform) -> None:
+            # equal lengths: no padding (torchaudio WavLM rejects lengths)
+            parent.extract_features(F.layer_norm(wav, wav.shape[1:]) if normalize else wav)
 
         times: dict[str, list[float]] = {"ours": [], "parent": []}
         peaks: dict[str, float] = {}
@@ -86,7 +99,8 @@ def main() -> None:
                 times["parent"].append(_time(run_parent, device))
         fastest = min(times["ours"]) / min(times["parent"])
         mean_ratio = statistics.mean(times["ours"]) / statistics.mean(times["parent"])
-        labels = {"ours": f"L2D-{name.upper()} frame path", "parent": f"{config.parent.kind} base (torchaudio)"}
+        labels = {"ours": f"{path.stem} frame path (N = {config.frame.num_frozen_layers})",
+                  "parent": f"{config.parent.kind} parent, {config.parent.num_layers} layers (torchaudio)"}
         for key in ("parent", "ours"):
             mean, std = statistics.mean(times[key]), statistics.stdev(times[key]) if len(times[key]) > 1 else 0.0
             peak = f"{peaks[key]:.0f}" if key in peaks else "-"

@@ -35,7 +35,8 @@ def breakdown(model) -> list[tuple[str, int, bool]]:
                for p in m.parameters()) + (count(model.encoder_layer_norm.parameters()) if model.norm_before_layers else 0),
          False),
         (f"f: transformer layers 1-{n}", count(p for layer in model.layers[:n] for p in layer.parameters()), False),
-        (f"g: transformer layers {n + 1}-{len(model.layers)} (+ mask embedding)",
+        (f"g: transformer layers {n + 1}-{len(model.layers)} (+ mask embedding"
+         + ("" if model.norm_before_layers else ", final layer norm") + ")",
          count(model.frame_parameters()) - count(model.frame_head.parameters()), True),
         ("g: W_g (K targets)", count(model.frame_head.parameters()), True),
         ("h: ECAPA-TDNN", count(h.ecapa.parameters()), True),
