@@ -7,9 +7,13 @@
 See learn2diss/downstream_runs/launcher.py and docs/superb.md.
 """
 
+import os
 import sys
 
-from learn2diss.downstream_runs.launcher import main
+# before torch starts OpenMP: waiting threads sleep instead of spinning (RNN heads beside other jobs)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from learn2diss.downstream_runs.launcher import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

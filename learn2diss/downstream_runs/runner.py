@@ -23,6 +23,7 @@ from __future__ import annotations
 import glob
 import json
 import math
+import os
 import re
 import shutil
 import subprocess
@@ -81,10 +82,20 @@ def lr_dir(out: Path, task: Task, lr: float, fold: str | None = None) -> Path:
     return path / fold if fold else path
 
 
+def launch_environment() -> dict[str, str]:
+    """The environment of an s3prl run: ours, with ``OMP_WAIT_POLICY=PASSIVE`` unless it is set.
+
+    PyTorch's OpenMP threads spin while they wait for each other. An RNN head (ASR, SF) runs
+    thousands of tiny parallel regions per step, so beside other CPU jobs the spinning threads
+    starve each other: on 2 busy cores a 2 x 64 BLSTM step went from 0.1 s (passive) to minutes.
+    """
+    return {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+
+
 def _launch(arguments: list[str], log: Path) -> str:
     """``python -m learn2diss.downstream_runs.launcher ARGS``; stdout returned, stdout+stderr kept in ``log``."""
     command = [sys.executable, "-m", "learn2diss.downstream_runs.launcher", *arguments]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    result = subprocess.run(command, capture_output=True, text=True, check=False, env=launch_environment())
     log.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(log, f"$ {' '.join(command)}\n{result.stdout}\n--- stderr ---\n{result.stderr}")
     if result.returncode != 0:
