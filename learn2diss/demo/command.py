@@ -1,18 +1,20 @@
 """The whole method end to end on the demo corpus, on a CPU, in about 10 minutes on 2 cores: `make demo`.
 
-Builds the synthetic demo corpus, pretrains a small HuBERT-style parent on it (iteration 1: masked
-prediction of MFCC k-means targets), runs Learn2Diss from that parent twice through the ordinary
-`learn2diss pretrain` stages, with the MI penalty (lambda > 0, configs/demo_l2d.yaml) and without it
-(lambda = 0, configs/demo_l2d_no_mi.yaml), evaluates the three models (phone/speaker purity, linear
-speaker-ID and phone probes of both encoders, ABX within/across speaker on unseen test speakers, a short
-CTC fine-tune decoded with a 4-gram of the training transcripts) and writes the tables and figures to
---out, then prints the summary. A rerun skips finished stages; an interrupted one resumes. docs/demo.md
-explains every choice and the measured numbers.
+Builds the synthetic demo corpus (train, unseen validation and unseen test speakers), pretrains a small
+HuBERT-style parent on it (iteration 1: masked prediction of MFCC k-means targets), prepares Learn2Diss from
+that parent once (frame targets, SimCLR of h, utterance clusters) and runs its joint stage with the MI
+penalty (the lambda of configs/demo_l2d.yaml) and without it (lambda = 0), each with several seeds, as the
+cells of a `learn2diss study`. Every model is evaluated on the unseen test speakers (linear speaker-ID and
+phone probes of both encoders, ABX within/across speaker, PNMI, speaker purity, and the phone error rate of
+a linear CTC head on the frozen frame features), and the Table 5 directions are reported as differences
+(lambda > 0 minus lambda = 0) with 95 % intervals over the seeds: "not resolved" where the interval
+contains 0. Tables and figures go to --out and the summary is printed. A rerun skips finished stages; an
+interrupted one resumes. docs/demo.md explains every choice and the measured numbers.
 
 Examples::
 
     learn2diss demo                       # results/demo/summary.md; work files in runs/demo
-    learn2diss demo --quick               # a few speakers and steps: every table and figure in about a minute
+    learn2diss demo --quick               # a few speakers and steps: every table and figure in about two minutes
     learn2diss demo --device cuda --out results/demo-gpu --work-dir runs/demo-gpu
 """
 
@@ -33,8 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--work-dir", type=Path,
                         help="corpus, runs, checkpoints, feature caches (default runs/demo, or runs/demo-quick)")
     parser.add_argument("--configs", type=Path, default=DEFAULT_CONFIGS,
-                        help="folder with demo_parent.yaml, demo_l2d.yaml, demo_l2d_no_mi.yaml (default: the "
-                             "repository's configs/)")
+                        help="folder with demo_parent.yaml and demo_l2d.yaml (default: the repository's configs/)")
     parser.add_argument("--device", default="cpu", help="torch device for training and evaluation (default cpu)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="corpus synthesis processes")
 
@@ -54,48 +55,53 @@ def _check_settings(work: Path, settings: dict) -> None:
 
 
 def _context(paths, settings) -> str:
-    """One paragraph on what was run: corpus size, parent and joint steps, lambda."""
+    """One paragraph on what was run: corpus size, parent and joint steps, lambda, seeds."""
     import yaml
+
+    from learn2diss.demo.plan import GRID
+    from learn2diss.study.cells import config_value
 
     corpus = json.loads((paths.corpus / "corpus.json").read_text())
     splits = corpus["splits"]
-    hours = ", ".join(f"{name} {info['hours']:.2f} h" for name, info in splits.items())
+    hours = ", ".join(f"{name} {info['speakers']} speakers {info['hours']:.2f} h" for name, info in splits.items())
     parent = yaml.safe_load((paths.run("parent") / "config.yaml").read_text())
-    mi = yaml.safe_load((paths.run("l2d_mi") / "config.yaml").read_text())
-    no_mi = yaml.safe_load((paths.run("l2d_no_mi") / "config.yaml").read_text())
-    return (f"Demo corpus: {settings.speakers} synthetic speakers ({settings.test_speakers} unseen in training, "
-            f"used for every evaluation), {hours}. Parent: HuBERT iteration 1 (MFCC k-means, K = "
+    l2d = yaml.safe_load((paths.run("l2d_shared") / "config.yaml").read_text())
+    lam = config_value(paths.config("demo_l2d"), list(settings.l2d_overrides), GRID.x)
+    steps = config_value(paths.config("demo_l2d"), list(settings.l2d_overrides), "joint.steps")
+    return (f"Demo corpus: {hours} (validation and test speakers unseen in training; the demo evaluates on the "
+            f"test speakers and chooses nothing). Parent: HuBERT iteration 1 (MFCC k-means, K = "
             f"{parent['model']['frame']['num_targets']}), {parent['joint']['steps']} steps from random weights. "
-            f"Learn2Diss: N = {mi['model']['frame']['num_frozen_layers']} frozen + M = "
-            f"{mi['model']['parent']['num_layers'] - mi['model']['frame']['num_frozen_layers']} trainable layers, "
-            f"{mi['utt_simclr']['steps']} SimCLR steps, {mi['joint']['steps']} joint steps, "
-            f"λ = {no_mi['joint']['club']['weight']:g} against λ = {mi['joint']['club']['weight']:g}.")
+            f"Learn2Diss: N = {l2d['model']['frame']['num_frozen_layers']} frozen + M = "
+            f"{l2d['model']['parent']['num_layers'] - l2d['model']['frame']['num_frozen_layers']} trainable layers, "
+            f"{l2d['utt_simclr']['steps']} SimCLR steps, {steps} joint steps, λ = 0 against λ = {lam:g} "
+            f"(configs/demo_l2d.yaml), seeds {', '.join(map(str, settings.seeds))} each (`train.seed` = "
+            "`data.seed`).")
 
 
-def _figures(paths) -> list[Path]:
-    """Embedding projections (one per model) and the training curves."""
+def _figures(paths, settings) -> list[Path]:
+    """Embedding projections (the parent and each lambda's first seed) and the training curves."""
     import numpy as np
 
-    from learn2diss.demo.plan import DATASET, MODELS
+    from learn2diss.demo.plan import EVAL_SPLIT, GRID, PARENT
     from learn2diss.demo.plots import plot_embeddings, plot_training_curves
-    from learn2diss.demo.report import LABELS
-    from learn2diss.eval.commands.common import ModelSource, read_speakers
+    from learn2diss.demo.report import SETTING_LABELS
+    from learn2diss.eval.commands.common import read_speakers
     from learn2diss.eval.features import load_features, pool_utterance
 
     figures = paths.out / "figures"
+    first = {s.name: f"{s.name}-seed{settings.seeds[0]}" for s in GRID.settings}
     out = []
-    for model, _ in MODELS:
-        source = ModelSource(model, "", "", "", None, "cpu")
-        folders = {spec: source.feature_dir(paths.eval_work, DATASET, spec) for spec in ("utt:embedding", "frame:last")}
-        utts = sorted(p.stem for p in folders["utt:embedding"].glob("*.npy"))
-        speakers = read_speakers(paths.corpus / "splits" / "test.tsv", utts)
-        panels = {name: np.stack([pool_utterance(a) for a in load_features(folders[spec], utts).values()])
-                  for name, spec in (("utterance encoder h: z^L", "utt:embedding"),
-                                     ("frame encoder g: last layer, mean over frames", "frame:last"))}
-        out.append(plot_embeddings(panels, [speakers[u] for u in utts], f"{LABELS[model]}: test utterances (t-SNE)",
-                                   figures / f"embeddings_{model}.png"))
-    joints = {"λ = 0": paths.run("l2d_no_mi") / "joint" / "metrics.jsonl",
-              "λ > 0": paths.run("l2d_mi") / "joint" / "metrics.jsonl"}
+    for setting, name in ((PARENT, PARENT), *first.items()):
+        folder = paths.study.features(name) / EVAL_SPLIT
+        utts = sorted(p.stem for p in (folder / "utt_embedding").glob("*.npy"))
+        speakers = read_speakers(paths.corpus / "splits" / f"{EVAL_SPLIT}.tsv", utts)
+        panels = {title: np.stack([pool_utterance(a) for a in load_features(folder / spec, utts).values()])
+                  for title, spec in (("utterance encoder h: z^L", "utt_embedding"),
+                                      ("frame encoder g: last layer, mean over frames", "frame_last"))}
+        out.append(plot_embeddings(panels, [speakers[u] for u in utts],
+                                   f"{SETTING_LABELS[setting]}: test utterances (t-SNE)", figures / f"embeddings_{name}.png"))
+    joints = {f"{SETTING_LABELS[s]}, seed {settings.seeds[0]}": paths.work / "runs" / name / "joint" / "metrics.jsonl"
+              for s, name in first.items()}
     out.append(plot_training_curves(paths.run("parent") / "joint" / "metrics.jsonl",
                                     paths.run("l2d_shared") / "utt_simclr" / "metrics.jsonl", joints,
                                     figures / "training_curves.png"))
@@ -107,34 +113,35 @@ def run(args: argparse.Namespace) -> int:
     # 4-5x slower (docs/demo.md, "Time"). Read when torch loads, so only effective from the console command.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from learn2diss.demo import pipeline as p
-    from learn2diss.demo.plan import FULL, L2D_MI, L2D_NO_MI, QUICK, DemoPaths
-    from learn2diss.demo.report import write_report
+    from learn2diss.demo.plan import FULL, QUICK, SETTING_TITLES, DemoPaths
+    from learn2diss.demo.report import read_records, write_report
 
     settings = QUICK if args.quick else FULL
     suffix = "-quick" if args.quick else ""
     paths = DemoPaths(work=args.work_dir or Path(f"runs/demo{suffix}"), out=args.out or Path(f"results/demo{suffix}"),
                       configs=args.configs)
-    for name in ("demo_parent", "demo_l2d", "demo_l2d_no_mi"):
+    for name in ("demo_parent", "demo_l2d"):
         paths.config(name)  # fail early when a config is missing
     paths.work.mkdir(parents=True, exist_ok=True)
     _check_settings(paths.work, settings.to_dict())
     dev = args.device
-    stage = p.StageRunner(paths, total=11)
+    cells = p.cells(settings)
+    stage = p.StageRunner(paths, total=6 + len(cells))
     stage("corpus", "demo corpus + manifest", lambda: p.build_corpus(paths, settings, args.jobs))
     stage("parent", "parent: HuBERT iteration 1 (MFCC targets)", lambda: p.pretrain_parent(paths, settings, dev))
     stage("l2d-shared", "Learn2Diss preparation (targets, SimCLR, clusters)", lambda: p.prepare_l2d(paths, settings, dev))
-    stage("l2d-no-mi", "Learn2Diss joint, λ = 0", lambda: p.train_l2d(paths, settings, dev, L2D_NO_MI))
-    stage("l2d-mi", "Learn2Diss joint, λ > 0", lambda: p.train_l2d(paths, settings, dev, L2D_MI))
-    stage("lm", "4-gram of the training transcripts", lambda: p.build_language_model(paths, settings))
-    stage("purity", "eval: phone and speaker purity", lambda: p.evaluate_purity(paths, settings, dev))
-    stage("probes", "eval: speaker-ID and phone probes", lambda: p.evaluate_probes(paths, settings, dev))
-    stage("abx", "eval: ABX within/across speaker", lambda: p.evaluate_abx(paths, dev))
-    stage("ctc", "eval: CTC fine-tune + 4-gram decoding", lambda: p.evaluate_ctc(paths, settings, dev))
+    for cell in cells:
+        stage(f"cell-{cell.name}", f"Learn2Diss joint + evaluations, {SETTING_TITLES[cell.setting.name]}, seed "
+              f"{cell.seed}", lambda cell=cell: p.train_and_evaluate(paths, settings, dev, cell))
+    stage("parent-eval", "parent: evaluations", lambda: p.evaluate_parent(paths, settings, dev))
+    stage("asr", "phone recognition: linear CTC heads on frozen features",
+          lambda: p.evaluate_phone_recognition(paths, settings, dev))
     figures: list[Path] = []
-    stage("figures", "figures: embeddings, training curves", lambda: figures.extend(_figures(paths)))
+    stage("figures", "figures: embeddings, training curves", lambda: figures.extend(_figures(paths, settings)))
     if not figures:  # the stage was cached: the files are there
         figures = sorted((paths.out / "figures").glob("*.png"))
-    summary = write_report(paths.out, stage.times, _context(paths, settings), figures)
+    records = read_records(paths.out, [paths.study.cell_file(c) for c in cells])
+    summary = write_report(paths.out, records, stage.times, _context(paths, settings), figures)
     print("\n" + summary)
     print(f"tables and figures in {paths.out}; summary: {paths.out / 'summary.md'}")
     return 0

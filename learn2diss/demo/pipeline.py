@@ -1,28 +1,33 @@
-"""The demo's stages, each one or more ordinary ``learn2diss`` commands, timed and resumable.
+"""The demo's stages, each one or more ordinary ``learn2diss`` commands or study cells, timed and resumable.
 
 A finished stage writes ``WORK/stages/<name>.json`` (its wall and CPU seconds) and is skipped on the
-next run; an interrupted one is redone, and the commands it calls resume their own work (the corpus
-builder keeps finished chunks, pretraining continues from its last checkpoint with ``--resume``,
-feature extraction and CTC fine-tuning skip what exists).
+next run; an interrupted one is redone, and the work it calls resumes (the corpus builder keeps finished
+chunks, pretraining continues from its last checkpoint with ``--resume``, feature extraction skips what
+exists, a study cell whose rows are written is not run again).
 
-The two Learn2Diss runs share their preparation: the stages that do not depend on lambda
-(frame-targets, utt-simclr, utt-targets) run once in ``runs/l2d_shared``, which is then copied to
-``runs/l2d_no_mi`` and ``runs/l2d_mi``; only their joint stages differ (``joint.club.weight``).
+The Learn2Diss runs share their preparation: the stages that do not depend on lambda or the seed
+(frame-targets, utt-simclr, utt-targets) run once in ``runs/l2d_shared``; each (lambda, seed) is then a
+cell of :mod:`learn2diss.study`: a copy of that folder, its joint stage, the export and the fast
+evaluations on the test speakers.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from learn2diss.demo.plan import DATASET, L2D_MI, MODELS, PARENT, DemoPaths, DemoSettings
+from learn2diss.data.synth.phones import SILENCE
+from learn2diss.demo.phone_recognition import HeadSettings, phone_error_rate
+from learn2diss.demo.plan import EVAL_SPLIT, GRID, PARENT, DemoPaths, DemoSettings
 from learn2diss.errors import Learn2DissError
+from learn2diss.eval.results import checkpoint_hash
+from learn2diss.study.cells import Cell, StudyInputs, evaluate_checkpoint, git_commit, run_cell
+from learn2diss.study.evaluate import FRAME, EvalSizes
 
 
 class DemoError(Learn2DissError, RuntimeError):
@@ -94,7 +99,8 @@ class StageRunner:
 def build_corpus(paths: DemoPaths, settings: DemoSettings, jobs: int) -> None:
     """The demo corpus (`learn2diss data synth`) and the manifest of its train split."""
     cli("data", "synth", "--out", paths.corpus, "--speakers", settings.speakers, "--utts", settings.utterances,
-        "--shared", settings.shared, "--test-speakers", settings.test_speakers, "--jobs", jobs)
+        "--shared", settings.shared, "--test-speakers", settings.test_speakers, "--val-speakers", settings.val_speakers,
+        "--jobs", jobs)
     cli("data", "manifest", "--root", paths.corpus / "LibriSpeech-style", "--subsets", "train", "--out", paths.manifest)
 
 
@@ -118,71 +124,73 @@ def prepare_l2d(paths: DemoPaths, settings: DemoSettings, device: str) -> None:
             *_sets(settings.l2d_overrides))
 
 
-def train_l2d(paths: DemoPaths, settings: DemoSettings, device: str, model: str) -> None:
-    """The joint stage (eq. 10) of one Learn2Diss run, from a copy of the shared preparation, then export."""
-    config, name = ("demo_l2d", "l2d_mi") if model == L2D_MI else ("demo_l2d_no_mi", "l2d_no_mi")
-    run = paths.run(name)
-    if not run.is_dir():
-        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=run.parent))
-        shutil.copytree(paths.run("l2d_shared"), tmp, dirs_exist_ok=True)
-        os.replace(tmp, run)
-    cli("pretrain", "joint", "--config", paths.config(config), "--data", paths.manifest, "--out", run, "--resume",
-        "--device", device, *_sets(settings.l2d_overrides))
-    cli("export", run, "--out", paths.checkpoint(model))
+def cells(settings: DemoSettings) -> list[Cell]:
+    """The Learn2Diss runs: each lambda of :data:`GRID` with each seed."""
+    return [Cell(setting, seed) for setting in GRID.settings for seed in settings.seeds]
 
 
-def build_language_model(paths: DemoPaths, settings: DemoSettings) -> None:
-    """The n-gram of the training transcripts (interpolated Witten-Bell, ARPA) and its word list."""
-    from learn2diss.eval.ctc.data import read_transcribed_folder
-    from learn2diss.eval.ctc.ngram import write_arpa
-
-    texts = [u.text for u in read_transcribed_folder(paths.split("train"))]
-    write_arpa(paths.lm / "train.arpa", texts, settings.lm_order)
-    words = sorted({w for t in texts for w in t.split()})
-    (paths.lm / "words.txt").write_text("".join(f"{w}\n" for w in words))
+def _sizes(settings: DemoSettings) -> EvalSizes:
+    return EvalSizes(settings.purity_clusters, settings.probe_max_frames, settings.probe_test_fraction)
 
 
-def _model_args(paths: DemoPaths, model: str, variant: str, device: str) -> list[object]:
-    args: list[object] = ["--ckpt", paths.checkpoint(model), "--model-name", model, "--results", paths.out,
-                          "--work-dir", paths.eval_work, "--device", device]
-    return [*args, "--variant", variant] if variant else args
+def train_and_evaluate(paths: DemoPaths, settings: DemoSettings, device: str, cell: Cell) -> None:
+    """One cell: the joint stage (eq. 10) from a copy of the shared preparation, export, fast evaluations on the
+    test speakers (their features are kept for the phone recognition and the figures)."""
+    inputs = StudyInputs(paths.config("demo_l2d"), paths.manifest, paths.run("l2d_shared"), paths.corpus,
+                         settings.l2d_overrides, device)
+    run_cell(cell, inputs, paths.study, (EVAL_SPLIT,), _sizes(settings), GRID.x, keep_features=True)
 
 
-def _corpus_args(paths: DemoPaths) -> list[object]:
-    return ["--audio", paths.split("test"), "--alignments", paths.corpus / "alignments" / "test.tsv",
-            "--speakers", paths.corpus / "splits" / "test.tsv", "--dataset", DATASET]
+def evaluate_parent(paths: DemoPaths, settings: DemoSettings, device: str) -> None:
+    """The fast evaluations of the parent on the test speakers, as a record like a cell's (``OUT/parent.json``)."""
+    checkpoint = paths.checkpoint(PARENT)
+    rows = evaluate_checkpoint(checkpoint, paths.corpus, (EVAL_SPLIT,), _sizes(settings),
+                               paths.study.features(PARENT), device)
+    write_json(paths.out / "parent.json", {
+        "setting": PARENT, "seed": 0, "x": None, "overrides": list(settings.parent_overrides),
+        "checkpoint": str(checkpoint), "checkpoint_hash": checkpoint_hash(checkpoint), "git_commit": git_commit(),
+        "config": str(paths.config("demo_parent")), "shared": "", "corpus": str(paths.corpus), "rows": rows})
 
 
-def evaluate_purity(paths: DemoPaths, settings: DemoSettings, device: str) -> None:
-    """Phone purity / PNMI of frame:last, speaker purity of z^L, on the unseen test speakers."""
-    for model, variant in MODELS:
-        cli("eval", "purity", *_model_args(paths, model, variant, device), *_corpus_args(paths),
-            "--clusters", settings.purity_clusters, "--speaker-clusters", settings.test_speakers)
+def model_names(settings: DemoSettings) -> list[str]:
+    """Every evaluated model: the parent, then each cell."""
+    return [PARENT, *(c.name for c in cells(settings))]
 
 
-def evaluate_probes(paths: DemoPaths, settings: DemoSettings, device: str) -> None:
-    """Linear speaker-ID and phone probes of both encoders (Table 5 style)."""
-    for model, variant in MODELS:
-        cli("eval", "probes", *_model_args(paths, model, variant, device), *_corpus_args(paths),
-            "--max-frames", settings.probe_max_frames, "--test-fraction", settings.probe_test_fraction)
+def evaluate_phone_recognition(paths: DemoPaths, settings: DemoSettings, device: str) -> None:
+    """PER of a linear CTC head on each model's frozen ``frame:last`` (SUPERB's PR set-up), in ``OUT/asr.json``.
 
+    The head trains on every k-th training utterance (``asr_train_utterances`` of them) and is scored on the
+    test speakers, whose features the fast evaluations cached.
+    """
+    from learn2diss.eval.alignments import read_alignments
+    from learn2diss.eval.features import FeatureSpec, extract_features, find_audio, load_features
+    from learn2diss.upstream.checkpoints import load_model
 
-def evaluate_abx(paths: DemoPaths, device: str) -> None:
-    """ABX within and across speaker of frame:last on the test items (unseen speakers)."""
-    for model, variant in MODELS:
-        cli("eval", "abx", *_model_args(paths, model, variant, device), "--item", paths.corpus / "abx" / "test.item",
-            "--audio", paths.split("test"), "--dataset", DATASET)
-
-
-def evaluate_ctc(paths: DemoPaths, settings: DemoSettings, device: str) -> None:
-    """A short CTC fine-tune on the train split, decoded on the test split with the training-transcript n-gram."""
-    for model, variant in MODELS:
-        cli("eval", "ctc", *_model_args(paths, model, variant, device), "--config", "ctc_demo",
-            *[a for item in settings.ctc_overrides for a in ("--set", item)], "--train", paths.split("train"),
-            "--eval", paths.split("test"), "--lm", paths.lm / "train.arpa", "--words", paths.lm / "words.txt",
-            "--condition", "demo")
+    path = paths.out / "asr.json"
+    done = json.loads(path.read_text()) if path.is_file() else {}
+    train_al = read_alignments(paths.corpus / "alignments" / "train.tsv")
+    train_utts = sorted(train_al)
+    train_utts = train_utts[:: max(1, len(train_utts) // settings.asr_train_utterances)][: settings.asr_train_utterances]
+    test_al = read_alignments(paths.corpus / "alignments" / f"{EVAL_SPLIT}.tsv")
+    test_utts = sorted(test_al)
+    phones = {u: [p for p in a.phones if p != SILENCE] for al in (train_al, test_al) for u, a in al.items()}
+    spec = FeatureSpec.parse(FRAME)
+    head = HeadSettings(epochs=settings.asr_epochs)
+    for name in model_names(settings):
+        if name in done:
+            continue
+        folder = paths.study.features(name)
+        train_folder = folder / "asr-train" / "frame_last"
+        checkpoint = paths.checkpoint(PARENT) if name == PARENT else paths.study.checkpoint(name)
+        extract_features(load_model(checkpoint), find_audio(paths.split("train"), train_utts), [spec],
+                         {FRAME: train_folder}, device=device, progress=False)
+        per, details = phone_error_rate(load_features(train_folder, train_utts), phones,
+                                        load_features(folder / EVAL_SPLIT / "frame_last", test_utts), phones, head)
+        done[name] = {"per": per, "details": details, "checkpoint": str(checkpoint)}
+        write_json(path, done)
 
 
 __all__ = ["DemoError", "StageRunner", "StageTime", "cli", "build_corpus", "pretrain_parent", "prepare_l2d",
-           "train_l2d", "build_language_model", "evaluate_purity", "evaluate_probes", "evaluate_abx",
-           "evaluate_ctc", "write_json"]
+           "cells", "train_and_evaluate", "evaluate_parent", "evaluate_phone_recognition", "model_names",
+           "write_json"]

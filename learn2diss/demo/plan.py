@@ -1,4 +1,5 @@
-"""What the demo runs: corpus size, config overrides and evaluation sizes (full and ``--quick``), and its folders.
+"""What the demo runs: corpus size, config overrides, seeds and evaluation sizes (full and ``--quick``), and its
+folders.
 
 The full settings are the ones measured to fit 15 minutes on 2 CPU cores (docs/demo.md); ``--quick``
 is the reduced demo of the test suite (a few speakers, a few steps: every table and figure, no meaning).
@@ -10,50 +11,52 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-# The three models of the demo: result name, variant (the Table 5/6 convention), label in the tables.
-PARENT, L2D_NO_MI, L2D_MI = "demo-parent", "demo-L2D-no-MI", "demo-L2D"
-MODELS: tuple[tuple[str, str], ...] = ((PARENT, ""), (L2D_NO_MI, "no-mi"), (L2D_MI, ""))
-DATASET = "demo"  # the dataset column of the result rows
+from learn2diss.study.cells import StudyPaths
+from learn2diss.study.grid import Grid, Setting
+
+PARENT = "demo-parent"  # the parent's name in the rows and the feature caches
+EVAL_SPLIT = "test"  # the demo reports on the unseen test speakers and chooses nothing
+# The two Learn2Diss settings of Table 5: lambda = 0 and the config's lambda (configs/demo_l2d.yaml joint.club.weight)
+NO_MI, MI = "lambda-0", "lambda-default"
+GRID = Grid((Setting(NO_MI, ("joint.club.weight=0.0",)), Setting(MI, ())))
+SETTING_TITLES = {NO_MI: "λ = 0", MI: "λ > 0"}
 
 
 @dataclass(frozen=True)
 class DemoSettings:
     """Sizes of one demo run; every field is recorded in ``WORK/demo.json``."""
 
-    speakers: int = 24  # `learn2diss data synth` defaults: 24 speakers x 50 utterances, 6 test speakers
+    # 30 speakers x 50 utterances: 18 train, 6 unseen validation speakers (where `learn2diss study` chooses) and
+    # 6 unseen test speakers (what the demo reports; it chooses nothing)
+    speakers: int = 30
     utterances: int = 50
     shared: int = 10
     test_speakers: int = 6
+    val_speakers: int = 6
+    seeds: tuple[int, ...] = (0, 1)  # joint-stage seeds per lambda (train.seed = data.seed)
     parent_overrides: tuple[str, ...] = ()  # --set for configs/demo_parent.yaml
-    l2d_overrides: tuple[str, ...] = ()  # --set for configs/demo_l2d.yaml and demo_l2d_no_mi.yaml
-    ctc_overrides: tuple[str, ...] = ()  # --set for the packaged ctc_demo schedule
-    purity_clusters: int = 100  # frame k-means K of phone purity (the paper's 2048 needs ~100x more frames)
+    l2d_overrides: tuple[str, ...] = ()  # --set for configs/demo_l2d.yaml (every stage)
+    purity_clusters: int = 100  # frame k-means K of PNMI (the paper's 2048 needs ~100x more frames)
     probe_max_frames: int = 20_000  # frames per phone-probe split
     # share of each test speaker's utterances the probes are scored on: half (150 of 300 utterances, 0.7 points per
     # utterance) rather than the command's default 20 % (60 utterances, 1.7 points per utterance)
     probe_test_fraction: float = 0.5
-    lm_order: int = 4
+    asr_train_utterances: int = 300  # training utterances of the phone-recognition head (every 3rd of train)
+    asr_epochs: int = 20
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
 
-FULL = DemoSettings(
-    ctc_overrides=("finetune.max_updates=200", "finetune.warmup_updates=20", "finetune.hold_updates=80",
-                   "finetune.decay_updates=100", "finetune.freeze_updates=20", "finetune.batch_seconds=20",
-                   "finetune.save_every=100"),
-)
+FULL = DemoSettings()
 
 QUICK = DemoSettings(
-    speakers=8, utterances=10, shared=4, test_speakers=2,
+    speakers=10, utterances=10, shared=4, test_speakers=2, val_speakers=2,
     parent_overrides=("joint.steps=6", "joint.frame_optimizer.warmup_steps=2", "frame_targets.fit_max_frames=3000",
                       "train.log_every=2"),
-    l2d_overrides=("joint.steps=6", "joint.frame_optimizer.warmup_steps=2", "utt_simclr.steps=3",
+    l2d_overrides=("joint.steps=4", "joint.frame_optimizer.warmup_steps=2", "utt_simclr.steps=3",
                    "frame_targets.fit_max_frames=3000", "utt_targets.cluster_counts=[2,3,4,5,6]", "train.log_every=2"),
-    ctc_overrides=("finetune.max_updates=3", "finetune.warmup_updates=1", "finetune.hold_updates=1",
-                   "finetune.decay_updates=1", "finetune.freeze_updates=1", "finetune.save_every=3",
-                   "finetune.log_every=1", "finetune.batch_seconds=10"),
-    purity_clusters=20, probe_max_frames=2_000,
+    purity_clusters=20, probe_max_frames=2_000, asr_train_utterances=40, asr_epochs=3,
 )
 
 
@@ -80,12 +83,9 @@ class DemoPaths:
         return self.work / "checkpoints" / model
 
     @property
-    def lm(self) -> Path:
-        return self.work / "lm"
-
-    @property
-    def eval_work(self) -> Path:
-        return self.work / "eval"
+    def study(self) -> StudyPaths:
+        """The Learn2Diss cells (runs, checkpoints, feature caches in ``work``; rows in ``out/cells``)."""
+        return StudyPaths(self.out, self.work)
 
     @property
     def stages(self) -> Path:

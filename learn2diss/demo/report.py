@@ -1,70 +1,68 @@
-"""The demo's report: per-evaluation Markdown tables, the Table 5 style summary and the timing table.
+"""The demo's report: the Table 5 directions as differences with 95 % intervals, every metric per model, time.
 
-Everything is read back from the result CSVs the evaluation commands wrote (``results/demo/*.csv``), so
-the report shows exactly what was measured. ``summary.md`` holds
+Everything is read back from the records the stages wrote (``OUT/cells/<setting>/seed<S>.json`` of the
+Learn2Diss runs, ``OUT/parent.json``, ``OUT/asr.json``), so the report shows exactly what was measured.
+``summary.md`` holds
 
-* the Table 5 directions: each quantity for lambda = 0 and lambda > 0, its difference, the paper's
-  expected direction and whether this run shows it (a plain comparison: no tolerance, no tuning);
-* one row per model with every metric (probes, ABX, purity, CTC WER);
+* the Table 5 directions: each quantity for lambda = 0 and lambda > 0 (mean ± half-width of the 95 % t
+  interval over the seeds), the difference lambda > 0 minus lambda = 0 with its 95 % Welch interval, the
+  paper's direction and what the run shows: "yes" or "no" when the interval excludes 0, "not resolved"
+  when it contains 0 (no tolerance, no tuning);
+* one row per model with every metric, including the phone error rate of the linear CTC head;
 * the wall and CPU seconds of every stage.
+
+``rows.csv`` holds every number with its provenance, ``summary.csv`` the means and intervals.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-from learn2diss.demo.plan import L2D_MI, L2D_NO_MI, MODELS, PARENT
-from learn2diss.eval.results import ResultRow, read_results_dir, write_atomic
+import pandas as pd
 
-LABELS = {PARENT: "parent (HuBERT it. 1)", L2D_NO_MI: "L2D, λ = 0 (no MI)", L2D_MI: "L2D, λ > 0 (MI)"}
+from learn2diss.demo.plan import GRID, MI, NO_MI, PARENT
+from learn2diss.eval.results import write_atomic
+from learn2diss.study.summary import LABELS, difference_interval, raw_rows, summarise, t_interval
 
-
-@dataclass(frozen=True)
-class Column:
-    """One metric of the summary: which result row, its header, and whether lower is better."""
-
-    key: str
-    header: str
-    eval: str
-    condition: str
-    metric: str
-
-
-COLUMNS: tuple[Column, ...] = (
-    Column("spk_frame", "speaker-ID, frame enc. ↓", "probes", "frame", "speaker_id_acc"),
-    Column("spk_utt", "speaker-ID, utt. enc. ↑", "probes", "utterance", "speaker_id_acc"),
-    Column("phone_frame", "phone, frame enc. ↑", "probes", "frame", "phone_acc"),
-    Column("phone_utt", "phone, utt. enc. ↓", "probes", "utterance", "phone_acc"),
-    Column("abx_within", "ABX within ↓", "abx", "within", "abx_error"),
-    Column("abx_across", "ABX across ↓", "abx", "across", "abx_error"),
-    Column("phone_purity", "phone purity ↑", "purity", "frame:last", "phone_purity"),
-    Column("pnmi", "PNMI ↑", "purity", "frame:last", "pnmi"),
-    Column("speaker_purity", "speaker purity ↑", "purity", "utt:embedding", "speaker_purity"),
-    Column("wer", "WER, 4-gram ↓", "ctc", "demo", "wer"),
-    Column("wer_viterbi", "WER, no LM ↓", "ctc", "demo", "wer_viterbi"),
+PER = "asr/linear-ctc/per"
+METRICS: tuple[str, ...] = (
+    "probes/frame/speaker_id_acc", "probes/utterance/speaker_id_acc", "probes/frame/phone_acc",
+    "probes/utterance/phone_acc", "abx/within/abx_error", "abx/across/abx_error", PER,
+    "purity/frame:last/pnmi", "purity/utt:embedding/speaker_purity",
 )
+HEADERS = {**LABELS, PER: "PER, frame enc. ↓"}
+SETTING_LABELS = {PARENT: "parent (HuBERT it. 1)", NO_MI: "L2D, λ = 0 (no MI)", MI: "L2D, λ > 0 (MI)"}
 
-# Table 5 of the paper, read as directions: (column, what MI should do to it, sign of lambda>0 minus lambda=0).
+# Table 5 of the paper (and the ABX of Table 3), read as directions of lambda > 0 minus lambda = 0.
 DIRECTIONS: tuple[tuple[str, str, str], ...] = (
-    ("spk_frame", "lower with MI", "<"),
-    ("spk_utt", "not lower with MI", ">="),
-    ("phone_utt", "lower with MI", "<"),
-    ("abx_across", "no worse with MI", "<="),
+    ("probes/frame/speaker_id_acc", "lower with MI", "<"),
+    ("probes/utterance/speaker_id_acc", "not lower with MI", ">="),
+    ("probes/utterance/phone_acc", "lower with MI", "<"),
+    (PER, "lower with MI", "<"),
+    ("abx/across/abx_error", "no worse with MI", "<="),
 )
 
 
-def lookup(rows: Sequence[ResultRow], model: str, column: Column) -> float | None:
-    """The value of ``column`` for ``model`` (None when the evaluation did not run)."""
-    found = [r for r in rows if r.model == model and r.eval == column.eval and r.condition == column.condition
-             and r.metric == column.metric]
-    return found[-1].value if found else None
+def direction_holds(delta: float, sign: str) -> bool:
+    """Whether ``delta`` (lambda > 0 minus lambda = 0) has the expected sign."""
+    return {"<": delta < 0, "<=": delta <= 0, ">=": delta >= 0}[sign]
 
 
-def _fmt(value: float | None) -> str:
-    return "–" if value is None or math.isnan(value) else f"{value:.1f}"
+def verdict(delta: float, low: float, high: float, sign: str) -> str:
+    """``yes``/``no`` when the 95 % interval of the difference excludes 0, else ``not resolved``."""
+    if math.isnan(low) or low <= 0 <= high:
+        return "not resolved"
+    return "yes" if direction_holds(delta, sign) else "no"
+
+
+def _mean_ci(values: Sequence[float]) -> str:
+    if not values:
+        return "–"
+    mean, low, high = t_interval(values)
+    return f"{mean:.1f}" if math.isnan(low) else f"{mean:.1f} ± {(high - low) / 2:.1f}"
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -74,50 +72,36 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def metrics_table(rows: Sequence[ResultRow]) -> str:
-    """One row per model, one column per metric of :data:`COLUMNS` (percent)."""
-    body = [[LABELS[m], *(_fmt(lookup(rows, m, c)) for c in COLUMNS)] for m, _ in MODELS]
-    return markdown_table(["model", *(c.header for c in COLUMNS)], body)
+def values(rows: pd.DataFrame, setting: str, metric: str) -> list[float]:
+    """The per-seed values of ``metric`` for ``setting`` (test speakers)."""
+    return rows[(rows["setting"] == setting) & (rows["metric"] == metric)]["value"].tolist()
 
 
-def direction_holds(delta: float, sign: str) -> bool:
-    """Whether ``delta`` (lambda > 0 minus lambda = 0) has the expected sign."""
-    return {"<": delta < 0, "<=": delta <= 0, ">=": delta >= 0}[sign]
-
-
-def directions_table(rows: Sequence[ResultRow]) -> tuple[str, list[bool | None]]:
-    """The Table 5 directions, and for each whether it holds (None when a value is missing)."""
-    columns = {c.key: c for c in COLUMNS}
-    body, held = [], []
-    for key, expected, sign in DIRECTIONS:
-        column = columns[key]
-        no_mi, mi = lookup(rows, L2D_NO_MI, column), lookup(rows, L2D_MI, column)
-        if no_mi is None or mi is None:
-            body.append([column.header, _fmt(no_mi), _fmt(mi), "–", expected, "not measured"])
-            held.append(None)
+def directions_table(rows: pd.DataFrame) -> tuple[str, list[str]]:
+    """The Table 5 directions with intervals, and the verdict of each."""
+    body, verdicts = [], []
+    for metric, expected, sign in DIRECTIONS:
+        no_mi, mi = values(rows, NO_MI, metric), values(rows, MI, metric)
+        if not no_mi or not mi:
+            body.append([HEADERS[metric], _mean_ci(no_mi), _mean_ci(mi), "–", expected, "not measured"])
+            verdicts.append("not measured")
             continue
-        ok = direction_holds(mi - no_mi, sign)
-        held.append(ok)
-        body.append([column.header, _fmt(no_mi), _fmt(mi), f"{mi - no_mi:+.1f}", expected, "yes" if ok else "no"])
-    header = ["quantity (%)", "λ = 0", "λ > 0", "Δ", "paper (Table 5)", "seen here"]
-    return markdown_table(header, body), held
+        delta, low, high = difference_interval(mi, no_mi)
+        shown = verdict(delta, low, high, sign)
+        verdicts.append(shown)
+        interval = f"[{low:+.1f}, {high:+.1f}]" if not math.isnan(low) else "–"
+        body.append([HEADERS[metric], _mean_ci(no_mi), _mean_ci(mi), f"{delta:+.1f}", interval, expected, shown])
+    header = ["quantity (%)", "λ = 0", "λ > 0", "Δ", "95 % interval of Δ", "paper (Table 5)", "seen here"]
+    return markdown_table(header, body), verdicts
 
 
-def eval_tables(rows: Sequence[ResultRow]) -> dict[str, str]:
-    """One Markdown table per evaluation: models x (condition, metric), with features and details."""
-    out = {}
-    for name in sorted({r.eval for r in rows}):
-        these = [r for r in rows if r.eval == name]
-        keys = list(dict.fromkeys((r.condition, r.metric) for r in these))
-        body = []
-        for model, _ in MODELS:
-            values = [next((r.value for r in these if r.model == model and (r.condition, r.metric) == k), None)
-                      for k in keys]
-            body.append([LABELS.get(model, model), *(_fmt(v) for v in values)])
-        notes = sorted({f"- `{r.condition}` `{r.metric}`: features `{r.features}`; {r.details}" for r in these})
-        out[name] = (f"# {name}\n\n" + markdown_table(["model", *(f"{c} {m}" for c, m in keys)], body)
-                     + "\n" + "\n".join(notes) + "\n")
-    return out
+def metrics_table(rows: pd.DataFrame) -> str:
+    """One row per model (parent, then each lambda over its seeds): mean ± half-width of the 95 % interval."""
+    body = []
+    for setting in (PARENT, *(s.name for s in GRID.settings)):
+        n = rows.loc[rows["setting"] == setting, "seed"].nunique()
+        body.append([SETTING_LABELS[setting], str(n), *(_mean_ci(values(rows, setting, m)) for m in METRICS)])
+    return markdown_table(["model", "seeds", *(HEADERS[m] for m in METRICS)], body)
 
 
 def timing_table(times: Sequence) -> str:
@@ -127,25 +111,43 @@ def timing_table(times: Sequence) -> str:
     return markdown_table(["stage", "wall (s)", "CPU (s)"], body)
 
 
-def write_report(out: Path, times: Sequence, context: str, figures: Sequence[Path]) -> str:
-    """Write ``out/tables/<eval>.md``, ``out/timings.md`` and ``out/summary.md``; returns the summary text."""
-    rows = read_results_dir(out)
-    for name, text in eval_tables(rows).items():
-        write_atomic(out / "tables" / f"{name}.md", text)
+def read_records(out: Path, cell_files: Sequence[Path]) -> list[dict]:
+    """The parent's record and the cells', each with its phone-recognition row from ``asr.json`` added."""
+    asr = json.loads((out / "asr.json").read_text()) if (out / "asr.json").is_file() else {}
+    records = []
+    for path in [out / "parent.json", *cell_files]:
+        record = json.loads(path.read_text())
+        name = PARENT if record["setting"] == PARENT else f"{record['setting']}-seed{record['seed']}"
+        if name in asr:
+            record["rows"] = [*record["rows"], {"split": "test", "eval": "asr", "condition": "linear-ctc",
+                                                "metric": "per", "value": asr[name]["per"],
+                                                "features": "frame:last", "details": asr[name]["details"]}]
+        records.append(record)
+    return records
+
+
+def write_report(out: Path, records: Sequence[dict], times: Sequence, context: str, figures: Sequence[Path]) -> str:
+    """Write ``out/rows.csv``, ``out/summary.csv``, ``out/timings.md`` and ``out/summary.md``; returns the summary."""
+    rows = raw_rows(records)
+    write_atomic(out / "rows.csv", rows.to_csv(index=False))
+    write_atomic(out / "summary.csv", summarise(rows).to_csv(index=False))
     timing = timing_table(times)
     write_atomic(out / "timings.md", "# Demo stages: wall and CPU time\n\n" + timing)
-    directions, held = directions_table(rows)
-    seen = sum(1 for h in held if h)
+    directions, verdicts = directions_table(rows)
+    counts = ", ".join(f"{verdicts.count(v)} {v}" for v in ("yes", "no", "not resolved") if v in verdicts)
     summary = "\n".join([
         "# Learn2Diss demo: summary", "", context, "",
-        f"## Table 5 directions: λ = 0 against λ > 0 ({seen} of {len(held)} seen)", "", directions,
-        "Speaker-ID and phone accuracies are linear probes (`learn2diss eval probes`), ABX is ZeroSpeech 2021 "
-        "triphone ABX of `frame:last` on the unseen test speakers (`learn2diss eval abx`); ↑/↓: higher/lower is "
-        "better for a disentangled model.", "",
+        f"## Table 5 directions: λ > 0 minus λ = 0 ({counts})", "", directions,
+        "Mean ± half-width of the 95 % Student t interval over the seeds; Δ's interval is Welch's (unequal "
+        "variances). \"not resolved\": the interval contains 0, so this run cannot tell the direction. "
+        "Speaker-ID and phone accuracies are linear probes, PER is a linear CTC head on frozen `frame:last` "
+        "(SUPERB's phone recognition set-up), ABX is ZeroSpeech 2021 triphone ABX of `frame:last`; all on the "
+        "unseen test speakers. ↑/↓: higher/lower is better for a disentangled model.", "",
         "## All metrics (%, unseen test speakers)", "", metrics_table(rows),
         "## Time per stage", "", timing,
         "## Figures", "", *(f"- [{p.name}]({p.relative_to(out)})" for p in figures), "",
-        "Per-evaluation tables: `tables/*.md`; raw rows: `*.csv`.", "",
+        "Every number with its provenance (setting, seed, overrides, checkpoint and weight hash, git commit): "
+        "`rows.csv`; means and intervals: `summary.csv`.", "",
     ])
     write_atomic(out / "summary.md", summary)
     return summary

@@ -62,11 +62,12 @@ class StudyPaths:
     def run(self, cell: Cell) -> Path:
         return self.work / "runs" / cell.name
 
-    def checkpoint(self, cell: Cell) -> Path:
-        return self.work / "checkpoints" / cell.name
+    def checkpoint(self, cell: Cell | str) -> Path:
+        return self.work / "checkpoints" / (cell if isinstance(cell, str) else cell.name)
 
-    def features(self, cell: Cell, split: str) -> Path:
-        return self.work / "features" / cell.name / split
+    def features(self, cell: Cell | str) -> Path:
+        """Feature caches of a cell (or a named model), one folder per split and representation."""
+        return self.work / "features" / (cell if isinstance(cell, str) else cell.name)
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -133,11 +134,27 @@ def train_cell(cell: Cell, inputs: StudyInputs, paths: StudyPaths) -> Path:
     return checkpoint
 
 
-def run_cell(cell: Cell, inputs: StudyInputs, paths: StudyPaths, splits: tuple[str, ...], sizes: EvalSizes,
-             x_key: str) -> dict:
-    """Train, export and evaluate ``cell`` unless its rows exist; returns the cell record."""
-    from learn2diss.eval.results import checkpoint_hash
+def evaluate_checkpoint(checkpoint: Path, corpus: Path, splits: tuple[str, ...], sizes: EvalSizes,
+                        features: Path, device: str) -> list[dict]:
+    """The fast evaluations of ``checkpoint`` on each split: one dict per number (split, eval, condition ...)."""
     from learn2diss.upstream.checkpoints import load_model
+
+    model = load_model(checkpoint)
+    rows = []
+    for split in splits:
+        for m in evaluate_split(model, CorpusSplit(corpus, split), sizes, features / split, device):
+            rows.append({"split": split, "eval": m.eval, "condition": m.condition, "metric": m.metric,
+                         "value": m.value, "features": m.features, "details": m.details})
+    return rows
+
+
+def run_cell(cell: Cell, inputs: StudyInputs, paths: StudyPaths, splits: tuple[str, ...], sizes: EvalSizes,
+             x_key: str, keep_features: bool = False) -> dict:
+    """Train, export and evaluate ``cell`` unless its rows exist; returns the cell record.
+
+    The feature caches of the cell are removed once its rows are written, unless ``keep_features``.
+    """
+    from learn2diss.eval.results import checkpoint_hash
 
     overrides = cell.overrides(inputs.common)
     path = paths.cell_file(cell)
@@ -150,13 +167,7 @@ def run_cell(cell: Cell, inputs: StudyInputs, paths: StudyPaths, splits: tuple[s
     start = time.perf_counter()
     checkpoint = train_cell(cell, inputs, paths)
     trained = time.perf_counter()
-    model = load_model(checkpoint)
-    rows = []
-    for split in splits:
-        for m in evaluate_split(model, CorpusSplit(inputs.corpus, split), sizes, paths.features(cell, split),
-                                inputs.device):
-            rows.append({"split": split, "eval": m.eval, "condition": m.condition, "metric": m.metric,
-                         "value": m.value, "features": m.features, "details": m.details})
+    rows = evaluate_checkpoint(checkpoint, inputs.corpus, splits, sizes, paths.features(cell), inputs.device)
     record = {
         "setting": cell.setting.name, "seed": cell.seed, "overrides": overrides,
         "x": config_value(inputs.config, overrides, x_key), "x_key": x_key,
@@ -166,5 +177,6 @@ def run_cell(cell: Cell, inputs: StudyInputs, paths: StudyPaths, splits: tuple[s
         "rows": rows,
     }
     write_json(path, record)
-    shutil.rmtree(paths.work / "features" / cell.name, ignore_errors=True)
+    if not keep_features:
+        shutil.rmtree(paths.features(cell), ignore_errors=True)
     return record
