@@ -29,8 +29,9 @@ test-all: install debs
 lint: install
 	$(VENV)/bin/ruff check learn2diss tests bench run_downstream.py
 
-# The whole method on the demo corpus, CPU only, about 15 minutes on 2 cores (docs/demo.md); reruns skip
-# finished stages. Results in results/demo/ (summary.md), work files in runs/demo/.
+# The whole method on the demo corpus, CPU only, sized for 15 minutes on 2 idle cores (docs/demo.md): lambda = 0
+# and lambda > 0 with 2 seeds each, Table 5 directions as differences with 95 % intervals. Reruns skip finished
+# stages. Results in results/demo/ (summary.md, rows.csv), work files in runs/demo/.
 demo: install debs
 	$(VENV)/bin/learn2diss demo
 
