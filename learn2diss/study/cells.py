@@ -104,7 +104,8 @@ def config_value(config: Path, overrides: list[str], key: str) -> object:
     return node
 
 
-def _cli(*argv: object) -> None:
+def run_command(*argv: object) -> None:
+    """Run one ``learn2diss`` command in this process; a non-zero exit is a :class:`StudyError`."""
     from learn2diss.cli import main
 
     args = [str(a) for a in argv]
@@ -127,10 +128,10 @@ def train_cell(cell: Cell, inputs: StudyInputs, paths: StudyPaths) -> Path:
         shutil.copytree(inputs.shared, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns("joint", "tensorboard"))
         write_json(tmp / "study_cell.json", {"overrides": overrides})
         os.replace(tmp, run)
-    _cli("pretrain", "joint", "--config", inputs.config, "--data", inputs.manifest, "--out", run, "--resume",
+    run_command("pretrain", "joint", "--config", inputs.config, "--data", inputs.manifest, "--out", run, "--resume",
          "--device", inputs.device, *[a for item in overrides for a in ("--set", item)])
     checkpoint = paths.checkpoint(cell)
-    _cli("export", run, "--out", checkpoint)
+    run_command("export", run, "--out", checkpoint)
     return checkpoint
 
 

@@ -74,7 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _prepared_run(args: argparse.Namespace, work: Path) -> tuple[Path, Path, Path]:
     """(prepared run, joint config, manifest): checked, or made from --parent."""
-    from learn2diss.study.cells import _cli
+    from learn2diss.study.cells import run_command
     from learn2diss.study.grid import StudyError
 
     if args.parent is not None:
@@ -84,11 +84,11 @@ def _prepared_run(args: argparse.Namespace, work: Path) -> tuple[Path, Path, Pat
         if manifest is None:
             manifest = work / "manifest"
             if not (manifest / "train.tsv").is_file():
-                _cli("data", "manifest", "--root", args.corpus / "LibriSpeech-style", "--subsets", "train",
+                run_command("data", "manifest", "--root", args.corpus / "LibriSpeech-style", "--subsets", "train",
                      "--out", manifest)
         shared = work / "shared"
         for stage in ("frame-targets", "utt-simclr", "utt-targets"):
-            _cli("pretrain", stage, "--config", args.config, "--parent", args.parent, "--data", manifest,
+            run_command("pretrain", stage, "--config", args.config, "--parent", args.parent, "--data", manifest,
                  "--out", shared, "--resume", "--device", args.device, *[a for s in args.set for a in ("--set", s)])
         return shared, args.config, manifest
     shared = args.shared
