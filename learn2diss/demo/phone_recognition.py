@@ -84,7 +84,7 @@ def phone_error_rate(train: Mapping[str, np.ndarray], train_phones: Mapping[str,
     """
     import torch
 
-    inventory = sorted({p for phones in train_phones.values() for p in phones})
+    inventory = sorted({p for u in train for p in train_phones[u]})
     index = {p: i + 1 for i, p in enumerate(inventory)}  # 0 is the blank
     stacked = np.concatenate([np.asarray(train[u], dtype=np.float64) for u in train])
     mean, std = stacked.mean(0), stacked.std(0)
