@@ -109,6 +109,21 @@ def _result(job, timeout: float = 600):
     return job.result()
 
 
+def test_submitit_local_pretraining_job_from_shards_waited_for(prepared, corpus, tmp_path, capsys):
+    """Fast: `--launcher local --wait` runs the joint stage as a submitit job, reading shards (data.shards)."""
+    run, shards = tmp_path / "run", tmp_path / "shards"
+    shutil.copytree(prepared, run)
+    assert main(["data", "shard", "--data", str(corpus), "--out", str(shards), "--shard-utterances", "3"]) == 0
+    assert _pretrain(corpus, run, "joint", "--set", "joint.steps=2", "--set", "joint.grad_accum=1", "--set",
+                     f"data.shards={shards}", "--launcher", "local", "--gpus-per-node", "0", "--time", "20",
+                     "--wait") == 0
+    assert "finished" in capsys.readouterr().out
+    assert sorted(_metrics(run)) == [1, 2] and (run / "joint" / "done.json").is_file()
+    (log,) = (run / "submitit").glob("*_0_log.out")
+    assert f"shards: 4 in {shards}" in log.read_text()  # the stage ran inside the job, from the shards
+
+
+@pytest.mark.slow
 def test_submitit_local_pretraining_is_requeued_after_preemption_and_resumes(prepared, corpus, tmp_path):
     """A joint stage through `--launcher local` gets SIGUSR2 after its step-2 checkpoint: requeued by submitit,
     it resumes from the checkpoint and its losses equal an uninterrupted run's."""
@@ -132,6 +147,7 @@ def test_submitit_local_pretraining_is_requeued_after_preemption_and_resumes(pre
     assert _metrics(tmp_path / "preempted") == _metrics(tmp_path / "straight")  # bit for bit
 
 
+@pytest.mark.slow
 def test_joint_stage_from_shards_with_the_runs_targets_resumes_exactly(prepared, corpus, tmp_path, monkeypatch):
     """`data shard --run` stores the run's targets; the joint stage reads them from the shards
     (data.shards), and a run killed after its step-2 checkpoint resumes with the losses of an uninterrupted one."""
