@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,8 @@ def make_executor(args: argparse.Namespace, folder: Path, name: str, nodes: int 
 
     gpus = max(args.gpus_per_node, 0)
     tasks = tasks_per_node or max(gpus, 1)
+    if args.launcher == "slurm" and shutil.which("srun") is None:
+        raise LaunchError("--launcher slurm: no srun on PATH; submit from a Slurm login node (or use --launcher local)")
     executor = submitit.AutoExecutor(folder=str(folder), cluster=args.launcher)
     params: dict[str, Any] = {"name": name, "timeout_min": parse_time(args.time), "nodes": nodes,
                               "tasks_per_node": tasks, "cpus_per_task": args.cpus_per_task}

@@ -64,6 +64,29 @@ def test_slurm_time_and_options_are_parsed():
         _slurm_options(["account"])
 
 
+def test_slurm_job_script_asks_for_the_nodes_gpus_and_preemption_signal(tmp_path, monkeypatch):
+    """The #SBATCH lines submitit writes for `pretrain --launcher slurm --nodes 2` (a stub srun on PATH)."""
+    import argparse
+
+    from learn2diss.launch import add_launcher_arguments, make_executor
+
+    parser = argparse.ArgumentParser()
+    add_launcher_arguments(parser, multi_node=True)
+    args = parser.parse_args(["--launcher", "slurm", "--nodes", "2", "--partition", "P", "--time", "48:00:00",
+                              "--slurm-option", "account=abc"])
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(LaunchError, match="no srun on PATH"):
+        make_executor(args, tmp_path / "jobs", "l2d", nodes=2, tasks_per_node=8)
+    (tmp_path / "srun").write_text("#!/bin/sh\nexit 0\n")
+    (tmp_path / "srun").chmod(0o755)
+    executor = make_executor(args, tmp_path / "jobs", "l2d", nodes=2, tasks_per_node=8)
+    script = executor._executor._make_submission_file_text("python -u -m submitit.core._submit JOBS", "uid")
+    for line in ("--nodes=2", "--ntasks-per-node=8", "--gpus-per-node=8", "--partition=P", "--time=2880",
+                 "--signal=USR2@120", "--account=abc"):
+        assert f"#SBATCH {line}" in script
+    assert "\nsrun " in script
+
+
 def test_two_nodes_give_the_losses_of_one_node_with_two_processes(prepared, corpus, tmp_path):
     """2 torchrun agents x 1 process (--nnodes 2, c10d rendezvous, gloo) == 1 agent x 2 processes, same global batch."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
