@@ -101,6 +101,23 @@ def test_copied_run_uses_its_own_files(launched, tmp_path, monkeypatch):
     shutil.rmtree(copy)
 
 
+def test_done_json_of_an_older_run_is_resolved_inside_the_run(launched, tmp_path):
+    """Item 2: runs written before stored the launch-relative or absolute path; only the file name is used."""
+    _, run, _ = launched
+    copy = _copy(run, tmp_path / "copy")
+    done = copy / "joint" / "done.json"
+    info = json.loads(done.read_text())
+    info["checkpoint"] = str(run / "joint" / "checkpoints" / "step_0000004.pt")  # the original run's file
+    done.write_text(json.dumps(info))
+    path = copy / "joint" / "checkpoints" / "step_0000004.pt"
+    state = load_checkpoint(path)
+    state["model"] = {k: v - 1.0 if v.is_floating_point() else v for k, v in state["model"].items()}
+    torch.save(state, path)
+    assert main(["export", str(copy), "--out", str(tmp_path / "ckpt")]) == 0
+    for key, value in load_model(tmp_path / "ckpt").state_dict().items():
+        torch.testing.assert_close(value, state["model"][key])
+
+
 def test_truncated_latest_checkpoint_resumes_from_the_previous_one(launched, tmp_path, capsys, monkeypatch):
     """Item 4: the damaged step 4 is named, skipped and moved aside; training continues from step 2."""
     launch, run, corpus = launched
