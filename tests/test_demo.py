@@ -94,7 +94,7 @@ def test_phone_error_rate_of_the_linear_ctc_head():
         train = {u: data[u][0] for u in list(data)[:40]}
         test = {u: data[u][0] for u in list(data)[40:]}
         phones = {u: data[u][1] for u in data}
-        per, details = phone_error_rate(train, phones, test, phones, HeadSettings(epochs=60, lr=2e-2))
+        per, details = phone_error_rate(train, phones, test, phones, HeadSettings(epochs=30, lr=1e-1))
         assert bound(per), (informative, per)
         assert "40 train / 20 test utterances" in details
 
