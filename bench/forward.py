@@ -36,12 +36,12 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def _time(fn, device: torch.device) -> float:
+def _time(fn, device: torch.device, clock=time.perf_counter) -> float:
     _sync(device)
-    start = time.perf_counter()
+    start = clock()
     fn()
     _sync(device)
-    return time.perf_counter() - start
+    return clock() - start
 
 
 def config_path(name: str) -> Path:
@@ -57,17 +57,23 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--clock", choices=("wall", "process"), default="wall",
+                        help="process: CPU time of this process (CPU only; steadier than wall time on a loaded machine)")
     parser.add_argument("--models", default="w12",
                         help="comma list of config files or names of configs/l2d_<name>.yaml (w12, h12, wav2vec2_0, ...)")
     args = parser.parse_args()
     device = torch.device(args.device)
+    if args.clock == "process" and device.type != "cpu":
+        parser.error("--clock process measures CPU time: use it with --device cpu")
+    clock = time.process_time if args.clock == "process" else time.perf_counter
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     wav = torch.randn(args.batch, int(args.seconds * 16000), generator=torch.Generator().manual_seed(0)).to(device)
     lengths = torch.full((args.batch,), wav.shape[1], dtype=torch.long, device=device)
     audio = args.batch * args.seconds
     print(f"device: {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'} "
           f"({torch.get_num_threads()} threads), torch {torch.__version__}, torchaudio {torchaudio.__version__}, "
-          f"batch {args.batch} x {args.seconds} s, {'bf16 autocast' if device.type == 'cuda' else 'fp32'}")
+          f"batch {args.batch} x {args.seconds} s, {'bf16 autocast' if device.type == 'cuda' else 'fp32'}, "
+          f"{args.clock} clock")
     print("| model | ms/batch (mean ± std) | fastest ms | audio-s/s (fastest) | peak MiB | ratio (fastest) | ratio (mean) |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name in args.models.split(","):
@@ -95,8 +101,8 @@ def main() -> None:
                     fn()
                     peaks[key] = torch.cuda.max_memory_allocated(device) / 2**20
             for _ in range(args.repeats):  # alternate, so that noise on a shared machine hits both
-                times["ours"].append(_time(run_ours, device))
-                times["parent"].append(_time(run_parent, device))
+                times["ours"].append(_time(run_ours, device, clock))
+                times["parent"].append(_time(run_parent, device, clock))
         fastest = min(times["ours"]) / min(times["parent"])
         mean_ratio = statistics.mean(times["ours"]) / statistics.mean(times["parent"])
         labels = {"ours": f"{path.stem} frame path (N = {config.frame.num_frozen_layers})",

@@ -37,6 +37,12 @@ VARIANTS = {
 TOLERANCE = 1e-4
 
 
+@pytest.fixture
+def recording(waveforms: torch.Tensor) -> torch.Tensor:
+    """Audio at a recording's level (std 0.1, an offset), so that waveform normalisation is far from the identity."""
+    return 0.1 * waveforms + 0.02
+
+
 def parent_config(variant: str) -> ParentConfig:
     """The tiny architecture of ``variant``, as our config states it."""
     kind, layer_norm, first, normalize, bias = VARIANTS[variant]
@@ -125,25 +131,29 @@ def _ours(path: Path, frozen: int) -> Learn2Diss:
     return model.eval()
 
 
+def _frames(model: Learn2Diss, waveforms: torch.Tensor, lengths: torch.Tensor | None = None) -> list[torch.Tensor]:
+    """All frame hidden states (the frame path of ``forward``, without h)."""
+    with torch.no_grad():
+        return model.frame_hidden_states(model.extract(waveforms, lengths))
+
+
 def _max_diff(ours: list[torch.Tensor], expected: list[torch.Tensor]) -> float:
     assert len(ours) == len(expected) == 4
     return max((a[: b.shape[0]] - b[: a.shape[0]]).abs().max().item() for a, b in zip(ours, expected, strict=True))
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
-def test_original_layout_matches_the_reference_code(tmp_path, variant, waveforms):
+def test_original_layout_matches_the_reference_code(tmp_path, variant, recording):
     ref, mask_emb = write_original(variant, tmp_path / f"{variant}.pt")
     parent, _ = read_parent(tmp_path / f"{variant}.pt")
     assert parent == parent_config(variant)
     normalize = VARIANTS[variant][3]
-    for frozen in (0, 2):
+    for frozen, wav, length in ((0, recording[0], 4000), (2, recording[1], 3100)):
         model = _ours(tmp_path / f"{variant}.pt", frozen)
         assert torch.equal(model.mask_embedding.detach(), mask_emb)
-        for wav, length in zip(waveforms, (4000, 3100), strict=True):
-            with torch.no_grad():
-                ours = [h[0] for h in model(wav[None, :length]).frame_hidden_states]
-            diff = _max_diff(ours, reference_hidden_states(ref, wav[:length], normalize))
-            assert diff <= TOLERANCE, f"{variant} N={frozen}: max abs diff {diff:.2e}"
+        ours = [h[0] for h in _frames(model, wav[None, :length])]
+        diff = _max_diff(ours, reference_hidden_states(ref, wav[:length], normalize))
+        assert diff <= TOLERANCE, f"{variant} N={frozen}: max abs diff {diff:.2e}"
 
 
 def hf_model(variant: str) -> torch.nn.Module:
@@ -166,37 +176,34 @@ def hf_model(variant: str) -> torch.nn.Module:
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
-def test_huggingface_directory_matches_transformers(tmp_path, variant, waveforms):
+def test_huggingface_directory_matches_transformers(tmp_path, variant, recording):
     hf = hf_model(variant)
     hf.save_pretrained(tmp_path)
     parent, _ = read_parent(tmp_path)
     assert parent == parent_config(variant)
     normalize = VARIANTS[variant][3]
-    reference_input = F.layer_norm(waveforms, waveforms.shape[1:]) if normalize else waveforms
+    reference_input = F.layer_norm(recording, recording.shape[1:]) if normalize else recording
     with torch.no_grad():
         expected = hf(reference_input, output_hidden_states=True).hidden_states
     for frozen in (0, 2):
         model = _ours(tmp_path, frozen)
         assert torch.equal(model.mask_embedding.detach(), hf.masked_spec_embed.detach())
-        with torch.no_grad():
-            ours = model(waveforms).frame_hidden_states
+        ours = _frames(model, recording)
         diff = max(_max_diff([h[i] for h in ours], [h[i] for h in expected]) for i in range(2))
         assert diff <= TOLERANCE, f"{variant} N={frozen}: max abs diff {diff:.2e}"
 
 
-@pytest.mark.parametrize("variant", list(VARIANTS))
-@pytest.mark.parametrize("frozen", [0, 2])
-def test_padded_batch_equals_each_utterance_alone(variant, frozen, waveforms):
+@pytest.mark.parametrize(("variant", "frozen"), [(v, 0) for v in VARIANTS] + [("data2vec_base", 2), ("wavlm_large", 2)])
+def test_padded_batch_equals_each_utterance_alone(variant, frozen, recording):
+    """N = 0: g runs the positional convolution on a padded batch; N = 2: f does (and carries WavLM's bias)."""
     base = tiny_config(VARIANTS[variant][0], frozen)
     model = randomize_(Learn2Diss(ModelConfig(parent_config(variant), base.frame, base.utterance))).eval()
     lengths = torch.tensor([4000, 2500])
-    with torch.no_grad():
-        batched = model(waveforms, lengths).frame_hidden_states
-        for i, length in enumerate(lengths.tolist()):
-            alone = model(waveforms[i : i + 1, :length])
-            frames = int(alone.frame_lengths[0])
-            for b, a in zip(batched, alone.frame_hidden_states, strict=True):
-                torch.testing.assert_close(b[i, :frames], a[0], atol=1e-5, rtol=1e-5)
+    batched = _frames(model, recording, lengths)
+    for i, length in enumerate(lengths.tolist()):
+        alone = _frames(model, recording[i : i + 1, :length])
+        for b, a in zip(batched, alone, strict=True):
+            torch.testing.assert_close(b[i, : a.shape[1]], a[0], atol=1e-5, rtol=1e-5)
 
 
 def test_normalising_parent_ignores_the_recording_level(waveforms):
@@ -245,3 +252,21 @@ def test_unsupported_options_are_named(tmp_path):
     with pytest.raises(CheckpointError, match="conformer.pt: unsupported parent architecture: layer_type 'conformer' "
                                               r"\(supported: 'transformer'\); activation_fn 'swish'"):
         read_parent(tmp_path / "conformer.pt")
+
+
+@pytest.mark.parametrize("variant", ["hubert_large", "data2vec_base"])
+def test_s3prl_expert_normalises_like_the_parent(tmp_path, variant, recording):
+    """Through the s3prl expert, a padded batch of raw audio equals the reference on each normalised utterance."""
+    from learn2diss.upstream.checkpoints import save_model
+    from learn2diss.upstream.expert import UpstreamExpert
+
+    ref, _ = write_original(variant, tmp_path / "parent.pt")
+    save_model(_ours(tmp_path / "parent.pt", frozen=2), tmp_path / "l2d")
+    expert = UpstreamExpert(tmp_path / "l2d")
+    lengths = (4000, 3100)
+    with torch.no_grad():
+        hidden = expert([wav[:n] for wav, n in zip(recording, lengths, strict=True)])["hidden_states"]
+    for i, n in enumerate(lengths):
+        expected = reference_hidden_states(ref, recording[i, :n], normalize=True)
+        diff = _max_diff([h[i, : expected[-1].shape[0]] for h in hidden], expected)
+        assert diff <= TOLERANCE, f"{variant} utterance {i}: max abs diff {diff:.2e}"
