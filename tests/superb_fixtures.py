@@ -127,3 +127,70 @@ def run_downstream(args: list[str], cwd: Path, timeout: float = 300) -> subproce
     if result.returncode != 0:
         raise AssertionError(f"run_downstream.py {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
     return result
+
+
+def make_fluent_commands(root: Path, seed: int = 0) -> Path:
+    """Fluent Speech Commands layout: data/{train,valid,test}_data.csv and the wavs they list under wavs/speakers/."""
+    rng = np.random.default_rng(seed)
+    intents = [("activate", "lights", "kitchen"), ("deactivate", "music", "none"), ("increase", "heat", "bedroom")]
+    header = ",path,speakerId,transcription,action,object,location\n"
+    for split, speakers in (("train", ["spkA", "spkB"]), ("valid", ["spkC"]), ("test", ["spkD"])):
+        lines = []
+        for speaker in speakers:
+            for i, (action, obj, location) in enumerate(intents):
+                path = f"wavs/speakers/{speaker}/{split}-{i}.wav"
+                write_wav(root / path, tone(0.5, 110.0 + 50 * i, rng))
+                lines.append(f"{len(lines)},{path},{speaker},{action} the {obj},{action},{obj},{location}\n")
+        (root / "data").mkdir(parents=True, exist_ok=True)
+        (root / "data" / f"{split}_data.csv").write_text(header + "".join(lines))
+    return root
+
+
+SNIPS_SENTENCES = [  # (words, slot tags, intent), as in all.iob.snips.txt
+    ("PLAY SOME JAZZ", "O O genre", "PlayMusic"),
+    ("RAIN IN PARIS", "O O city", "GetWeather"),
+]
+
+
+def make_snips(root: Path, seed: int = 0) -> Path:
+    """Audio SNIPS as s3prl's preparation leaves it: {train,valid,test}/<Speaker>-snips-<split>-<n>.wav,
+    all.iob.snips.txt (``uid BOS words EOS<TAB>O tags intent``) and slots.txt (first line skipped by s3prl)."""
+    rng = np.random.default_rng(seed)
+    speakers = {"train": ["Ivy", "Joanna"], "valid": ["Aditi"], "test": ["Brian"]}
+    labels = []
+    for split, names in speakers.items():
+        for speaker in names:
+            for n, (words, tags, intent) in enumerate(SNIPS_SENTENCES):
+                uid = f"{speaker}-snips-{split}-{n}"
+                write_wav(root / split / f"{uid}.wav", tone(0.8, 120.0 + 60 * n, rng))
+                labels.append(f"{uid} BOS {words} EOS\tO {tags} {intent}")
+    (root / "all.iob.snips.txt").write_text("\n".join(labels) + "\n")
+    (root / "slots.txt").write_text("O\ncity\ngenre")
+    return root
+
+
+def make_iemocap(root: Path, seed: int = 0) -> Path:
+    """IEMOCAP_full_release: Session1..5 with dialog/EmoEvaluation/<dialog>.txt and sentences/wav/<dialog>/<uid>.wav."""
+    rng = np.random.default_rng(seed)
+    for n in range(1, 6):
+        session = root / f"Session{n}"
+        lines = []
+        for i, emotion in enumerate(("neu", "exc", "ang", "sad", "hap", "fru")):
+            uid = f"Ses0{n}F_impro01_F00{i}"
+            write_wav(session / "sentences" / "wav" / f"Ses0{n}F_impro01" / f"{uid}.wav", tone(0.6, 100.0 + 40 * i, rng))
+            lines.append(f"[{i}.0 - {i + 1}.0]\t{uid}\t{emotion}\t[2.5, 2.5, 2.5]")
+        (session / "dialog" / "EmoEvaluation").mkdir(parents=True, exist_ok=True)
+        (session / "dialog" / "EmoEvaluation" / f"Ses0{n}F_impro01.txt").write_text(
+            "% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]\n\n" + "\n".join(lines) + "\n")
+    return root
+
+
+def make_superb_data(data_root: Path) -> Path:
+    """All eight tasks' datasets under one data root, in their published folder names."""
+    make_librispeech(data_root / "LibriSpeech")
+    make_speech_commands(data_root)
+    make_fluent_commands(data_root / "fluent_speech_commands_dataset")
+    make_snips(data_root / "SNIPS")
+    make_voxceleb1(data_root / "VoxCeleb1")
+    make_iemocap(data_root / "IEMOCAP_full_release")
+    return data_root
