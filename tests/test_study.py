@@ -77,7 +77,10 @@ def test_reduced_study_writes_table_figure_rows_and_a_rerun_skips_finished_cells
     assert set(rows["setting"]) == {"lambda-0", "lambda-1e-3"} and set(rows["seed"]) == {0, 1}
     assert set(rows["split"]) == {"val", "test"} and rows["value"].notna().all()
     assert {"probes/frame/speaker_id_acc", "probes/utterance/phone_acc", "abx/across/abx_error",
-            "purity/frame:last/pnmi"} <= set(rows["metric"])
+            "purity/frame:last/pnmi", "variance/frame:last/frame_var_unmasked",
+            "variance/frame:last/frame_var_masked_pos"} <= set(rows["metric"])
+    variances = rows[rows["metric"].str.startswith("variance/")]
+    assert (variances["value"] > 0).all() and set(variances["split"]) == {"val", "test"}
     assert rows["checkpoint_hash"].str.fullmatch(r"[0-9a-f]{12}").all() and rows["git_commit"].notna().all()
     assert set(rows.loc[rows["setting"] == "lambda-1e-3", "x"]) == {1.0e-3}
     assert set(rows.loc[rows["seed"] == 1, "overrides"].str.contains("train.seed=1 data.seed=1")) == {True}
