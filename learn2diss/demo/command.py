@@ -1,4 +1,4 @@
-"""The whole method end to end on the demo corpus, on a CPU, in about 10 minutes on 2 cores: `make demo`.
+"""The whole method end to end on the demo corpus, on a CPU, sized for 15 minutes on 2 idle cores: `make demo`.
 
 Builds the synthetic demo corpus (train, unseen validation and unseen test speakers), pretrains a small
 HuBERT-style parent on it (iteration 1: masked prediction of MFCC k-means targets), prepares Learn2Diss from
@@ -30,7 +30,7 @@ DEFAULT_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true",
-                        help="reduced demo (8 speakers x 10 utterances, a few steps): checks the plumbing, not the method")
+                        help="reduced demo (10 speakers x 10 utterances, a few steps): checks the plumbing, not the method")
     parser.add_argument("--out", type=Path, help="tables and figures (default results/demo, or results/demo-quick)")
     parser.add_argument("--work-dir", type=Path,
                         help="corpus, runs, checkpoints, feature caches (default runs/demo, or runs/demo-quick)")
