@@ -24,7 +24,7 @@ from learn2diss.errors import Learn2DissError
 COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("params",), "learn2diss.params", "print the learnable-parameter breakdown of a config"),
     (("demo",), "learn2diss.demo.command", "the whole method end to end on the demo corpus, on a CPU (make demo)"),
-    (("study",), "learn2diss.study.command", "joint stage over a grid of settings x seeds, evaluated, mean ± 95 % CI"),
+    (("study",), "learn2diss.study.command", "joint stage over a grid of settings x seeds, evaluated, mean ± 95 %% CI"),
     (("data", "manifest"), "learn2diss.data.manifest", "validate a LibriSpeech-layout corpus into a training manifest"),
     (("pretrain",), "learn2diss.pretrain.command", "pretrain Learn2Diss: targets, SimCLR, clusters, joint training"),
     (("export",), "learn2diss.pretrain.export", "export a pretraining run as a checkpoint the upstream loads"),
