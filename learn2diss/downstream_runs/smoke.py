@@ -9,6 +9,8 @@ only when F1 > 0, which a few steps rarely reach, while CER starts from "infinit
 are both still reported. s3prl's ASR recipe has no such switch: it saves ``dev-clean-best.ckpt`` only
 when the dev WER falls below 100 %, i.e. when the head spells at least one word right, which a smoke
 run does not reach; the grid then scores the last checkpoint and the row says ``last-checkpoint``.
+KS, IC, SID and ER save one when the dev accuracy is above 0, which tiny dev sets with an untrained
+upstream do not guarantee either (docs/superb.md has a measured grid).
 
 ER runs fold1 only (a submission needs all five folds). User ``--override`` options come after these
 and win.
