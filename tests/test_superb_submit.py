@@ -76,7 +76,7 @@ def test_tasks_without_predictions_are_listed_and_the_rest_packaged(tmp_path, ca
     assert cli(["superb", "submit", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"),
                 "--results", str(tmp_path / "none.csv")]) == 0
     printed = capsys.readouterr().out
-    assert "missing er: missing ER fold3" in printed and "missing sid: " in printed and "2 tasks missing" in printed
+    assert "missing er: missing ER fold3" in printed and "missing sid: " in printed and "missing: sid, er)" in printed
     (tmp_path / "runs" / "empty").mkdir()
     with pytest.raises(SubmissionError, match="no task has predictions under .*empty: no runs under"):
         build_predict_zip(tmp_path / "runs" / "empty", tmp_path / "out2")

@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     for task, reason in written.missing.items():
         print(f"missing {task}: {reason}")
     print(f"wrote {written.path} ({len(written.members)} members, checked against the public-set format"
-          f"{'; ' + str(len(written.missing)) + ' tasks missing' if written.missing else ''})")
+          f"{'; missing: ' + ', '.join(written.missing) if written.missing else ''})")
     if args.checkpoint:
         print(f"wrote {build_model_package(args.checkpoint, args.out)}")
     return 0
