@@ -270,3 +270,17 @@ def test_s3prl_expert_normalises_like_the_parent(tmp_path, variant, recording):
         expected = reference_hidden_states(ref, recording[i, :n], normalize=True)
         diff = _max_diff([h[i, : expected[-1].shape[0]] for h in hidden], expected)
         assert diff <= TOLERANCE, f"{variant} utterance {i}: max abs diff {diff:.2e}"
+
+
+def test_our_data2vec_checkpoint_is_a_parent_too(tmp_path, recording):
+    """Our format carries the stacked positional convolution and the normalisation flag to a child."""
+    from learn2diss.upstream.checkpoints import save_model
+
+    base = tiny_config("data2vec", 0)
+    parent = randomize_(Learn2Diss(ModelConfig(parent_config("data2vec_base"), base.frame, base.utterance))).eval()
+    save_model(parent, tmp_path / "parent")
+    child = _ours(tmp_path / "parent", frozen=2)
+    assert child.config.parent == parent.config.parent
+    assert torch.equal(child.mask_embedding, parent.mask_embedding)
+    for a, b in zip(_frames(parent, recording), _frames(child, recording), strict=True):
+        torch.testing.assert_close(a, b)
