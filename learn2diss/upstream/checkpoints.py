@@ -402,7 +402,7 @@ def save_model(model: Learn2Diss, directory: str | Path, extra: dict | None = No
 
 
 # Parent keys added after format version 1 was written, with the value every earlier checkpoint meant.
-_PARENT_KEYS_ADDED = {"pos_conv_layers": 1, "normalize_waveform": False}
+PARENT_KEYS_ADDED = {"pos_conv_layers": 1, "normalize_waveform": False}
 
 
 def read_model_config(directory: str | Path) -> ModelConfig:
@@ -419,7 +419,7 @@ def read_model_config(directory: str | Path) -> ModelConfig:
         raise CheckpointError(f"{path}: unsupported checkpoint format {meta.get('format_version') if isinstance(meta, dict) else meta!r}")
     model = meta.get("model")
     if isinstance(model, dict) and isinstance(model.get("parent"), dict):
-        model["parent"] = {**_PARENT_KEYS_ADDED, **model["parent"]}
+        model["parent"] = {**PARENT_KEYS_ADDED, **model["parent"]}
     try:
         return from_dict(ModelConfig, model, "model")
     except ConfigError as err:
