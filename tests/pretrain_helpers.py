@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from learn2diss.data.manifest import build_manifest, scan_librispeech, write_manifest
@@ -28,3 +30,20 @@ def make_corpus(root: Path, per_speaker: int = 4, seed: int = 0) -> Path:
     assert not skipped
     write_manifest(root / "manifests" / "train.tsv", manifest)
     return root / "manifests"
+
+
+def kill_after_checkpoint(monkeypatch: pytest.MonkeyPatch, step: int, run: Callable[[], object]) -> None:
+    """Call ``run`` as if the process were killed right after writing the checkpoint of ``step``."""
+    import learn2diss.pretrain.trainer as trainer_module
+
+    real_save = trainer_module.save_checkpoint
+
+    def die_after(path, state):
+        if state["step"] > step:
+            raise KeyboardInterrupt("killed")
+        real_save(path, state)
+
+    monkeypatch.setattr(trainer_module, "save_checkpoint", die_after)
+    with pytest.raises(KeyboardInterrupt):
+        run()
+    monkeypatch.setattr(trainer_module, "save_checkpoint", real_save)

@@ -12,9 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from pretrain_helpers import CONFIG, make_corpus
+from pretrain_helpers import CONFIG, kill_after_checkpoint, make_corpus
 
-import learn2diss.pretrain.trainer as trainer_module
 from learn2diss.cli import main
 from learn2diss.config import load_config
 from learn2diss.data.batching import frames_for_samples
@@ -109,17 +108,7 @@ def test_resume_after_kill_repeats_the_same_losses(prepared, corpus, tmp_path, m
     shutil.copytree(prepared, killed)
     assert _pretrain(corpus, straight, "joint", *steps) == 0
 
-    real_save = trainer_module.save_checkpoint
-
-    def die_after_step_2(path, state):
-        if state["step"] > 2:
-            raise KeyboardInterrupt("killed")
-        real_save(path, state)
-
-    monkeypatch.setattr(trainer_module, "save_checkpoint", die_after_step_2)
-    with pytest.raises(KeyboardInterrupt):
-        _pretrain(corpus, killed, "joint", *steps)
-    monkeypatch.setattr(trainer_module, "save_checkpoint", real_save)
+    kill_after_checkpoint(monkeypatch, 2, lambda: _pretrain(corpus, killed, "joint", *steps))
     assert sorted(p.name for p in (killed / "joint" / "checkpoints").glob("*.pt")) == ["step_0000002.pt"]
     with pytest.raises(FileExistsError, match="--resume"):
         _pretrain(corpus, killed, "joint", *steps)

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from pretrain_helpers import CONFIG, make_corpus
+from pretrain_helpers import CONFIG, kill_after_checkpoint, make_corpus
 
 from learn2diss.cli import main
 from learn2diss.launch import LaunchError, _slurm_options, parse_time
@@ -174,8 +174,6 @@ def test_submitit_local_pretraining_is_requeued_after_preemption_and_resumes(pre
 def test_joint_stage_from_shards_with_the_runs_targets_resumes_exactly(prepared, corpus, tmp_path, monkeypatch):
     """`data shard --run` stores the run's targets; the joint stage reads them from the shards
     (data.shards), and a run killed after its step-2 checkpoint resumes with the losses of an uninterrupted one."""
-    import learn2diss.pretrain.trainer as trainer_module
-
     shards = tmp_path / "shards"
     assert main(["data", "shard", "--data", str(corpus), "--out", str(shards), "--run", str(prepared),
                  "--shard-utterances", "3"]) == 0
@@ -187,17 +185,7 @@ def test_joint_stage_from_shards_with_the_runs_targets_resumes_exactly(prepared,
     shutil.copytree(prepared, straight)
     shutil.copytree(prepared, killed)
     assert _pretrain(corpus, straight, "joint", *steps) == 0
-    real_save = trainer_module.save_checkpoint
-
-    def die_after_step_2(path, state):
-        if state["step"] > 2:
-            raise KeyboardInterrupt("killed")
-        real_save(path, state)
-
-    monkeypatch.setattr(trainer_module, "save_checkpoint", die_after_step_2)
-    with pytest.raises(KeyboardInterrupt):
-        _pretrain(corpus, killed, "joint", *steps)
-    monkeypatch.setattr(trainer_module, "save_checkpoint", real_save)
+    kill_after_checkpoint(monkeypatch, 2, lambda: _pretrain(corpus, killed, "joint", *steps))
     assert _pretrain(corpus, killed, "joint", "--resume", *steps) == 0
     assert sorted(_metrics(killed)) == [1, 2, 3, 4]
     assert _metrics(killed) == _metrics(straight)
