@@ -44,7 +44,7 @@ from typing import Any
 from learn2diss.errors import Learn2DissError
 
 __all__ = ["FileReadError", "FileWriteError", "atomic_path", "atomic_dir", "recover_dir", "remove_temporaries", "locked",
-           "write_text", "write_json", "write_yaml", "save_npy", "save_torch", "save_safetensors", "read_text", "read_json",
+           "write_text", "write_json", "write_yaml", "save_npy", "save_torch", "save_safetensors", "save_figure", "read_text", "read_json",
            "read_yaml", "load_npy"]
 
 _TEMP = ".tmp-"  # temporary names: .NAME.tmp-XXXXXXXX
@@ -180,6 +180,14 @@ def save_safetensors(path: str | os.PathLike[str], tensors: dict, metadata: dict
             code = int(found.group(1))
             raise OSError(code, os.strerror(code)) from None
     return Path(path)
+
+
+def save_figure(path: str | os.PathLike[str], figure: Any, **savefig: Any) -> Path:
+    """A matplotlib figure saved atomically, in the format of ``path``'s suffix (``.png``, ``.pdf``, ...)."""
+    target = Path(path)
+    with atomic_path(target) as tmp, open(tmp, "wb") as handle:
+        figure.savefig(handle, format=target.suffix.lstrip(".") or "png", **savefig)
+    return target
 
 
 def _exchange(a: Path, b: Path) -> bool:

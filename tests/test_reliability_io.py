@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import learn2diss
 import learn2diss.io as lio
 
 
@@ -119,3 +121,26 @@ def test_real_full_disk_and_read_only_file_system(small_disk):
     subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
     with pytest.raises(lio.FileWriteError, match=r"ckpt/done\.json: cannot write: read-only file system"):
         lio.write_json(small_disk / "ckpt" / "done.json", {})
+
+
+def test_every_writer_goes_through_learn2diss_io():
+    """No rename-into-place or temporary-file code outside learn2diss/io.py (one way to write a file)."""
+    package = Path(learn2diss.__file__).parent
+    pattern = re.compile(r"os\.replace|os\.rename|tempfile\.mk(?:s|d)temp")
+    offenders = [f"{path.relative_to(package)}:{number}" for path in sorted(package.rglob("*.py"))
+                 if path.name != "io.py" or path.parent != package
+                 for number, line in enumerate(path.read_text().splitlines(), 1) if pattern.search(line)]
+    assert offenders == []
+
+
+def test_save_figure_writes_the_format_of_the_suffix(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure()
+    for name, magic in [("a.png", b"\x89PNG"), ("b.pdf", b"%PDF")]:
+        assert lio.save_figure(tmp_path / name, fig).read_bytes().startswith(magic)
+    plt.close(fig)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.pdf"]

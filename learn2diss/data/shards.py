@@ -40,8 +40,6 @@ import argparse
 import hashlib
 import io
 import json
-import os
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +52,7 @@ from learn2diss.data.audio import read_audio
 from learn2diss.data.batching import Batch, UtteranceDataset, inference_batches
 from learn2diss.data.manifest import Manifest, read_manifest
 from learn2diss.errors import Learn2DissError
+from learn2diss.io import atomic_path, save_npy, write_text
 
 __all__ = ["ShardError", "ShardIndex", "write_shards", "epoch_plan", "ShardStream", "shard_batches",
            "targets_fingerprint", "BUCKET"]
@@ -168,15 +167,14 @@ def write_shards(
     if plan_path.is_file() and json.loads(plan_path.read_text()) != settings:
         raise ShardError(f"{out}: holds shards written with other settings, manifest or targets ({plan_path}); "
                          "use another --out")
-    _write_text(plan_path, json.dumps(settings, indent=1))
+    write_text(plan_path, json.dumps(settings, indent=1))
     order = _rng(seed).permutation(len(manifest))
     chunks = [order[i : i + shard_utterances] for i in range(0, len(order), shard_utterances)]
     names = [SHARD_NAME.format(i) for i in range(len(chunks))]
     for name, rows in tqdm(list(zip(names, chunks, strict=True)), desc="shards", unit="shard", disable=not progress):
         if (out / name).is_file():
             continue
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=out)
-        with os.fdopen(fd, "wb") as handle, wds.TarWriter(handle) as writer:
+        with atomic_path(out / name) as tmp, open(tmp, "wb") as handle, wds.TarWriter(handle) as writer:
             for row in rows:
                 ext, data = _audio_sample(manifest.paths[row])
                 sample = {"__key__": f"{row:09d}", ext: data}
@@ -187,18 +185,10 @@ def write_shards(
                 if utt_labels is not None:
                     sample["cls"] = str(int(utt_labels[row])).encode()
                 writer.write(sample)
-        os.replace(tmp, out / name)
-    np.save(out / ROWS, np.concatenate(chunks).astype(np.int64))
+    save_npy(out / ROWS, np.concatenate(chunks).astype(np.int64))
     index = {**settings, "shards": names, "counts": [len(c) for c in chunks]}
-    _write_text(out / INDEX, json.dumps(index, indent=1))
+    write_text(out / INDEX, json.dumps(index, indent=1))
     return ShardIndex.load(out)
-
-
-def _write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _check_settings(work: Path, settings: dict) -> None:
-    from learn2diss.demo.pipeline import DemoError, write_json
+    from learn2diss.demo.pipeline import DemoError
+    from learn2diss.io import write_json
 
     path = work / "demo.json"
     if path.is_file():

@@ -15,17 +15,16 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from learn2diss.data.synth.phones import SILENCE
 from learn2diss.demo.phone_recognition import HeadSettings, phone_error_rate
 from learn2diss.demo.plan import EVAL_SPLIT, GRID, PARENT, DemoPaths, DemoSettings
 from learn2diss.errors import Learn2DissError
 from learn2diss.eval.results import checkpoint_hash
+from learn2diss.io import write_json
 from learn2diss.study.cells import Cell, StudyInputs, evaluate_checkpoint, git_commit, run_cell
 from learn2diss.study.evaluate import FRAME, EvalSizes
 
@@ -59,15 +58,6 @@ class StageTime:
     wall: float
     cpu: float
     skipped: bool
-
-
-def write_json(path: Path, data: dict) -> None:
-    """JSON written atomically (temporary file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=2)
-    os.replace(tmp, path)
 
 
 class StageRunner:
@@ -192,5 +182,4 @@ def evaluate_phone_recognition(paths: DemoPaths, settings: DemoSettings, device:
 
 
 __all__ = ["DemoError", "StageRunner", "StageTime", "cli", "build_corpus", "pretrain_parent", "prepare_l2d",
-           "cells", "train_and_evaluate", "evaluate_parent", "evaluate_phone_recognition", "model_names",
-           "write_json"]
+           "cells", "train_and_evaluate", "evaluate_parent", "evaluate_phone_recognition", "model_names"]

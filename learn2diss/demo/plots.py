@@ -11,21 +11,12 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
-
-def _save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
-    return path
+from learn2diss.io import save_figure
 
 
 def project_2d(x: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -59,7 +50,7 @@ def plot_embeddings(panels: Mapping[str, np.ndarray], speakers: Sequence[str], t
     axes[0][-1].legend(title="speaker", fontsize=7, title_fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
-    out = _save(fig, path)
+    out = save_figure(path, fig, dpi=110)
     plt.close(fig)
     return out
 
@@ -98,6 +89,6 @@ def plot_training_curves(parent: Path, simclr: Path, joints: Mapping[str, Path],
         ax.set_xlabel("step")
         ax.legend(fontsize=8)
     fig.tight_layout()
-    out = _save(fig, path)
+    out = save_figure(path, fig, dpi=110)
     plt.close(fig)
     return out

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from learn2diss.errors import Learn2DissError
+from learn2diss.io import write_text
 from learn2diss.launch import _Checkpointable, add_launcher_arguments, make_executor
 
 __all__ = ["add_cluster_arguments", "run_on_cluster", "grid_runs", "status", "SuperbRunJob", "JOBS_FILE"]
@@ -113,10 +114,7 @@ def run_on_cluster(args: argparse.Namespace, tasks: list, spec: Any, lrs: list[f
     record = {"launcher": args.launcher, "folder": str(jobs_path.parent.resolve()),
               "runs": kept + [{"run": run.name, "task": run.task, "lr": run.lr, "fold": run.fold, "need_dev": need_dev,
                                "job_id": job.job_id} for (run, need_dev), job in zip(runs, jobs, strict=True)]}
-    jobs_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = jobs_path.with_name(f".{JOBS_FILE}.tmp")
-    tmp.write_text(json.dumps(record, indent=1))
-    os.replace(tmp, jobs_path)
+    write_text(jobs_path, json.dumps(record, indent=1))
     print(f"submitted {len(jobs)} SUPERB run(s) ({args.launcher}), recorded in {jobs_path}")
     if args.no_wait:
         print(f"check them with `learn2diss superb status --out {spec.out}`")

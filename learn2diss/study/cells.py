@@ -8,14 +8,13 @@ extraction skips the utterances already written.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from learn2diss.io import atomic_dir, write_json
 from learn2diss.study.evaluate import CorpusSplit, EvalSizes, evaluate_split
 from learn2diss.study.grid import Setting, StudyError
 
@@ -70,15 +69,6 @@ class StudyPaths:
         return self.work / "features" / (cell if isinstance(cell, str) else cell.name)
 
 
-def write_json(path: Path, data: dict) -> None:
-    """JSON written atomically (temporary file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=1)
-    os.replace(tmp, path)
-
-
 def git_commit() -> str:
     """The checkout's commit (``+dirty`` with uncommitted changes), or ``unknown`` outside a git checkout."""
     repo = Path(__file__).resolve().parents[2]
@@ -123,11 +113,9 @@ def train_cell(cell: Cell, inputs: StudyInputs, paths: StudyPaths) -> Path:
         if stored != overrides:
             raise StudyError(f"{run} holds a run with other overrides ({stored}); delete it or use another --work-dir")
     else:
-        run.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{cell.name}.", dir=run.parent))
-        shutil.copytree(inputs.shared, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns("joint", "tensorboard"))
-        write_json(tmp / "study_cell.json", {"overrides": overrides})
-        os.replace(tmp, run)
+        with atomic_dir(run) as tmp:
+            shutil.copytree(inputs.shared, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns("joint", "tensorboard"))
+            write_json(tmp / "study_cell.json", {"overrides": overrides})
     run_command("pretrain", "joint", "--config", inputs.config, "--data", inputs.manifest, "--out", run, "--resume",
          "--device", inputs.device, *[a for item in overrides for a in ("--set", item)])
     checkpoint = paths.checkpoint(cell)

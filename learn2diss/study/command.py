@@ -103,7 +103,8 @@ def _prepared_run(args: argparse.Namespace, work: Path) -> tuple[Path, Path, Pat
 
 
 def run(args: argparse.Namespace) -> int:
-    from learn2diss.study.cells import Cell, StudyInputs, StudyPaths, run_cell, write_json
+    from learn2diss.io import write_json
+    from learn2diss.study.cells import Cell, StudyInputs, StudyPaths, run_cell
     from learn2diss.study.evaluate import CorpusSplit, EvalSizes
     from learn2diss.study.grid import read_grid
     from learn2diss.study.summary import markdown_tables, plot_metrics, raw_rows, summarise

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from learn2diss.io import save_figure
+
 # Metric key (eval/condition/metric) -> label; arrows: what a disentangled frame encoder g / utterance encoder h
 # should do (Table 5 of the paper) or what is better (ABX, PNMI).
 LABELS: dict[str, str] = {
@@ -127,9 +129,6 @@ def _numeric(values: Sequence[object]) -> bool:
 
 def plot_metrics(summary: pd.DataFrame, groups: dict[str, str], x_key: str, path: Path) -> Path:
     """``metrics_vs_x.png``: each metric against x (``groups``: setting -> line label), with 95 % intervals."""
-    import os
-    import tempfile
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -170,10 +169,6 @@ def plot_metrics(summary: pd.DataFrame, groups: dict[str, str], x_key: str, path
     fig.suptitle("mean and 95 % t-interval over seeds; solid: validation speakers, dashed: test speakers",
                  fontsize=10)
     fig.tight_layout(rect=(0, 0.06, 1, 0.97))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    fig.savefig(tmp, dpi=100)
+    save_figure(path, fig, dpi=100)
     plt.close(fig)
-    os.replace(tmp, path)
     return path
