@@ -9,9 +9,16 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from learn2diss.cli import main
 from learn2diss.data.manifest import build_manifest, scan_librispeech, write_manifest
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
+
+
+def pretrain(data: Path, out: Path, *extra: str) -> int:
+    """``learn2diss pretrain EXTRA`` on the tiny config, on the CPU."""
+    return main(["pretrain", *extra, "--config", str(CONFIG), "--data", str(data), "--out", str(out),
+                 "--device", "cpu"])
 
 
 def make_corpus(root: Path, per_speaker: int = 4, seed: int = 0) -> Path:

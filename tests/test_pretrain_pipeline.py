@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from pretrain_helpers import CONFIG, kill_after_checkpoint, make_corpus
+from pretrain_helpers import CONFIG, kill_after_checkpoint, make_corpus, pretrain
 
 from learn2diss.cli import main
 from learn2diss.config import load_config
@@ -21,11 +21,6 @@ from learn2diss.data.manifest import read_manifest
 from learn2diss.pretrain.stages import layer_features
 from learn2diss.upstream.checkpoints import load_model
 from learn2diss.upstream.model import Learn2Diss
-
-
-def _pretrain(data: Path, out: Path, *extra: str) -> int:
-    return main(["pretrain", *extra, "--config", str(CONFIG), "--data", str(data), "--out", str(out),
-                 "--device", "cpu"])
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +32,9 @@ def corpus(tmp_path_factory) -> Path:
 def prepared(corpus, tmp_path_factory) -> Path:
     """A run folder with stages a-c done (frame targets, SimCLR of h, utterance clusters)."""
     out = tmp_path_factory.mktemp("run") / "run"
-    assert _pretrain(corpus, out, "frame-targets", "--random-parent") == 0
-    assert _pretrain(corpus, out, "utt-simclr") == 0
-    assert _pretrain(corpus, out, "utt-targets") == 0
+    assert pretrain(corpus, out, "frame-targets", "--random-parent") == 0
+    assert pretrain(corpus, out, "utt-simclr") == 0
+    assert pretrain(corpus, out, "utt-targets") == 0
     return out
 
 
@@ -80,7 +75,7 @@ def test_layer_features_are_the_inference_hidden_states():
 def test_joint_stage_runs_logs_and_exports(prepared, corpus, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(prepared, run)
-    assert _pretrain(corpus, run) == 0  # all stages: a-c are skipped, joint runs
+    assert pretrain(corpus, run) == 0  # all stages: a-c are skipped, joint runs
     metrics = _metrics(run)
     assert [m["step"] for m in metrics] == [1, 2, 3, 4]
     for key in ("loss/frame_ce", "loss/pseudo_con", "loss/infonce", "loss/utt_ce", "loss/mi_club", "loss/q_nll",
@@ -88,7 +83,7 @@ def test_joint_stage_runs_logs_and_exports(prepared, corpus, tmp_path):
         assert all(np.isfinite(m[key]) for m in metrics), key
     assert metrics[0]["lr/frame"] == pytest.approx(1e-5) and metrics[2]["lr/frame"] == pytest.approx(1e-3)
     assert list((run / "tensorboard" / "joint").glob("events.out.tfevents.*"))
-    assert _pretrain(corpus, run, "joint") == 0  # done: skipped
+    assert pretrain(corpus, run, "joint") == 0  # done: skipped
     assert len(_metrics(run)) == 4
 
     assert main(["export", str(run), "--out", str(tmp_path / "ckpt")]) == 0
@@ -106,13 +101,13 @@ def test_resume_after_kill_repeats_the_same_losses(prepared, corpus, tmp_path, m
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     shutil.copytree(prepared, straight)
     shutil.copytree(prepared, killed)
-    assert _pretrain(corpus, straight, "joint", *steps) == 0
+    assert pretrain(corpus, straight, "joint", *steps) == 0
 
-    kill_after_checkpoint(monkeypatch, 2, lambda: _pretrain(corpus, killed, "joint", *steps))
+    kill_after_checkpoint(monkeypatch, 2, lambda: pretrain(corpus, killed, "joint", *steps))
     assert sorted(p.name for p in (killed / "joint" / "checkpoints").glob("*.pt")) == ["step_0000002.pt"]
     with pytest.raises(FileExistsError, match="--resume"):
-        _pretrain(corpus, killed, "joint", *steps)
-    assert _pretrain(corpus, killed, "joint", "--resume", *steps) == 0
+        pretrain(corpus, killed, "joint", *steps)
+    assert pretrain(corpus, killed, "joint", "--resume", *steps) == 0
 
     expected = _metrics(straight)[2:]
     resumed = _metrics(killed)[-5:]
@@ -125,9 +120,9 @@ def test_resume_after_kill_repeats_the_same_losses(prepared, corpus, tmp_path, m
 
 def test_stage_prerequisites_and_parent_are_checked(corpus, tmp_path):
     with pytest.raises(RuntimeError, match="--parent"):
-        _pretrain(corpus, tmp_path / "a")
+        pretrain(corpus, tmp_path / "a")
     with pytest.raises(RuntimeError, match="needs frame-targets"):
-        _pretrain(corpus, tmp_path / "b", "joint", "--random-parent")
+        pretrain(corpus, tmp_path / "b", "joint", "--random-parent")
 
 
 def test_joint_stage_with_two_processes(prepared, corpus, tmp_path):

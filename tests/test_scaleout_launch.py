@@ -14,15 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
-from pretrain_helpers import CONFIG, kill_after_checkpoint, make_corpus
+from pretrain_helpers import CONFIG, kill_after_checkpoint, make_corpus, pretrain
 
 from learn2diss.cli import main
 from learn2diss.launch import LaunchError, _slurm_options, parse_time
-
-
-def _pretrain(data: Path, out: Path, *extra: str) -> int:
-    return main(["pretrain", *extra, "--config", str(CONFIG), "--data", str(data), "--out", str(out),
-                 "--device", "cpu"])
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +30,7 @@ def prepared(corpus, tmp_path_factory) -> Path:
     """Stages a-c done (frame targets, SimCLR of h, utterance clusters) on the tiny config."""
     out = tmp_path_factory.mktemp("run") / "run"
     for stage in ("frame-targets", "utt-simclr", "utt-targets"):
-        assert _pretrain(corpus, out, stage, "--random-parent") == 0
+        assert pretrain(corpus, out, stage, "--random-parent") == 0
     return out
 
 
@@ -90,18 +85,18 @@ def test_slurm_job_script_asks_for_the_nodes_gpus_and_preemption_signal(tmp_path
 def test_two_nodes_give_the_losses_of_one_node_with_two_processes(prepared, corpus, tmp_path):
     """2 torchrun agents x 1 process (--nnodes 2, c10d rendezvous, gloo) == 1 agent x 2 processes, same global batch."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    pretrain = ["-m", "learn2diss.cli", "pretrain", "joint", "--config", str(CONFIG), "--data", str(corpus),
+    joint_args = ["-m", "learn2diss.cli", "pretrain", "joint", "--config", str(CONFIG), "--data", str(corpus),
                 "--device", "cpu", "--set", "joint.steps=3", "--set", "joint.grad_accum=1"]
     one, two = tmp_path / "one_node", tmp_path / "two_nodes"
     shutil.copytree(prepared, one)
     shutil.copytree(prepared, two)
     torchrun = [sys.executable, "-m", "torch.distributed.run"]
-    single = subprocess.run([*torchrun, "--standalone", "--nproc_per_node=2", *pretrain, "--out", str(one)],
+    single = subprocess.run([*torchrun, "--standalone", "--nproc_per_node=2", *joint_args, "--out", str(one)],
                             env=env, capture_output=True, text=True, timeout=600)
     assert single.returncode == 0, single.stderr[-3000:]
     port = _free_port()
     agents = [subprocess.Popen([*torchrun, "--nnodes=2", "--nproc_per_node=1", "--rdzv_backend=c10d",
-                                f"--rdzv_endpoint=127.0.0.1:{port}", "--rdzv_id=l2d-test", *pretrain, "--out", str(two)],
+                                f"--rdzv_endpoint=127.0.0.1:{port}", "--rdzv_id=l2d-test", *joint_args, "--out", str(two)],
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outputs = [agent.communicate(timeout=600) for agent in agents]
     for agent, (_, err) in zip(agents, outputs, strict=True):
@@ -137,7 +132,7 @@ def test_submitit_local_pretraining_job_from_shards_waited_for(prepared, corpus,
     run, shards = tmp_path / "run", tmp_path / "shards"
     shutil.copytree(prepared, run)
     assert main(["data", "shard", "--data", str(corpus), "--out", str(shards), "--shard-utterances", "3"]) == 0
-    assert _pretrain(corpus, run, "joint", "--set", "joint.steps=2", "--set", "joint.grad_accum=1", "--set",
+    assert pretrain(corpus, run, "joint", "--set", "joint.steps=2", "--set", "joint.grad_accum=1", "--set",
                      f"data.shards={shards}", "--launcher", "local", "--gpus-per-node", "0", "--time", "20",
                      "--wait") == 0
     assert "finished" in capsys.readouterr().out
@@ -157,7 +152,7 @@ def test_submitit_local_pretraining_is_requeued_after_preemption_and_resumes(pre
     for name in ("straight", "preempted"):  # both in submitit tasks: the same threads, the same float sums
         shutil.copytree(prepared, tmp_path / name)
         folder = tmp_path / f"jobs_{name}"
-        assert _pretrain(corpus, tmp_path / name, "joint", *steps, "--launcher", "local", "--gpus-per-node", "0",
+        assert pretrain(corpus, tmp_path / name, "joint", *steps, "--launcher", "local", "--gpus-per-node", "0",
                          "--cpus-per-task", "1", "--time", "30", "--jobs-dir", str(folder)) == 0
         (job_file,) = folder.glob("*_submitted.pkl")
         jobs[name] = submitit.local.local.LocalJob(folder=folder, job_id=job_file.name.split("_")[0])
@@ -184,8 +179,8 @@ def test_joint_stage_from_shards_with_the_runs_targets_resumes_exactly(prepared,
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     shutil.copytree(prepared, straight)
     shutil.copytree(prepared, killed)
-    assert _pretrain(corpus, straight, "joint", *steps) == 0
-    kill_after_checkpoint(monkeypatch, 2, lambda: _pretrain(corpus, killed, "joint", *steps))
-    assert _pretrain(corpus, killed, "joint", "--resume", *steps) == 0
+    assert pretrain(corpus, straight, "joint", *steps) == 0
+    kill_after_checkpoint(monkeypatch, 2, lambda: pretrain(corpus, killed, "joint", *steps))
+    assert pretrain(corpus, killed, "joint", "--resume", *steps) == 0
     assert sorted(_metrics(killed)) == [1, 2, 3, 4]
     assert _metrics(killed) == _metrics(straight)
