@@ -6,7 +6,7 @@ the module docstring's first paragraph is its description. Command modules impor
 
 Examples::
 
-    learn2diss params --config configs/l2d_w12.yaml
+    learn2diss params --config l2d_w12
     learn2diss data synth --out data/demo
 """
 
@@ -77,22 +77,32 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def console(argv: Sequence[str] | None = None) -> int:
-    """The ``learn2diss`` command: bad input (config, files, audio, checkpoints) is one ``error:`` line, exit 2.
+    """The ``learn2diss`` command: bad input is one ``error:`` line and exit status 2; a bug keeps its traceback.
 
-    ``LEARN2DISS_DEBUG=1`` shows the traceback instead.
+    Bad input is a :class:`~learn2diss.errors.Learn2DissError` (config, options, files, audio, checkpoints),
+    or an ``OSError`` that names a file (permission denied, disk full, read-only file system, missing),
+    printed as ``PATH: reason``. Anything else propagates with its traceback. ``LEARN2DISS_DEBUG=1`` shows
+    the traceback of bad input too.
     """
     try:
         return main(argv)
-    except (Learn2DissError, ValueError, OSError) as err:  # OSError: disk full, read-only, permission, missing
-        if os.environ.get("LEARN2DISS_DEBUG"):
+    except (Learn2DissError, OSError) as err:
+        message = error_line(err)
+        if message is None or os.environ.get("LEARN2DISS_DEBUG"):
             raise
         given = list(argv if argv is not None else sys.argv[1:])
         words = max((w for w, _, _ in COMMANDS if list(w) == given[: len(w)]), key=len, default=())
-        message = str(err)
-        if isinstance(err, OSError) and not isinstance(err, Learn2DissError) and err.filename and err.strerror:
-            message = f"{err.filename}: {err.strerror}"  # the path first, like every project error
         print(f"learn2diss {' '.join(words)}: error: {message}", file=sys.stderr)
         return 2
+
+
+def error_line(err: BaseException) -> str | None:
+    """The one-line message for bad input, or None when ``err`` is a bug (it keeps its traceback)."""
+    if isinstance(err, Learn2DissError):
+        return str(err)
+    if isinstance(err, OSError) and err.filename and err.strerror:
+        return f"{err.filename}: {err.strerror}"  # the path first, like every project error
+    return None
 
 
 if __name__ == "__main__":

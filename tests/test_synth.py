@@ -211,12 +211,12 @@ def test_same_seed_gives_identical_bytes(corpus: Path, tmp_path: Path) -> None:
 def test_rerun_is_a_no_op_and_other_settings_refused(
     corpus: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    from learn2diss.cli import main
+    from learn2diss.cli import console, main
 
     before = {p: p.stat().st_mtime_ns for p in corpus.rglob("*") if p.is_file()}
     assert main(["data", "synth", "--out", str(corpus), *SMALL]) == 0
     assert {p: p.stat().st_mtime_ns for p in corpus.rglob("*") if p.is_file()} == before
-    assert main(["data", "synth", "--out", str(corpus), *SMALL[:-1], "9"]) == 2
+    assert console(["data", "synth", "--out", str(corpus), *SMALL[:-1], "9"]) == 2
     assert "--overwrite" in capsys.readouterr().err
 
 

@@ -198,14 +198,15 @@ def test_missing_voices_shrink_the_speaker_set() -> None:
 def test_no_voices_is_a_clear_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
-    from learn2diss.cli import main
+    from learn2diss.cli import console
 
     monkeypatch.setattr(
         speakers_module, "available_voices", lambda: dict.fromkeys(speakers_module.VOICES, False)
     )
     monkeypatch.setattr("shutil.which", lambda name: f"/usr/bin/{name}")
-    assert main(["data", "synth", "--out", str(tmp_path / "c")]) == 2
+    assert console(["data", "synth", "--out", str(tmp_path / "c")]) == 2
     err = capsys.readouterr().err
+    assert err.splitlines()[-1].startswith("learn2diss data synth: error: ") and "Traceback" not in err
     assert "install-demo-debs.sh" in err and "mbrola-us1" in err
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from learn2diss.data.audio import read_audio
+from learn2diss.errors import InputError
 
 IGNORE = -100  # frame label of padding (torch's cross-entropy ignore_index)
 
@@ -99,14 +100,14 @@ class SecondsBatchSampler:
         self.lengths = np.asarray(lengths, dtype=np.int64)
         self.indices = np.asarray(indices, dtype=np.int64)
         if len(self.indices) == 0:
-            raise ValueError("no utterance is long enough to train on (see data.min_utterance_seconds)")
+            raise InputError("no utterance is long enough to train on (see data.min_utterance_seconds)")
         if int(self.lengths[self.indices].max()) > max_batch_samples:
-            raise ValueError("an utterance is longer than the batch budget: lower data.max_utterance_seconds")
+            raise InputError("an utterance is longer than the batch budget: lower data.max_utterance_seconds")
         self.max_batch_samples = max_batch_samples
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.start = start
         if len(self.epoch_batches(0)) == 0:
-            raise ValueError(f"{len(self.indices)} utterances make fewer batches than the {world_size} processes")
+            raise InputError(f"{len(self.indices)} utterances make fewer batches than the {world_size} processes")
 
     def epoch_batches(self, epoch: int) -> list[list[int]]:
         """This rank's batches of ``epoch``: length-sorted groups (random ties), in random order."""
@@ -172,7 +173,7 @@ class UtteranceDataset(torch.utils.data.Dataset):
         """
         utt, epoch, batch = key
         if len(wav) != self.samples[utt]:
-            raise ValueError(f"{self.paths[utt]}: {len(wav)} samples, the manifest says {self.samples[utt]}; "
+            raise InputError(f"{self.paths[utt]}: {len(wav)} samples, the manifest says {self.samples[utt]}; "
                              "rebuild the manifest")
         offset = 0
         if len(wav) > self.max_samples:
@@ -184,7 +185,7 @@ class UtteranceDataset(torch.utils.data.Dataset):
             labels = np.asarray(self.frame_labels[utt] if frame_labels is None else frame_labels)
             expected = frames_for_samples(int(self.samples[utt]), self.conv_layers)
             if len(labels) != expected:
-                raise ValueError(f"{self.paths[utt]}: {len(labels)} frame labels for {expected} frames; "
+                raise InputError(f"{self.paths[utt]}: {len(labels)} frame labels for {expected} frames; "
                                  "the frame targets were made for another manifest or model")
             first = offset // self.stride
             item["frame_labels"] = labels[first : first + frames_for_samples(len(wav), self.conv_layers)]

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from learn2diss.data.audio import AudioError, audio_info, read_audio
+from learn2diss.errors import InputError, MissingInputError
 from learn2diss.io import atomic_path, read_text
 
 __all__ = ["Manifest", "scan_librispeech", "build_manifest", "write_manifest", "read_manifest", "resolve_manifest"]
@@ -68,10 +69,10 @@ def scan_librispeech(root: str | Path, subsets: Iterable[str]) -> list[tuple[Pat
     for subset in subsets:
         folder = root / subset
         if not folder.is_dir():
-            raise FileNotFoundError(f"{folder}: subset folder not found (expected ROOT/SUBSET/SPEAKER/CHAPTER/*.flac)")
+            raise MissingInputError(f"{folder}: subset folder not found (expected ROOT/SUBSET/SPEAKER/CHAPTER/*.flac)")
         files = sorted([*folder.glob("*/*/*.flac"), *folder.glob("*/*/*.wav")])
         if not files:
-            raise FileNotFoundError(f"{folder}: no FLAC (or WAV) files in SPEAKER/CHAPTER/ sub-folders")
+            raise MissingInputError(f"{folder}: no FLAC (or WAV) files in SPEAKER/CHAPTER/ sub-folders")
         found += [(f, f.parent.parent.name) for f in files]
     return found
 
@@ -133,20 +134,20 @@ def read_manifest(path: str | Path) -> Manifest:
     """Read a manifest TSV (or a directory holding ``train.tsv``); errors name the file and line."""
     path = resolve_manifest(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: manifest not found; make one with `learn2diss data manifest`")
+        raise MissingInputError(f"{path}: manifest not found; make one with `learn2diss data manifest`")
     paths, samples, speakers = [], [], []
     reader = csv.reader(io.StringIO(read_text(path, "manifest"), newline=""), delimiter="\t")
     header = next(reader, None)
     if header is None or tuple(header) != COLUMNS:
-        raise ValueError(f"{path}: expected the header {list(COLUMNS)} (tab-separated), got {header!r}")
+        raise InputError(f"{path}: expected the header {list(COLUMNS)} (tab-separated), got {header!r}")
     for line, row in enumerate(reader, start=2):
         if len(row) != 3 or not row[1].isdigit():
-            raise ValueError(f"{path}:{line}: expected 'path<TAB>samples<TAB>speaker', got {row!r}")
+            raise InputError(f"{path}:{line}: expected 'path<TAB>samples<TAB>speaker', got {row!r}")
         paths.append(row[0])
         samples.append(int(row[1]))
         speakers.append(row[2])
     if not paths:
-        raise ValueError(f"{path}: the manifest has no utterances")
+        raise InputError(f"{path}: the manifest has no utterances")
     return Manifest(paths, np.asarray(samples, dtype=np.int64), speakers, str(path))
 
 

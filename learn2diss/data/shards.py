@@ -274,11 +274,11 @@ class ShardStream(torch.utils.data.IterableDataset):
         self.usable = np.zeros(len(self.lengths), dtype=bool)
         self.usable[np.asarray(indices, dtype=np.int64)] = True
         if int(self.lengths[self.usable].max()) > max_batch_samples:
-            raise ValueError("an utterance is longer than the batch budget: lower data.max_utterance_seconds")
+            raise ShardError("an utterance is longer than the batch budget: lower data.max_utterance_seconds")
         self.max_batch_samples, self.seed, self.shuffle_buffer = max_batch_samples, seed, shuffle_buffer
         self.rank, self.world_size, self.workers = rank, world_size, max(num_workers, 1)
         if start[1] % self.workers:
-            raise ValueError(f"start index {start[1]} is not a multiple of the {self.workers} data workers")
+            raise ShardError(f"start index {start[1]} is not a multiple of the {self.workers} data workers")
         self.start = start
         self.use_frames = index.frame_targets is not None and dataset.frame_labels is not None
         self.use_utt = index.utt_targets is not None and dataset.utt_labels is not None

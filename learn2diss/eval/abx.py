@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from learn2diss.errors import InputError, MissingInputError
 from learn2diss.io import load_npy
 
 FRAME_SHIFT_S = 0.02  # 50 Hz: HuBERT / WavLM frame rate (conv stride 320 at 16 kHz)
@@ -60,14 +61,14 @@ class AbxSettings:
 
     def __post_init__(self) -> None:
         if self.distance not in DISTANCES:
-            raise ValueError(f"unknown ABX distance {self.distance!r}; choose from {sorted(DISTANCES)}")
+            raise InputError(f"unknown ABX distance {self.distance!r}; choose from {sorted(DISTANCES)}")
         for mode in self.speaker_modes:
             if mode not in ("within", "across"):
-                raise ValueError(f"unknown ABX speaker mode {mode!r}; choose within or across")
+                raise InputError(f"unknown ABX speaker mode {mode!r}; choose within or across")
         if self.context_mode not in ("within", "any"):
-            raise ValueError(f"unknown ABX context mode {self.context_mode!r}; choose within or any")
+            raise InputError(f"unknown ABX context mode {self.context_mode!r}; choose within or any")
         if not self.frame_shift > 0:
-            raise ValueError(f"ABX frame shift must be positive, got {self.frame_shift}")
+            raise InputError(f"ABX frame shift must be positive, got {self.frame_shift}")
 
 
 @dataclass(frozen=True)
@@ -87,26 +88,26 @@ def read_item_file(path: str | os.PathLike[str]) -> list[AbxItem]:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"ABX item file not found: {path}")
+        raise MissingInputError(f"ABX item file not found: {path}")
     lines = path.read_text(encoding="utf-8").splitlines()
     if not lines:
-        raise ValueError(f"{path}: empty ABX item file")
+        raise InputError(f"{path}: empty ABX item file")
     items = []
     for line_no, line in enumerate(lines[1:], start=2):
         if not line.strip():
             continue
         parts = line.split()
         if len(parts) != len(ITEM_COLUMNS):
-            raise ValueError(f"{path}:{line_no}: expected 7 columns {' '.join(ITEM_COLUMNS)}, found {len(parts)}")
+            raise InputError(f"{path}:{line_no}: expected 7 columns {' '.join(ITEM_COLUMNS)}, found {len(parts)}")
         try:
             onset, offset = float(parts[1]), float(parts[2])
         except ValueError as error:
-            raise ValueError(f"{path}:{line_no}: onset/offset {parts[1]!r} {parts[2]!r} are not numbers") from error
+            raise InputError(f"{path}:{line_no}: onset/offset {parts[1]!r} {parts[2]!r} are not numbers") from error
         if not 0 <= onset < offset:
-            raise ValueError(f"{path}:{line_no}: need 0 <= onset < offset, got {onset} {offset}")
+            raise InputError(f"{path}:{line_no}: need 0 <= onset < offset, got {onset} {offset}")
         items.append(AbxItem(parts[0], onset, offset, parts[3], parts[4], parts[5], parts[6]))
     if not items:
-        raise ValueError(f"{path}: no items after the header line")
+        raise InputError(f"{path}: no items after the header line")
     return items
 
 
@@ -128,7 +129,7 @@ def check_features(features_dir: str | os.PathLike[str], items: Sequence[AbxItem
     """Check that every utterance of the item file has a finite 2-D feature file long enough for its items."""
     folder = Path(features_dir)
     if not folder.is_dir():
-        raise FileNotFoundError(f"ABX features folder not found: {folder}")
+        raise MissingInputError(f"ABX features folder not found: {folder}")
     needed: dict[str, int] = {}
     for item in items:
         needed[item.file] = max(needed.get(item.file, 0), item_frames(item.onset, item.offset, settings.frame_shift)[1])
@@ -136,20 +137,20 @@ def check_features(features_dir: str | os.PathLike[str], items: Sequence[AbxItem
     missing = sorted(set(needed) - set(available))
     if missing:
         shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"{len(missing)} utterance(s) of the item file have no {settings.extension} feature file in {folder}: {shown}"
         )
     for name, frames in needed.items():
         array = load_npy(available[name], mmap=True)  # an object array or a damaged file is an error naming it
         if array.ndim != 2:
-            raise ValueError(f"{available[name]}: features must be 2-D (frames, dim), got shape {array.shape}")
+            raise InputError(f"{available[name]}: features must be 2-D (frames, dim), got shape {array.shape}")
         if array.shape[0] < frames:
-            raise ValueError(
+            raise InputError(
                 f"{available[name]}: {array.shape[0]} frames but the item file needs {frames} at a "
                 f"{settings.frame_shift} s frame shift (wrong frame rate?)"
             )
         if not np.isfinite(array).all():
-            raise ValueError(f"{available[name]}: features contain NaN or infinite values")
+            raise InputError(f"{available[name]}: features contain NaN or infinite values")
 
 
 def score_abx(
@@ -179,6 +180,6 @@ def score_abx(
     for entry in raw:
         error = 100.0 * float(entry["score"])
         if not math.isfinite(error):
-            raise ValueError(f"ABX score is {error} for {features_dir}: features contain NaN or infinite values?")
+            raise InputError(f"ABX score is {error} for {features_dir}: features contain NaN or infinite values?")
         scores.append(AbxScore(entry["abx-s-condition"], entry["abx-c-condition"], error))
     return scores

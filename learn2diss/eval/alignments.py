@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from learn2diss.errors import InputError, MissingInputError
+
 FORMATS = ("auto", "segments", "frames")
 _STRESS = re.compile(r"(?<=[A-Za-z])[0-9]$")
 
@@ -62,7 +64,7 @@ def _detect_format(path: Path, first: list[str]) -> str:
                 return "segments"
     if len(first) >= 2:
         return "frames"
-    raise ValueError(f"{path}: cannot tell the alignment format from its first line {' '.join(first)!r}")
+    raise InputError(f"{path}: cannot tell the alignment format from its first line {' '.join(first)!r}")
 
 
 def read_alignments(
@@ -78,18 +80,18 @@ def read_alignments(
     """
     path = Path(path)
     if fmt not in FORMATS:
-        raise ValueError(f"unknown alignment format {fmt!r}; choose from {FORMATS}")
+        raise InputError(f"unknown alignment format {fmt!r}; choose from {FORMATS}")
     if not path.is_file():
-        raise FileNotFoundError(f"alignment file not found: {path}")
+        raise MissingInputError(f"alignment file not found: {path}")
     lines = [line.split() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if not lines:
-        raise ValueError(f"{path}: empty alignment file")
+        raise InputError(f"{path}: empty alignment file")
     if fmt == "auto":
         fmt = _detect_format(path, lines[0])
     clean = strip_stress if remove_stress else (lambda phone: phone)
     if fmt == "frames":
         if not label_rate or label_rate <= 0:
-            raise ValueError(f"{path}: a per-frame label file needs --label-rate (frames per second, e.g. 100 or 50)")
+            raise InputError(f"{path}: a per-frame label file needs --label-rate (frames per second, e.g. 100 or 50)")
         return {parts[0]: _frames_to_segments(parts[1:], label_rate, clean) for parts in lines}
     return _read_segments(path, lines, clean)
 
@@ -105,15 +107,15 @@ def _read_segments(path: Path, lines: list[list[str]], clean) -> dict[str, Phone
     segments: dict[str, list[tuple[float, float, str]]] = {}
     for line_no, parts in enumerate(lines, start=1):
         if len(parts) != 4:
-            raise ValueError(f"{path}:{line_no}: expected 4 columns 'utt_id start end phone', found {len(parts)}")
+            raise InputError(f"{path}:{line_no}: expected 4 columns 'utt_id start end phone', found {len(parts)}")
         try:
             start, end = float(parts[1]), float(parts[2])
         except ValueError as error:
             if line_no == 1:
                 continue  # header
-            raise ValueError(f"{path}:{line_no}: start/end {parts[1]!r} {parts[2]!r} are not numbers") from error
+            raise InputError(f"{path}:{line_no}: start/end {parts[1]!r} {parts[2]!r} are not numbers") from error
         if not 0 <= start < end:
-            raise ValueError(f"{path}:{line_no}: need 0 <= start < end, got {start} {end}")
+            raise InputError(f"{path}:{line_no}: need 0 <= start < end, got {start} {end}")
         segments.setdefault(parts[0], []).append((start, end, clean(parts[3])))
     out = {}
     for utt, entries in segments.items():

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from learn2diss import __version__
+from learn2diss.errors import InputError, MissingInputError
 from learn2diss.io import FileReadError, load_npy, locked, read_json, save_npy, write_json
 
 AUDIO_EXTENSIONS = (".flac", ".wav")
@@ -52,15 +53,15 @@ class FeatureSpec:
     def parse(cls, text: str) -> FeatureSpec:
         stream, sep, layer = text.partition(":")
         if not sep or stream not in ("frame", "utt"):
-            raise ValueError(f"--features {text!r}: expected frame:last|frame:N|frame:mean|utt:N|utt:embedding")
+            raise InputError(f"--features {text!r}: expected frame:last|frame:N|frame:mean|utt:N|utt:embedding")
         if layer.isdigit():
             value: int | str = int(layer)
             if stream == "utt" and value < 1:
-                raise ValueError(f"--features {text!r}: utterance layers are numbered from 1 (z^1 .. z^(L-1))")
+                raise InputError(f"--features {text!r}: utterance layers are numbered from 1 (z^1 .. z^(L-1))")
             return cls(stream, value)
         allowed = ("last", "mean") if stream == "frame" else ("embedding",)
         if layer not in allowed:
-            raise ValueError(f"--features {text!r}: after '{stream}:' use a layer number or one of {allowed}")
+            raise InputError(f"--features {text!r}: after '{stream}:' use a layer number or one of {allowed}")
         return cls(stream, layer)
 
     def __str__(self) -> str:
@@ -78,7 +79,7 @@ class FeatureSpec:
                 return output.utt_embedding[0]
             layers = output.utt_hidden_states
             if self.layer > len(layers):
-                raise ValueError(f"--features {self}: the utterance encoder has layers 1..{len(layers)}")
+                raise InputError(f"--features {self}: the utterance encoder has layers 1..{len(layers)}")
             return output.utt_hidden_states[self.layer - 1][0]
         states = output.frame_hidden_states
         if self.layer == "last":
@@ -86,7 +87,7 @@ class FeatureSpec:
         if self.layer == "mean":
             return sum(states[-num_trainable_layers:])[0] / num_trainable_layers
         if self.layer >= len(states):
-            raise ValueError(f"--features {self}: the frame path has hidden states 0..{len(states) - 1}")
+            raise InputError(f"--features {self}: the frame path has hidden states 0..{len(states) - 1}")
         return states[self.layer][0]
 
 
@@ -98,17 +99,17 @@ def find_audio(folder: str | os.PathLike[str], utterances: Iterable[str] | None 
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"audio folder not found: {folder}")
+        raise MissingInputError(f"audio folder not found: {folder}")
     found = {p.stem: p for ext in AUDIO_EXTENSIONS for p in sorted(folder.rglob(f"*{ext}"))}
     if not found:
-        raise FileNotFoundError(f"no {'/'.join(AUDIO_EXTENSIONS)} files under {folder}")
+        raise MissingInputError(f"no {'/'.join(AUDIO_EXTENSIONS)} files under {folder}")
     if utterances is None:
         return found
     wanted = list(dict.fromkeys(utterances))
     missing = [u for u in wanted if u not in found]
     if missing:
         shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
-        raise FileNotFoundError(f"{len(missing)} utterance(s) have no audio file under {folder}: {shown}")
+        raise MissingInputError(f"{len(missing)} utterance(s) have no audio file under {folder}: {shown}")
     return {u: found[u] for u in wanted}
 
 
@@ -212,7 +213,7 @@ def extract_features(
                     try:
                         output = model(wav)
                     except ValueError as err:
-                        raise ValueError(f"{audio[utt]}: {err}") from None
+                        raise InputError(f"{audio[utt]}: {err}") from None
                     frames = int(output.frame_lengths[0])
                     for spec in specs:
                         array = spec.select(output, trainable).float().cpu().numpy()
@@ -236,7 +237,7 @@ def load_features(folder: str | os.PathLike[str], utterances: Iterable[str]) -> 
     for utt in utterances:
         path = folder / f"{utt}.npy"
         if not path.is_file():
-            raise FileNotFoundError(f"feature file missing: {path}")
+            raise MissingInputError(f"feature file missing: {path}")
         out[utt] = load_npy(path, mmap=True)
     return out
 

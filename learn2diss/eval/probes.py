@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from learn2diss.errors import InputError
 from learn2diss.eval.purity import aligned_frames
 
 
@@ -23,7 +24,7 @@ def speaker_stratified_split(
 ) -> tuple[list[str], list[str]]:
     """Hold out ``test_fraction`` of each speaker's utterances (at least one when the speaker has two or more)."""
     if not 0 < test_fraction < 1:
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+        raise InputError(f"test_fraction must be in (0, 1), got {test_fraction}")
     rng = np.random.default_rng(seed)
     by_speaker: dict[str, list[str]] = {}
     for utt in utterances:
@@ -36,7 +37,7 @@ def speaker_stratified_split(
         test += utts[:n_test]
         train += utts[n_test:]
     if not test:
-        raise ValueError("no held-out utterances: every speaker has a single utterance")
+        raise InputError("no held-out utterances: every speaker has a single utterance")
     return train, test
 
 
@@ -85,7 +86,7 @@ def linear_probe_accuracy(
     train_y, test_y = np.asarray(train_y), np.asarray(test_y)
     classes, codes = np.unique(train_y, return_inverse=True)
     if len(classes) < 2:
-        raise ValueError("a probe needs at least two classes in its training set")
+        raise InputError("a probe needs at least two classes in its training set")
     train_x = np.asarray(train_x, dtype=np.float64)
     mean, std = train_x.mean(0), train_x.std(0)
     std[std == 0] = 1.0

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from learn2diss.errors import InputError
+
 log = logging.getLogger(__name__)
 
 
@@ -52,7 +54,7 @@ def pnmi(p_xy: np.ndarray) -> float:
     p = p_y[p_y > 0]
     entropy = float(-(p * np.log(p)).sum())
     if entropy == 0:
-        raise ValueError("PNMI is undefined when every frame has the same phone (H(y) = 0)")
+        raise InputError("PNMI is undefined when every frame has the same phone (H(y) = 0)")
     return mutual / entropy
 
 
@@ -84,7 +86,7 @@ def fit_kmeans(x: np.ndarray, k: int, max_points: int, seed: int, niter: int = 2
     rng = np.random.default_rng(seed)
     x = np.ascontiguousarray(x, dtype=np.float32)
     if not np.isfinite(x).all():
-        raise ValueError("features contain NaN or infinite values; cannot run k-means")
+        raise InputError("features contain NaN or infinite values; cannot run k-means")
     fit = x if len(x) <= max_points else x[rng.choice(len(x), size=max_points, replace=False)]
     if k > len(fit):
         log.warning("k-means: %d clusters requested but only %d points; using %d clusters", k, len(fit), len(fit))
@@ -136,7 +138,7 @@ def frame_phone_scores(
     """
     x, y = aligned_frames(features, labels)
     if len(x) == 0:
-        raise ValueError("no aligned frames: do the alignment utterance ids match the audio?")
+        raise InputError("no aligned frames: do the alignment utterance ids match the audio?")
     ref, _ = encode_labels(y)
     kmeans, used_k = fit_kmeans(x, k, fit_frames, seed, niter)
     p_xy = joint_distribution(ref, assign(kmeans, x))

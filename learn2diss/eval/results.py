@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from learn2diss.errors import MissingInputError
 from learn2diss.io import FileReadError, locked, read_text, write_text
 
 # Columns of every results CSV, in order. ``KEY_COLUMNS`` identify a row.
@@ -76,7 +77,7 @@ def checkpoint_digest(path: str | os.PathLike[str]) -> str:
     if target.is_dir():
         target = target / "model.safetensors"
     if not target.is_file():
-        raise FileNotFoundError(f"checkpoint weights not found: {target}")
+        raise MissingInputError(f"checkpoint weights not found: {target}")
     digest = hashlib.sha256()
     try:
         with open(target, "rb") as handle:
@@ -155,7 +156,7 @@ def read_results_dir(folder: str | os.PathLike[str]) -> list[ResultRow]:
     """All rows of every ``*.csv`` results file in ``folder`` (files with another schema are an error)."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"results folder not found: {folder}")
+        raise MissingInputError(f"results folder not found: {folder}")
     rows: list[ResultRow] = []
     for path in sorted(folder.glob("*.csv")):
         rows.extend(read_rows(path))

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from learn2diss.errors import InputError
 from learn2diss.eval.results import ResultRow, read_results_dir, write_atomic
 
 PAPER_FILE = "paper_results.csv"
@@ -313,7 +314,7 @@ def resolve_names(names: Sequence[str]) -> list[str]:
         ids = GROUPS.get(name, (name,))
         for table_id in ids:
             if table_id not in TABLES:
-                raise ValueError(f"unknown table {name!r}; choose from {sorted(TABLES)} or groups {sorted(GROUPS)}")
+                raise InputError(f"unknown table {name!r}; choose from {sorted(TABLES)} or groups {sorted(GROUPS)}")
             if table_id not in out:
                 out.append(table_id)
     return out

@@ -29,6 +29,7 @@ from learn2diss.data.synth.alignment import SAMPLE_RATE
 from learn2diss.data.synth.backends import Result
 from learn2diss.data.synth.plan import Utterance, used_splits
 from learn2diss.data.synth.speakers import VOICES, Speaker
+from learn2diss.errors import InputError, MissingInputError, OutputExistsError
 
 CHUNK_SIZE = 8  # utterances of one speaker per worker task (one festival process)
 BUILD_DIR = ".build"  # resumable state; removed when the corpus is complete
@@ -103,17 +104,17 @@ def settings_of(args: argparse.Namespace, speakers: list[Speaker], test_speakers
 
 def check_arguments(args: argparse.Namespace) -> None:
     if args.speakers < 2:
-        raise ValueError(f"--speakers must be at least 2 (got {args.speakers})")
+        raise InputError(f"--speakers must be at least 2 (got {args.speakers})")
     if not 0 <= args.shared <= args.utts or args.utts < 1:
-        raise ValueError(
+        raise InputError(
             f"need 1 <= --utts and 0 <= --shared <= --utts (got {args.utts}, {args.shared})"
         )
     if not 0 <= args.dev_fraction < 1 or not 0 <= args.channel_augment <= 1:
-        raise ValueError("--dev-fraction must be in [0, 1) and --channel-augment in [0, 1]")
+        raise InputError("--dev-fraction must be in [0, 1) and --channel-augment in [0, 1]")
     if args.val_speakers < 0:
-        raise ValueError(f"--val-speakers must be at least 0 (got {args.val_speakers})")
+        raise InputError(f"--val-speakers must be at least 0 (got {args.val_speakers})")
     if args.jobs < 1:
-        raise ValueError(f"--jobs must be at least 1 (got {args.jobs})")
+        raise InputError(f"--jobs must be at least 1 (got {args.jobs})")
 
 
 def prepare_out_dir(out: Path, fingerprint: str, overwrite: bool) -> bool:
@@ -127,7 +128,7 @@ def prepare_out_dir(out: Path, fingerprint: str, overwrite: bool) -> bool:
     if out.exists() and any(out.iterdir()):
         if not (ours and overwrite):
             hint = "pass --overwrite to replace it" if ours else "choose an empty or new folder"
-            raise FileExistsError(
+            raise OutputExistsError(
                 f"{out} is not empty and holds no corpus with these settings; {hint}"
             )
         shutil.rmtree(out)
@@ -243,12 +244,12 @@ def build(args: argparse.Namespace) -> dict:
 
     check_arguments(args)
     if not shutil.which("sox"):
-        raise FileNotFoundError(f"sox is not installed; {INSTALL_HINT}")
+        raise MissingInputError(f"sox is not installed; {INSTALL_HINT}")
     speakers, warnings = select_speakers(args.speakers, available_voices())
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if len(speakers) < 2:
-        raise RuntimeError(
+        raise MissingInputError(
             f"fewer than 2 speakers can be synthesised: the synthesisers are missing; {INSTALL_HINT}"
         )
     test_speakers = (
@@ -257,7 +258,7 @@ def build(args: argparse.Namespace) -> dict:
         else default_test_speakers(len(speakers))
     )
     if not 1 <= test_speakers < len(speakers):
-        raise ValueError(
+        raise InputError(
             f"--test-speakers must be in [1, {len(speakers) - 1}] (got {test_speakers})"
         )
     settings = settings_of(args, speakers, test_speakers)
@@ -301,10 +302,6 @@ def print_summary(summary: dict, out: Path, wall: float) -> None:
 
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
-    try:
-        summary = build(args)
-    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    summary = build(args)
     print_summary(summary, args.out, time.perf_counter() - start)
     return 0

@@ -14,6 +14,7 @@ import numpy as np
 from learn2diss.data.synth.backends import Job
 from learn2diss.data.synth.speakers import Speaker
 from learn2diss.data.synth.text import transcript
+from learn2diss.errors import InputError
 
 SPLITS = ("train", "dev", "val", "test")  # val: unseen validation speakers (--val-speakers)
 SHARED_CHAPTER = 1  # sentences read by every speaker; utterance n is the same sentence for all
@@ -69,7 +70,7 @@ def choose_val_speakers(speakers: list[Speaker], test_ids: set[int], count: int,
         return set()
     others = [s for s in speakers if s.speaker_id not in test_ids]
     if not 1 <= count < len(others):
-        raise ValueError(f"--val-speakers {count}: need at least one training speaker among the {len(others)} "
+        raise InputError(f"--val-speakers {count}: need at least one training speaker among the {len(others)} "
                          "non-test speakers")
     return choose_test_speakers(others, count, np.random.default_rng([seed, 3]))
 
@@ -114,7 +115,7 @@ def make_plan(
     own = utts - shared
     needed = shared + own * len(speakers)
     if needed > len(sentences):
-        raise ValueError(
+        raise InputError(
             f"the plan needs {needed} sentences but only {len(sentences)} are available"
         )
     rng = np.random.default_rng(seed)

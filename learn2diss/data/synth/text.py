@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from learn2diss.errors import MissingInputError
+
 WORDNET_DIR = Path("/usr/share/wordnet")
 WORDNET_FILES = ("data.noun", "data.verb", "data.adj", "data.adv")
 
@@ -49,7 +51,7 @@ def wordnet_sentences(wordnet_dir: Path = WORDNET_DIR) -> list[str]:
     """All clean WordNet example sentences, unique by transcript, in a fixed (sorted) order."""
     missing = [name for name in WORDNET_FILES if not (wordnet_dir / name).is_file()]
     if missing:
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"WordNet data files {missing} not found in {wordnet_dir}; install the Debian package "
             "wordnet-base (bash scripts/install-demo-debs.sh)"
         )

@@ -20,6 +20,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from learn2diss.errors import MissingInputError, UsageError
 from learn2diss.eval.commands.common import add_model_arguments, open_source
 
 ZR2021_SETS = ("dev-clean", "dev-other", "test-clean", "test-other")
@@ -53,7 +54,7 @@ def _zr2021_jobs(root: Path, sets: list[str]) -> list[tuple[str, Path, Path]]:
         candidates = [folder / f"{name}.item", root / "phonetic" / f"{name}.item"]
         item = next((c for c in candidates if c.is_file()), None)
         if not folder.is_dir() or item is None:
-            raise FileNotFoundError(
+            raise MissingInputError(
                 f"ZeroSpeech 2021 set {name}: need the folder {folder} and the item file {candidates[0]}; "
                 "restrict the sets with --sets (e.g. --sets dev-clean dev-other)")
         jobs.append((name, item, folder))
@@ -70,10 +71,10 @@ def run(args: argparse.Namespace) -> int:
     elif args.item:
         jobs = [(args.dataset or args.item.stem, args.item, args.audio)]
     else:
-        raise SystemExit("give --item FILE (with --audio DIR or --features-dir DIR) or --zr2021 ROOT")
+        raise UsageError("give --item FILE (with --audio DIR or --features-dir DIR) or --zr2021 ROOT")
     spec = FeatureSpec.parse(args.features)
     if not spec.per_frame:
-        raise SystemExit(f"--features {spec}: ABX needs per-frame features, not the pooled utterance embedding")
+        raise UsageError(f"--features {spec}: ABX needs per-frame features, not the pooled utterance embedding")
     modes = ("within", "across") if args.speaker_mode == "all" else (args.speaker_mode,)
     settings = AbxSettings(frame_shift=args.frame_shift, distance=args.distance, speaker_modes=modes,
                            context_mode=args.context_mode, max_size_group=args.max_size_group,
@@ -83,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     for dataset, item, audio_dir in jobs:
         if source.model is not None:
             if audio_dir is None:
-                raise SystemExit("--ckpt needs --audio DIR with the item file's utterances")
+                raise UsageError("--ckpt needs --audio DIR with the item file's utterances")
             utterances = sorted({it.file for it in read_item_file(item)})
             folder = source.feature_dir(args.work_dir, dataset, str(spec))
             extract_features(source.model, find_audio(audio_dir, utterances), [spec], {str(spec): folder},

@@ -6,6 +6,8 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
+from learn2diss.errors import InputError, UsageError
+
 
 def add_model_arguments(parser: argparse.ArgumentParser, features_default: str | None) -> None:
     """``--ckpt`` (or ``--features-dir`` for precomputed features), naming and output options."""
@@ -99,7 +101,7 @@ def read_speakers(path: Path | None, utterances: list[str]) -> dict[str, str]:
         mapping = {parts[0]: parts[1] for parts in lines if len(parts) >= 2}
     missing = [u for u in utterances if u not in mapping]
     if missing:
-        raise ValueError(f"{path}: no speaker for {len(missing)} utterance(s), e.g. {', '.join(missing[:3])}")
+        raise InputError(f"{path}: no speaker for {len(missing)} utterance(s), e.g. {', '.join(missing[:3])}")
     return {u: mapping[u] for u in utterances}
 
 
@@ -111,7 +113,7 @@ def prepare_features(source: ModelSource, args: argparse.Namespace, dataset: str
     if source.model is None:
         return {str(spec): args.features_dir for spec in specs}
     if args.audio is None:
-        raise SystemExit("--ckpt needs --audio DIR with the utterances to extract")
+        raise UsageError("--ckpt needs --audio DIR with the utterances to extract")
     folders = {str(spec): source.feature_dir(args.work_dir, dataset, str(spec)) for spec in specs}
     extract_features(source.model, find_audio(args.audio, utterances), specs, folders, device=source.device,
                      key={"dataset": dataset})

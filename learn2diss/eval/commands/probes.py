@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from learn2diss.errors import UsageError
 from learn2diss.eval.commands.common import (
     add_corpus_arguments,
     add_model_arguments,
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
                                  FeatureSpec.parse(args.utterance_frame_features))
     for name, (_, per_frame) in encoders.items():
         if not per_frame.per_frame:
-            raise SystemExit(f"{name} phone probe: {per_frame} is not a per-frame representation")
+            raise UsageError(f"{name} phone probe: {per_frame} is not a per-frame representation")
     specs = list(dict.fromkeys(spec for pair in encoders.values() for spec in pair))
     folders = prepare_features(source, args, dataset, utterances, specs)
     train, test = speaker_stratified_split(utterances, speakers, args.test_fraction, args.seed)

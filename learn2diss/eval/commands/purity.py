@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from learn2diss.errors import UsageError
 from learn2diss.eval.commands.common import (
     add_corpus_arguments,
     add_model_arguments,
@@ -51,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
 
     frame_spec = FeatureSpec.parse(args.features)
     if not frame_spec.per_frame:
-        raise SystemExit(f"--features {frame_spec}: phone purity needs per-frame features")
+        raise UsageError(f"--features {frame_spec}: phone purity needs per-frame features")
     utt_spec = FeatureSpec.parse(args.utt_features)
     alignments = read_alignments(args.alignments, args.alignment_format, args.label_rate)
     utterances = sorted(alignments)[: args.max_utterances]
