@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from learn2diss.data.audio import AudioError, read_audio
+from learn2diss.errors import MissingInputError
 
 SAMPLE_RATE = 16_000
 _PYTHON_EFFECTS = {"channels", "rate", "gain"}
@@ -86,7 +87,7 @@ def _sox(path: str | Path, effects: Sequence[Sequence[str]]) -> np.ndarray:
 
     program = shutil.which("sox")
     if program is None:
-        raise RuntimeError(f"the sox effects {[e[0] for e in effects]} need the `sox` program "
+        raise MissingInputError(f"the sox effects {[e[0] for e in effects]} need the `sox` program "
                            "(Debian/Ubuntu: apt-get install sox)")
     command = [program, "-V1", str(path), "-t", "wav", "-e", "floating-point", "-b", "32", "-",
                *(str(part) for effect in effects for part in effect)]
@@ -119,7 +120,7 @@ def _missing(module: str) -> bool:
 
 class _CatalystMissing:
     def __init__(self, *args: object, **kwargs: object) -> None:
-        raise RuntimeError("KS under torchrun needs catalyst's DistributedSamplerWrapper: pip install catalyst "
+        raise MissingInputError("KS under torchrun needs catalyst's DistributedSamplerWrapper: pip install catalyst "
                            "(single-process runs do not use it)")
 
 

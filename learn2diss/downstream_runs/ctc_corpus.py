@@ -15,6 +15,8 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
+from learn2diss.errors import InputError, MissingInputError
+
 
 class _BucketDataset(Dataset):
     def __init__(self, items: list[tuple[Path, list[int]]], bucket_size: int, ascending: bool) -> None:
@@ -65,15 +67,15 @@ class LibriPhoneDataset(_BucketDataset):
             folder = Path(path) / name
             audio = sorted(folder.rglob("*.flac"))
             if not audio:
-                raise FileNotFoundError(f"no .flac files under {folder}")
+                raise MissingInputError(f"no .flac files under {folder}")
             transcripts = _librispeech_transcripts(folder)
             for file in audio:
                 if file.stem not in transcripts:
-                    raise FileNotFoundError(f"{file}: no transcript line {file.stem} in the chapter's .trans.txt")
+                    raise MissingInputError(f"{file}: no transcript line {file.stem} in the chapter's .trans.txt")
                 phones = []
                 for word in transcripts[file.stem].split():
                     if word not in words:
-                        raise KeyError(f"{file}: word {word!r} is in no lexicon file ({', '.join(map(str, lexicon))})")
+                        raise InputError(f"{file}: word {word!r} is in no lexicon file ({', '.join(map(str, lexicon))})")
                     phones += words[word]
                 items.append((file, tokenizer.encode(" ".join(phones))))
         super().__init__(items, bucket_size, ascending)
@@ -99,5 +101,5 @@ class SnipsDataset(_BucketDataset):
                 if file.stem in transcripts and any(file.stem.startswith(speaker) for speaker in speakers):
                     items.append((file, tokenizer.encode(transcripts[file.stem])))
             if not items:
-                raise FileNotFoundError(f"no labelled .wav of speakers {list(speakers)} under {folder}")
+                raise MissingInputError(f"no labelled .wav of speakers {list(speakers)} under {folder}")
         super().__init__(items, bucket_size, ascending)

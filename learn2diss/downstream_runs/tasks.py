@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from learn2diss.errors import InputError
 from learn2diss.upstream.expert import FRAME_TASKS, UTTERANCE_TASKS
 
 
@@ -96,7 +97,7 @@ def get_task(name: str) -> Task:
     """The task called ``name`` (case-insensitive); ValueError listing the tasks otherwise."""
     task = TASKS.get(name.lower())
     if task is None:
-        raise ValueError(f"unknown SUPERB task {name!r}; choose from {', '.join(TASKS)}")
+        raise InputError(f"unknown SUPERB task {name!r}; choose from {', '.join(TASKS)}")
     return task
 
 

@@ -13,6 +13,8 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
+from learn2diss.errors import InputError
+
 __all__ = ["DistributedContext", "setup_distributed", "barrier", "any_true", "teardown"]
 
 
@@ -37,7 +39,7 @@ def setup_distributed(device: str | None = None) -> DistributedContext:
     """Join the process group when launched by torchrun; pick the device (``cuda:LOCAL_RANK`` if CUDA is used)."""
     wanted = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if wanted.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was asked for but torch sees no CUDA device")
+        raise InputError("--device cuda was asked for but torch sees no CUDA device")
     if "RANK" not in os.environ:
         return DistributedContext(0, 0, 1, torch.device(wanted))
     rank, local_rank, world = (int(os.environ[k]) for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE"))

@@ -14,6 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from learn2diss.errors import MissingInputError
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", help="the --out folder of `learn2diss pretrain`")
@@ -41,7 +43,7 @@ def find_checkpoint(run_dir: Path, step: int | None = None, latest: bool = False
     if step is not None:
         path = ckpt_dir / f"step_{step:07d}.pt"
         if not path.is_file():
-            raise FileNotFoundError(f"{path} not found (kept: {sorted(p.name for p in ckpt_dir.glob('step_*.pt'))})")
+            raise MissingInputError(f"{path} not found (kept: {sorted(p.name for p in ckpt_dir.glob('step_*.pt'))})")
         return path, load_checkpoint(path)
     done = run_dir / "joint" / "done.json"
     if done.is_file() and not latest:
@@ -49,9 +51,9 @@ def find_checkpoint(run_dir: Path, step: int | None = None, latest: bool = False
         return path, load_checkpoint(path)
     found = latest_checkpoint(ckpt_dir)
     if found is None:
-        raise FileNotFoundError(f"{run_dir}: no joint-stage checkpoint; run `learn2diss pretrain` first")
+        raise MissingInputError(f"{run_dir}: no joint-stage checkpoint; run `learn2diss pretrain` first")
     if not latest:
-        raise FileNotFoundError(f"{run_dir}: the joint stage has not finished (latest checkpoint {found.name}); "
+        raise MissingInputError(f"{run_dir}: the joint stage has not finished (latest checkpoint {found.name}); "
                                 "pass --latest to export it anyway")
     return load_latest_checkpoint(ckpt_dir, lambda message: print(message, file=sys.stderr))
 

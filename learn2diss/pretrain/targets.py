@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from learn2diss import io as lio
+from learn2diss.errors import InputError
 from learn2diss.io import atomic_path
 
 __all__ = ["fit_kmeans", "assign", "knee_point", "plot_knee", "mfcc_features", "FrameLabels", "save_npy"]
@@ -34,7 +35,7 @@ def fit_kmeans(x: np.ndarray, k: int, iterations: int, seed: int) -> tuple[np.nd
 
     x = np.ascontiguousarray(x, dtype=np.float32)
     if len(x) < k:
-        raise ValueError(f"k-means with {k} clusters needs at least {k} points, got {len(x)}")
+        raise InputError(f"k-means with {k} clusters needs at least {k} points, got {len(x)}")
     # max_points_per_centroid: use the whole sample we were given (faiss would silently subsample to 256 k)
     kmeans = faiss.Kmeans(x.shape[1], k, niter=iterations, seed=seed, max_points_per_centroid=len(x) // k + 1,
                           verbose=False)

@@ -32,6 +32,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pad_sequence
 
+from learn2diss.errors import InputError
 from learn2diss.upstream.checkpoints import load_model
 from learn2diss.upstream.model import Features, Learn2Diss, UtteranceOutput
 
@@ -45,7 +46,7 @@ FEATURE_KEYS = (*FRAME_KEYS, *UTTERANCE_KEYS, "utt_embedding")
 def check_feature_key(key: str) -> str:
     """Return ``key`` if the expert outputs it; otherwise raise ValueError listing the valid keys."""
     if key not in FEATURE_KEYS:
-        raise ValueError(f"unknown upstream feature key -s {key!r}; learn2diss upstreams output: "
+        raise InputError(f"unknown upstream feature key -s {key!r}; learn2diss upstreams output: "
                          f"{', '.join(FEATURE_KEYS)}")
     return key
 
@@ -128,7 +129,7 @@ class UpstreamExpert(nn.Module):
     def __init__(self, ckpt: str | Path | None = None, model_config: str | None = None, **kwargs: object) -> None:
         super().__init__()
         if not ckpt:
-            raise ValueError("the learn2diss upstream needs a checkpoint directory: pass -k CKPT_DIR")
+            raise InputError("the learn2diss upstream needs a checkpoint directory: pass -k CKPT_DIR")
         self.checkpoint = str(ckpt)
         self.model = load_model(ckpt)
         self.model.eval()

@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from learn2diss.errors import InputError, MissingInputError
 from learn2diss.eval.ctc.vocab import normalize_text
 from learn2diss.eval.features import AUDIO_EXTENSIONS
 
@@ -39,11 +40,11 @@ def read_transcribed_folder(folder: str | os.PathLike[str]) -> list[LabelledUtte
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"labelled-speech folder not found: {folder}")
+        raise MissingInputError(f"labelled-speech folder not found: {folder}")
     out = []
     transcripts = sorted(folder.rglob("*.trans.txt"))
     if not transcripts:
-        raise FileNotFoundError(f"no LibriSpeech *.trans.txt transcripts under {folder}")
+        raise MissingInputError(f"no LibriSpeech *.trans.txt transcripts under {folder}")
     for trans in transcripts:
         for line_no, line in enumerate(trans.read_text(encoding="utf-8").splitlines(), start=1):
             if not line.strip():
@@ -52,11 +53,11 @@ def read_transcribed_folder(folder: str | os.PathLike[str]) -> list[LabelledUtte
             audio = next((trans.parent / f"{utt}{ext}" for ext in AUDIO_EXTENSIONS
                           if (trans.parent / f"{utt}{ext}").is_file()), None)
             if audio is None:
-                raise FileNotFoundError(f"{trans}:{line_no}: no audio {utt}.flac/.wav beside the transcript")
+                raise MissingInputError(f"{trans}:{line_no}: no audio {utt}.flac/.wav beside the transcript")
             try:
                 out.append(LabelledUtterance(utt, audio, normalize_text(text)))
             except ValueError as err:
-                raise ValueError(f"{trans}:{line_no}: {err}") from None
+                raise InputError(f"{trans}:{line_no}: {err}") from None
     return sorted(out, key=lambda u: u.utt_id)
 
 
@@ -69,7 +70,7 @@ def resolve_split(root: str | os.PathLike[str], name: str) -> list[Path]:
         candidates = [root / rel, root / "LibriSpeech" / rel]
         found = next((c for c in candidates if c.is_dir()), None)
         if found is None:
-            raise FileNotFoundError(f"split {name}: folder {candidates[0]} (or {candidates[1]}) not found")
+            raise MissingInputError(f"split {name}: folder {candidates[0]} (or {candidates[1]}) not found")
         folders.append(found)
     return folders
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from learn2diss.errors import InputError, MissingInputError
 from learn2diss.eval.ctc.lexicon import spelling
 from learn2diss.eval.ctc.vocab import BLANK, INDEX, TOKENS, WORD_BOUNDARY, greedy_decode
 
@@ -36,7 +37,7 @@ class DecodeConfig:
 
     def __post_init__(self) -> None:
         if self.beam < 1 or self.beam_size_token < 1:
-            raise ValueError(f"beam and beam_size_token must be >= 1, got {self.beam}, {self.beam_size_token}")
+            raise InputError(f"beam and beam_size_token must be >= 1, got {self.beam}, {self.beam_size_token}")
 
 
 class LexiconLMDecoder:
@@ -55,7 +56,7 @@ class LexiconLMDecoder:
 
         lm_path = Path(lm_path)
         if not lm_path.is_file():
-            raise FileNotFoundError(f"language model not found: {lm_path}")
+            raise MissingInputError(f"language model not found: {lm_path}")
         lexicon = {word: [spelling(word)] for word in words}
         lexicon[UNK] = []  # create_word_dict needs <unk> (flashlight looks it up by name)
         self.word_dict = create_word_dict(lexicon)
@@ -63,7 +64,7 @@ class LexiconLMDecoder:
         try:
             self.lm = KenLM(str(lm_path), self.word_dict)
         except Exception as err:  # KenLM raises its own C++ exception types
-            raise ValueError(f"{lm_path}: not a readable ARPA or KenLM binary language model ({err})") from None
+            raise InputError(f"{lm_path}: not a readable ARPA or KenLM binary language model ({err})") from None
         start = self.lm.start(False)
         self.trie = Trie(len(TOKENS), INDEX[WORD_BOUNDARY])
         for word, spellings in lexicon.items():
@@ -101,5 +102,5 @@ def word_error_rate(references: Sequence[str], hypotheses: Sequence[str]) -> flo
     import jiwer
 
     if not references:
-        raise ValueError("no utterances to score")
+        raise InputError("no utterances to score")
     return 100.0 * float(jiwer.wer(list(references), list(hypotheses)))

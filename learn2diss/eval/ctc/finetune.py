@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from learn2diss.errors import InputError
 from learn2diss.eval.ctc.config import FinetuneConfig
 from learn2diss.eval.ctc.data import LabelledUtterance
 from learn2diss.eval.ctc.vocab import INDEX, TOKENS, encode
@@ -169,7 +170,7 @@ def finetune(
             durations.append(samples)
             kept.append(utt)
     if not kept:
-        raise ValueError(f"no training utterance between {shortest} samples and {config.max_seconds} s")
+        raise InputError(f"no training utterance between {shortest} samples and {config.max_seconds} s")
     if len(kept) < len(train):
         log.warning("skipped %d training utterances outside [%d samples, %s s]", len(train) - len(kept), shortest,
                     config.max_seconds)

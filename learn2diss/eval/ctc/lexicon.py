@@ -11,6 +11,7 @@ import logging
 import os
 from pathlib import Path
 
+from learn2diss.errors import InputError, MissingInputError
 from learn2diss.eval.ctc.vocab import ALLOWED, WORD_BOUNDARY
 
 log = logging.getLogger(__name__)
@@ -20,7 +21,7 @@ def read_word_list(path: str | os.PathLike[str]) -> list[str]:
     """Distinct lower-case words of a word list, in file order."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"word list not found: {path}")
+        raise MissingInputError(f"word list not found: {path}")
     words: dict[str, None] = {}
     skipped = 0
     for line in path.read_text(encoding="utf-8").splitlines():
@@ -35,7 +36,7 @@ def read_word_list(path: str | os.PathLike[str]) -> list[str]:
     if skipped:
         log.warning("%s: skipped %d words with characters outside a-z and the apostrophe", path, skipped)
     if not words:
-        raise ValueError(f"{path}: no usable words")
+        raise InputError(f"{path}: no usable words")
     return list(words)
 
 

@@ -28,6 +28,7 @@ from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
+from learn2diss.errors import InputError
 from learn2diss.io import write_text
 
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
@@ -43,7 +44,7 @@ class NGramCounts:
 
     def __init__(self, order: int) -> None:
         if order < 1:
-            raise ValueError(f"n-gram order must be >= 1, got {order}")
+            raise InputError(f"n-gram order must be >= 1, got {order}")
         self.order = order
         self.grams: list[Counter[Gram]] = [Counter() for _ in range(order)]
         self.context_total: Counter[Gram] = Counter()  # c(h): h followed by any word
@@ -67,13 +68,13 @@ def count_ngrams(sentences: Iterable[str], order: int = 4) -> NGramCounts:
             continue
         reserved = {BOS, EOS, UNK} & set(words)
         if reserved:
-            raise ValueError(f"sentence {sentence!r} contains the reserved token(s) {sorted(reserved)}")
+            raise InputError(f"sentence {sentence!r} contains the reserved token(s) {sorted(reserved)}")
         padded = [BOS, *words, EOS]
         for n in range(1, order + 1):
             for i in range(len(padded) - n + 1):
                 counts.grams[n - 1][tuple(padded[i : i + n])] += 1
     if not counts.grams[0]:
-        raise ValueError("no words to build a language model from")
+        raise InputError("no words to build a language model from")
     for n in range(1, order + 1):
         for gram, c in counts.grams[n - 1].items():
             if gram[-1] == BOS:  # <s> is never predicted: it is no event of its context

@@ -10,6 +10,8 @@ from __future__ import annotations
 import string
 from collections.abc import Sequence
 
+from learn2diss.errors import InputError
+
 BLANK = "-"
 WORD_BOUNDARY = "|"
 TOKENS: tuple[str, ...] = (BLANK, WORD_BOUNDARY, "'", *string.ascii_lowercase)
@@ -22,7 +24,7 @@ def normalize_text(text: str) -> str:
     words = text.lower().split()
     bad = sorted({ch for word in words for ch in word if ch not in ALLOWED})
     if bad:
-        raise ValueError(f"characters outside the CTC vocabulary (a-z, apostrophe): {''.join(bad)!r} in {text!r}")
+        raise InputError(f"characters outside the CTC vocabulary (a-z, apostrophe): {''.join(bad)!r} in {text!r}")
     return " ".join(words)
 
 
