@@ -70,7 +70,7 @@ def measure(batches) -> tuple[float, float, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--utterances", type=int, default=300)
-    parser.add_argument("--max-utterance-seconds", type=float, default=5.0, help="crop (configs/l2d_w12.yaml: 5)")
+    parser.add_argument("--max-utterance-seconds", type=float, default=5.0, help="crop (config l2d_w12: 5)")
     parser.add_argument("--batch-seconds", type=float, default=25.0)
     parser.add_argument("--shard-utterances", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=2, help="epochs timed per loader (the best is kept)")

@@ -26,7 +26,6 @@ from learn2diss.upstream.checkpoints import save_model
 from learn2diss.upstream.expert import UpstreamExpert, utterance_layers
 from learn2diss.upstream.model import Learn2Diss, UtteranceOutput
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 KEYS = ("hidden_states", "utt_hidden_states")
 
 
@@ -63,7 +62,7 @@ def main() -> None:
     for name in args.models.split(","):
         torch.manual_seed(0)
         with tempfile.TemporaryDirectory() as folder:
-            expert = UpstreamExpert(save_model(Learn2Diss(load_config(CONFIGS / f"l2d_{name}.yaml").model),
+            expert = UpstreamExpert(save_model(Learn2Diss(load_config(f"l2d_{name}").model),
                                                 Path(folder) / "ckpt"))
         for key in KEYS:
             runs = {"eager": lambda key=key, expert=expert: eager(expert.model, wavs, key),

@@ -9,7 +9,7 @@ disturbed by other load on a shared machine, as ``timeit`` advises); the ratio o
 printed beside it.
 
     python bench/forward.py                                   # CPU, 4 x 10 s, L2D-W12
-    python bench/forward.py --models w12,h12,wav2vec2_0,data2vec_0  # configs/l2d_<name>.yaml
+    python bench/forward.py --models w12,h12,wav2vec2_0,data2vec_0  # packaged configs l2d_<name>
     python bench/forward.py --models path/to/any_config.yaml
     python bench/forward.py --device cuda --batch 16 --repeats 20
 """
@@ -25,10 +25,8 @@ import torch
 import torch.nn.functional as F
 import torchaudio
 
-from learn2diss.config import load_config
+from learn2diss.config import config_path, load_config
 from learn2diss.upstream.model import Learn2Diss, build_parent
-
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def _sync(device: torch.device) -> None:
@@ -44,10 +42,9 @@ def _time(fn, device: torch.device, clock=time.perf_counter) -> float:
     return clock() - start
 
 
-def config_path(name: str) -> Path:
-    """A config file, or the name of ``configs/l2d_<name>.yaml``."""
-    path = Path(name)
-    return path if path.suffix in (".yaml", ".yml") else CONFIGS / f"l2d_{name}.yaml"
+def config_file(name: str) -> Path:
+    """A config file, or ``<name>`` of the packaged config ``l2d_<name>``."""
+    return config_path(name if Path(name).suffix in (".yaml", ".yml") else f"l2d_{name}")
 
 
 def main() -> None:
@@ -60,7 +57,7 @@ def main() -> None:
     parser.add_argument("--clock", choices=("wall", "process"), default="wall",
                         help="process: CPU time of this process (CPU only; steadier than wall time on a loaded machine)")
     parser.add_argument("--models", default="w12",
-                        help="comma list of config files or names of configs/l2d_<name>.yaml (w12, h12, wav2vec2_0, ...)")
+                        help="comma list of config files or <name> of packaged configs l2d_<name> (w12, h12, wav2vec2_0, ...)")
     args = parser.parse_args()
     device = torch.device(args.device)
     if args.clock == "process" and device.type != "cpu":
@@ -77,7 +74,7 @@ def main() -> None:
     print("| model | ms/batch (mean ± std) | fastest ms | audio-s/s (fastest) | peak MiB | ratio (fastest) | ratio (mean) |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name in args.models.split(","):
-        path = config_path(name)
+        path = config_file(name)
         config = load_config(path).model
         ours = Learn2Diss(config).to(device).eval()
         parent = build_parent(config.parent).to(device).eval()

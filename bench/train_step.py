@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,8 +30,6 @@ from learn2diss.pretrain.club import GaussianCLUBNetwork
 from learn2diss.pretrain.objectives import JointObjective, joint_loss
 from learn2diss.pretrain.trainer import make_adam
 from learn2diss.upstream.model import Learn2Diss, build_parent
-
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def _sync(device: torch.device) -> None:
@@ -54,7 +51,7 @@ def _batch(model: Learn2Diss, batch: int, samples: int, segment_frames: int, dev
 
 
 def _joint_step_fn(name: str, batch: Batch, device: torch.device, autocast: torch.autocast):
-    config = load_config(CONFIGS / f"l2d_{name}.yaml")
+    config = load_config(f"l2d_{name}")
     joint = config.joint
     model = Learn2Diss(config.model).to(device).train()
     segment_frames = round(config.data.segment_seconds * 16000 / config.model.parent.stride)
@@ -140,7 +137,7 @@ def main() -> None:
 
 def _bench_model(name: str, args: argparse.Namespace, device: torch.device, autocast: torch.autocast, samples: int,
                  audio: float) -> None:
-    config = load_config(CONFIGS / f"l2d_{name}.yaml")
+    config = load_config(f"l2d_{name}")
     probe = Learn2Diss(config.model)
     segment_frames = round(config.data.segment_seconds * 16000 / config.model.parent.stride)
     batch = _batch(probe, args.batch, samples, segment_frames, device)

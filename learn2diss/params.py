@@ -6,7 +6,7 @@ the ECAPA-TDNN h with W_h and the A^l of eq. 9. The frozen feature extractor f i
 
 Example:
 
-    learn2diss params --config configs/l2d_w12.yaml
+    learn2diss params --config l2d_w12
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ PAPER_TABLE1 = {("hubert", 6): 61, ("hubert", 0): 103, ("wavlm", 6): 61, ("wavlm
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="model config YAML, e.g. configs/l2d_w12.yaml")
+    parser.add_argument("--config", required=True, help="run config: a packaged name (l2d_w12, l2d_h6, ...) or a YAML path")
 
 
 def breakdown(model) -> list[tuple[str, int, bool]]:

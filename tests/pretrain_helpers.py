@@ -10,9 +10,10 @@ import pytest
 import soundfile as sf
 
 from learn2diss.cli import main
+from learn2diss.config import config_path
 from learn2diss.data.manifest import build_manifest, scan_librispeech, write_manifest
 
-CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
+CONFIG = config_path("tiny")
 
 
 def pretrain(data: Path, out: Path, *extra: str) -> int:

@@ -9,13 +9,11 @@ import pytest
 import yaml
 
 from learn2diss.cli import console, main
-from learn2diss.config import ConfigError, load_config
-
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+from learn2diss.config import ConfigError, config_path, load_config
 
 
 def _write(tmp_path: Path, edit) -> Path:
-    data = yaml.safe_load((CONFIGS / "l2d_w12.yaml").read_text())
+    data = yaml.safe_load(config_path("l2d_w12").read_text())
     edit(data)
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(data))
@@ -41,15 +39,15 @@ def test_bad_config_names_file_and_key(tmp_path, edit, message):
 
 
 def test_overrides_are_validated_too():
-    config = load_config(CONFIGS / "l2d_w12.yaml", ["model.frame.mask_prob=0.65"])
+    config = load_config("l2d_w12", ["model.frame.mask_prob=0.65"])
     assert config.model.frame.mask_prob == 0.65
     with pytest.raises(ConfigError, match="unknown key 'model.frame.nope'"):
-        load_config(CONFIGS / "l2d_w12.yaml", ["model.frame.nope=1"])
+        load_config("l2d_w12", ["model.frame.nope=1"])
 
 
 @pytest.mark.parametrize(("name", "paper"), [("h6", 61), ("h12", 103), ("w6", 61), ("w12", 103)])
 def test_params_match_table1_within_5_percent(capsys, name, paper):
-    assert main(["params", "--config", str(CONFIGS / f"l2d_{name}.yaml")]) == 0
+    assert main(["params", "--config", f"l2d_{name}"]) == 0
     out = capsys.readouterr().out
     learnable = float(re.search(r"total learnable\s*\|\s*([\d.]+)", out).group(1))
     assert abs(learnable - paper) / paper < 0.05, out

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -13,12 +11,11 @@ from learn2diss.config import load_config
 from learn2diss.upstream.model import Learn2Diss
 
 pytestmark = pytest.mark.gpu
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 @pytest.mark.parametrize("name", ["w12", "h12", "w6"])
 def test_bf16_inference_uses_fused_attention_and_matches_fp32(name):
-    model = Learn2Diss(load_config(CONFIGS / f"l2d_{name}.yaml").model).cuda().eval()
+    model = Learn2Diss(load_config(f"l2d_{name}").model).cuda().eval()
     wav = torch.randn(4, 16000 * 6, device="cuda")
     lengths = torch.tensor([96000, 80000, 64000, 48000], device="cuda")
     with torch.inference_mode():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -171,7 +170,7 @@ def _joint_config(**club):
 
     from learn2diss.config import load_config
 
-    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml").joint
+    cfg = load_config("tiny").joint
     return dataclasses.replace(cfg, club=dataclasses.replace(cfg.club, **club))
 
 

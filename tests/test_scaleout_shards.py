@@ -30,7 +30,7 @@ from learn2diss.data.shards import (
     write_shards,
 )
 
-CONV = ((16, 10, 5), (16, 8, 4), (16, 4, 4), (16, 4, 4))  # configs/tiny.yaml: 320-sample stride
+CONV = ((16, 10, 5), (16, 8, 4), (16, 4, 4), (16, 4, 4))  # config tiny: 320-sample stride
 SEED, BUDGET = 3, 16000 * 8
 
 

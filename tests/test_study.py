@@ -63,13 +63,13 @@ def test_reduced_study_writes_table_figure_rows_and_a_rerun_skips_finished_cells
                  "--out", str(manifest)]) == 0
     sets = [a for s in QUICK for a in ("--set", s)]
     for stage in ("frame-targets", "utt-simclr", "utt-targets"):
-        assert main(["pretrain", stage, "--config", "configs/demo_l2d.yaml", "--random-parent", "--data",
+        assert main(["pretrain", stage, "--config", "demo_l2d", "--random-parent", "--data",
                      str(manifest), "--out", str(shared), "--device", "cpu", *sets]) == 0
     grid = tmp_path / "grid.yaml"
     grid.write_text("settings:\n  lambda-0: {joint.club.weight: 0.0}\n  lambda-1e-3: {joint.club.weight: 1.0e-3}\n")
     out = tmp_path / "study"
     args = ["study", "--grid", str(grid), "--seeds", "0", "1", "--shared", str(shared), "--corpus", str(corpus),
-            "--config", "configs/demo_l2d.yaml", "--out", str(out), "--work-dir", str(tmp_path / "work"),
+            "--config", "demo_l2d", "--out", str(out), "--work-dir", str(tmp_path / "work"),
             "--purity-clusters", "10", "--probe-max-frames", "2000", *sets]
     assert main(args) == 0
 

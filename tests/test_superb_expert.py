@@ -92,7 +92,7 @@ def test_named_entry_without_checkpoint_says_how_to_make_one(tmp_path, monkeypat
         hubconf.learn2diss_w12(ckpt=None, model_config=None, refresh=False)
     message = str(error.value)
     assert str(tmp_path / "learn2diss_w12") in message
-    assert "learn2diss pretrain --config configs/l2d_w12.yaml" in message and "learn2diss export" in message
+    assert "learn2diss pretrain --config l2d_w12 " in message and "learn2diss export" in message
     assert "-k" in message
 
 

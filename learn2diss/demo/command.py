@@ -3,7 +3,7 @@
 Builds the synthetic demo corpus (train, unseen validation and unseen test speakers), pretrains a small
 HuBERT-style parent on it (iteration 1: masked prediction of MFCC k-means targets), prepares Learn2Diss from
 that parent once (frame targets, SimCLR of h, utterance clusters) and runs its joint stage with the MI
-penalty (the lambda of configs/demo_l2d.yaml) and without it (lambda = 0), each with several seeds, as the
+penalty (the lambda of the packaged config demo_l2d) and without it (lambda = 0), each with several seeds, as the
 cells of a `learn2diss study`. Every model is evaluated on the unseen test speakers (linear speaker-ID and
 phone probes of both encoders, ABX within/across speaker, PNMI, speaker purity, and the phone error rate of
 a linear CTC head on the frozen frame features), and the Table 5 directions are reported as differences
@@ -25,8 +25,6 @@ import json
 import os
 from pathlib import Path
 
-DEFAULT_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true",
@@ -34,8 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, help="tables and figures (default results/demo, or results/demo-quick)")
     parser.add_argument("--work-dir", type=Path,
                         help="corpus, runs, checkpoints, feature caches (default runs/demo, or runs/demo-quick)")
-    parser.add_argument("--configs", type=Path, default=DEFAULT_CONFIGS,
-                        help="folder with demo_parent.yaml and demo_l2d.yaml (default: the repository's configs/)")
+    parser.add_argument("--configs", type=Path,
+                        help="folder with demo_parent.yaml and demo_l2d.yaml (default: the packaged configs)")
     parser.add_argument("--device", default="cpu", help="torch device for training and evaluation (default cpu)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="corpus synthesis processes")
 
@@ -75,7 +73,7 @@ def _context(paths, settings) -> str:
             f"Learn2Diss: N = {l2d['model']['frame']['num_frozen_layers']} frozen + M = "
             f"{l2d['model']['parent']['num_layers'] - l2d['model']['frame']['num_frozen_layers']} trainable layers, "
             f"{l2d['utt_simclr']['steps']} SimCLR steps, {steps} joint steps, λ = 0 against λ = {lam:g} "
-            f"(configs/demo_l2d.yaml), seeds {', '.join(map(str, settings.seeds))} each (`train.seed` = "
+            f"(config demo_l2d), seeds {', '.join(map(str, settings.seeds))} each (`train.seed` = "
             "`data.seed`).")
 
 

@@ -99,7 +99,7 @@ def _sets(overrides: tuple[str, ...]) -> list[str]:
 
 
 def pretrain_parent(paths: DemoPaths, settings: DemoSettings, device: str) -> None:
-    """HuBERT iteration 1 from random weights (configs/demo_parent.yaml), exported as our checkpoint."""
+    """HuBERT iteration 1 from random weights (config demo_parent), exported as our checkpoint."""
     run = paths.run("parent")
     cli("pretrain", "--config", paths.config("demo_parent"), "--random-parent", "--data", paths.manifest,
         "--out", run, "--resume", "--device", device, *_sets(settings.parent_overrides))

@@ -11,12 +11,13 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+from learn2diss.config import ConfigError, config_path
 from learn2diss.study.cells import StudyPaths
 from learn2diss.study.grid import Grid, Setting
 
 PARENT = "demo-parent"  # the parent's name in the rows and the feature caches
 EVAL_SPLIT = "test"  # the demo reports on the unseen test speakers and chooses nothing
-# The two Learn2Diss settings of Table 5: lambda = 0 and the config's lambda (configs/demo_l2d.yaml joint.club.weight)
+# The two Learn2Diss settings of Table 5: lambda = 0 and the config's lambda (config demo_l2d, joint.club.weight)
 NO_MI, MI = "lambda-0", "lambda-default"
 GRID = Grid((Setting(NO_MI, ("joint.club.weight=0.0",)), Setting(MI, ())))
 SETTING_TITLES = {NO_MI: "λ = 0", MI: "λ > 0"}
@@ -34,8 +35,8 @@ class DemoSettings:
     test_speakers: int = 6
     val_speakers: int = 6
     seeds: tuple[int, ...] = (0, 1)  # joint-stage seeds per lambda (train.seed = data.seed)
-    parent_overrides: tuple[str, ...] = ()  # --set for configs/demo_parent.yaml
-    l2d_overrides: tuple[str, ...] = ()  # --set for configs/demo_l2d.yaml (every stage)
+    parent_overrides: tuple[str, ...] = ()  # --set for config demo_parent
+    l2d_overrides: tuple[str, ...] = ()  # --set for config demo_l2d (every stage)
     purity_clusters: int = 100  # frame k-means K of PNMI (the paper's 2048 needs ~100x more frames)
     probe_max_frames: int = 20_000  # frames per phone-probe split
     # share of each test speaker's utterances the probes are scored on: half (150 of 300 utterances, 0.7 points per
@@ -66,7 +67,7 @@ class DemoPaths:
 
     work: Path
     out: Path
-    configs: Path
+    configs: Path | None = None  # folder with demo_parent.yaml and demo_l2d.yaml; None: the packaged ones
 
     @property
     def corpus(self) -> Path:
@@ -92,9 +93,13 @@ class DemoPaths:
         return self.work / "stages"
 
     def config(self, name: str) -> Path:
+        """The YAML file of demo config ``name``: in ``configs`` if given, else the packaged one."""
+        if self.configs is None:
+            return config_path(name)
         path = self.configs / f"{name}.yaml"
         if not path.is_file():
-            raise FileNotFoundError(f"demo config {path} not found; pass --configs DIR (the repository's configs/)")
+            raise ConfigError(f"demo config {path} not found; --configs DIR needs {name}.yaml (or leave "
+                              "--configs out: the packaged configs)")
         return path
 
     def split(self, name: str) -> Path:

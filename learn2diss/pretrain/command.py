@@ -6,11 +6,11 @@ stage continues from its latest checkpoint with --resume. Several GPUs: launch w
 
 Examples::
 
-    learn2diss pretrain --config configs/l2d_w12.yaml --parent WavLM-Base.pt --data manifests/ --out runs/l2d_w12
-    learn2diss pretrain joint --config configs/l2d_w12.yaml --data manifests/ --out runs/l2d_w12 --resume
-    torchrun --nproc_per_node=8 -m learn2diss.cli pretrain --config configs/l2d_w12.yaml \\
+    learn2diss pretrain --config l2d_w12 --parent WavLM-Base.pt --data manifests/ --out runs/l2d_w12
+    learn2diss pretrain joint --config l2d_w12 --data manifests/ --out runs/l2d_w12 --resume
+    torchrun --nproc_per_node=8 -m learn2diss.cli pretrain --config l2d_w12 \\
         --parent WavLM-Base.pt --data manifests/ --out runs/l2d_w12
-    learn2diss pretrain --config configs/l2d_w12.yaml --parent WavLM-Base.pt --data manifests/ \\
+    learn2diss pretrain --config l2d_w12 --parent WavLM-Base.pt --data manifests/ \\
         --out runs/l2d_w12 --launcher slurm --nodes 2 --gpus-per-node 8 --partition P --time 48:00:00
 """
 
@@ -25,7 +25,7 @@ STAGE_CHOICES = ("all", "frame-targets", "utt-simclr", "utt-targets", "joint")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("stage", nargs="?", default="all", choices=STAGE_CHOICES,
                         help="stage to run (default: all, in order)")
-    parser.add_argument("--config", required=True, help="run config, e.g. configs/l2d_w12.yaml")
+    parser.add_argument("--config", required=True, help="run config: a packaged name (l2d_w12, demo_l2d, ...) or a YAML path")
     parser.add_argument("--data", required=True, help="manifest TSV, or the folder written by `learn2diss data manifest`")
     parser.add_argument("--out", required=True, help="run folder (created; reused to resume)")
     parser.add_argument("--parent", help="HuBERT/WavLM base checkpoint (fairseq .pt or Hugging Face folder)")

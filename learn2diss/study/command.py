@@ -24,13 +24,13 @@ Examples::
 
     # after `learn2diss demo` (its prepared run, corpus with validation speakers and manifest)
     learn2diss study --grid lambda.yaml --seeds 0 1 2 --shared runs/demo/runs/l2d_shared \\
-        --corpus runs/demo/corpus --config configs/demo_l2d.yaml --out results/study-lambda
+        --corpus runs/demo/corpus --config demo_l2d --out results/study-lambda
     # a shorter joint stage for every cell
     learn2diss study --grid lambda.yaml --seeds 0 1 --shared runs/demo/runs/l2d_shared \\
         --corpus runs/demo/corpus --set joint.steps=200 --out results/study-200
     # from a parent checkpoint: prepares the run itself (frame targets, SimCLR, clusters) in WORK/shared
     learn2diss study --grid lambda.yaml --seeds 0 1 2 --parent runs/demo/checkpoints/demo-parent \\
-        --config configs/demo_l2d.yaml --corpus data/other-corpus --out results/study-other
+        --config demo_l2d --corpus data/other-corpus --out results/study-other
 """
 
 from __future__ import annotations
@@ -55,8 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "runs/demo/runs/l2d_shared)")
     source.add_argument("--parent", type=Path, help="parent checkpoint: prepare the run in WORK/shared first")
     parser.add_argument("--config", type=Path,
-                        help="joint-stage config (default: the prepared run's config.yaml); its model must be "
-                             "the prepared run's")
+                        help="joint-stage config, a packaged name or a YAML path (default: the prepared run's "
+                             "config.yaml); its model must be the prepared run's")
     parser.add_argument("--data", type=Path,
                         help="training manifest (default: the prepared run's; with --parent: built from "
                              "the corpus's train split in WORK/manifest)")

@@ -18,7 +18,7 @@ from pathlib import Path
 from learn2diss.upstream.checkpoints import CONFIG_FILE, read_model_config
 from learn2diss.upstream.expert import UpstreamExpert as _UpstreamExpert
 
-# entry name -> (config file in configs/, parent kind, frozen transformer layers N)
+# entry name -> (packaged run config, learn2diss/configs/<name>.yaml; parent kind; frozen transformer layers N)
 NAMED_MODELS: dict[str, tuple[str, str, int]] = {
     "learn2diss_h6": ("l2d_h6", "hubert", 6),
     "learn2diss_h12": ("l2d_h12", "hubert", 0),
@@ -40,7 +40,7 @@ def _named(name: str, ckpt: str | None, **kwargs: object) -> _UpstreamExpert:
         where = f"-k {ckpt}" if ckpt else f"the default location {directory}"
         raise FileNotFoundError(
             f"{name}: no learn2diss checkpoint at {where} (no {CONFIG_FILE}). Produce one with\n"
-            f"  learn2diss pretrain --config configs/{config_name}.yaml --out runs/{config_name} && "
+            f"  learn2diss pretrain --config {config_name} --out runs/{config_name} && "
             f"learn2diss export runs/{config_name} --out {directory}\n"
             f"then pass -k {directory} (or set LEARN2DISS_CHECKPOINTS to the folder holding {name}/)."
         )
@@ -48,7 +48,7 @@ def _named(name: str, ckpt: str | None, **kwargs: object) -> _UpstreamExpert:
     if (config.parent.kind, config.frame.num_frozen_layers) != (kind, frozen):
         raise ValueError(
             f"{name}: {directory} holds a {config.parent.kind} model with N={config.frame.num_frozen_layers} "
-            f"frozen layers, but {name} is {kind} with N={frozen} (configs/{config_name}.yaml); "
+            f"frozen layers, but {name} is {kind} with N={frozen} (config {config_name}); "
             "use -u learn2diss_local for other architectures"
         )
     return _UpstreamExpert(ckpt=directory, **kwargs)
