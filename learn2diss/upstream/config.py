@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+SAMPLE_RATE = 16_000  # Hz: every parent and Learn2Diss itself take 16 kHz audio (the one definition)
+
 
 @dataclass(frozen=True)
 class ParentConfig:

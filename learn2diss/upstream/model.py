@@ -24,9 +24,7 @@ from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
 from torch import Tensor, nn
 from torchaudio.models import wav2vec2_model, wavlm_model
 
-from learn2diss.upstream.config import ModelConfig, ParentConfig, UtteranceConfig
-
-SAMPLE_RATE = 16_000
+from learn2diss.upstream.config import SAMPLE_RATE, ModelConfig, ParentConfig, UtteranceConfig
 
 
 @dataclass
