@@ -30,6 +30,7 @@ import numpy as np
 import soundfile as sf
 
 from learn2diss.errors import Learn2DissError
+from learn2diss.upstream.config import SAMPLE_RATE
 
 __all__ = ["AudioError", "read_audio", "audio_info", "resample", "declared_wav_frames"]
 
@@ -77,7 +78,7 @@ def _check_complete(path: str | Path, frames: int) -> None:
         raise AudioError(f"{path}: truncated audio: the header declares {declared} samples, the file holds {frames}")
 
 
-def read_audio(path: str | Path, target_sr: int = 16000) -> np.ndarray:
+def read_audio(path: str | Path, target_sr: int = SAMPLE_RATE) -> np.ndarray:
     """Read ``path`` as a mono float32 waveform ``(samples,)`` at ``target_sr`` Hz.
 
     Raises:
@@ -101,7 +102,7 @@ def read_audio(path: str | Path, target_sr: int = 16000) -> np.ndarray:
     return np.ascontiguousarray(resample(wav, sr, target_sr), dtype=np.float32)
 
 
-def audio_info(path: str | Path, target_sr: int = 16000) -> tuple[int, int, int]:
+def audio_info(path: str | Path, target_sr: int = SAMPLE_RATE) -> tuple[int, int, int]:
     """Header only: ``(samples at target_sr, original rate, channels)``; no NaN check.
 
     Raises:

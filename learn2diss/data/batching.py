@@ -22,6 +22,7 @@ import torch
 
 from learn2diss.data.audio import read_audio
 from learn2diss.errors import InputError
+from learn2diss.upstream.config import SAMPLE_RATE
 
 IGNORE = -100  # frame label of padding (torch's cross-entropy ignore_index)
 
@@ -218,7 +219,7 @@ class Batch:
 
     @property
     def audio_seconds(self) -> float:
-        return float(self.lengths.sum()) / 16000
+        return float(self.lengths.sum()) / SAMPLE_RATE
 
     def pin_memory(self) -> Batch:
         return self._apply(lambda t: t.pin_memory())

@@ -29,6 +29,7 @@ import numpy as np
 from learn2diss.data.audio import AudioError, audio_info, read_audio
 from learn2diss.errors import InputError, MissingInputError
 from learn2diss.io import atomic_path, read_text
+from learn2diss.upstream.config import SAMPLE_RATE
 
 __all__ = ["Manifest", "scan_librispeech", "build_manifest", "write_manifest", "read_manifest", "resolve_manifest"]
 
@@ -168,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     write_manifest(out / args.name, manifest)
     _atomic_write_rows(out / "skipped.tsv", ("path", "reason"), skipped)
-    hours = manifest.samples.sum() / 16000 / 3600 if len(manifest) else 0.0
+    hours = manifest.samples.sum() / SAMPLE_RATE / 3600 if len(manifest) else 0.0
     print(f"{out / args.name}: {len(manifest)} utterances, {hours:.1f} h, "
           f"{len(set(manifest.speakers))} speakers; skipped {len(skipped)} bad files (see {out / 'skipped.tsv'})")
     for path, reason in skipped[:10]:

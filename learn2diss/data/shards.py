@@ -53,13 +53,13 @@ from learn2diss.data.batching import Batch, UtteranceDataset, inference_batches
 from learn2diss.data.manifest import Manifest, read_manifest
 from learn2diss.errors import Learn2DissError
 from learn2diss.io import atomic_path, save_npy, write_text
+from learn2diss.upstream.config import SAMPLE_RATE
 
 __all__ = ["ShardError", "ShardIndex", "write_shards", "epoch_plan", "ShardStream", "shard_batches",
            "targets_fingerprint", "BUCKET"]
 
 INDEX, ROWS = "index.json", "rows.npy"
 SHARD_NAME = "shard-{:06d}.tar"
-SAMPLE_RATE = 16000
 BUCKET = 256  # utterances length-sorted together into seconds-budget batches
 FORMAT_VERSION = 1
 

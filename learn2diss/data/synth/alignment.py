@@ -12,8 +12,8 @@ import numpy as np
 
 from learn2diss.data.synth.phones import SILENCE, to_arpabet
 from learn2diss.errors import Learn2DissError
+from learn2diss.upstream.config import SAMPLE_RATE
 
-SAMPLE_RATE = 16000
 TimedPhones = list[tuple[str, float]]  # (native symbol, end time in seconds); the first starts at 0
 Segments = tuple[tuple[int, int, str], ...]  # (first sample, end sample, ARPAbet phone)
 SILENCE_FLOOR_DB = -35.0  # silence: 10 ms power this far below the utterance's mean speech power

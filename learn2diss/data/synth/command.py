@@ -25,11 +25,11 @@ import time
 from pathlib import Path
 
 from learn2diss import io as lio
-from learn2diss.data.synth.alignment import SAMPLE_RATE
 from learn2diss.data.synth.backends import Result
 from learn2diss.data.synth.plan import Utterance, used_splits
 from learn2diss.data.synth.speakers import VOICES, Speaker
 from learn2diss.errors import InputError, MissingInputError, OutputExistsError
+from learn2diss.upstream.config import SAMPLE_RATE
 
 CHUNK_SIZE = 8  # utterances of one speaker per worker task (one festival process)
 BUILD_DIR = ".build"  # resumable state; removed when the corpus is complete

@@ -19,9 +19,10 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from learn2diss.data.synth.alignment import SAMPLE_RATE, Segments, SynthesisError
+from learn2diss.data.synth.alignment import Segments, SynthesisError
 from learn2diss.data.synth.phones import SILENCE
 from learn2diss.io import atomic_path
+from learn2diss.upstream.config import SAMPLE_RATE
 
 LOWPASS_HZ = 7000
 FADE_S = 0.01

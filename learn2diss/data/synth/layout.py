@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from learn2diss.data.synth.alignment import SAMPLE_RATE
 from learn2diss.data.synth.backends import Result
 from learn2diss.data.synth.phones import INVENTORY, SILENCE
 from learn2diss.data.synth.plan import Utterance, used_splits
 from learn2diss.io import atomic_path
+from learn2diss.upstream.config import SAMPLE_RATE
 
 
 def write_text(path: Path, lines: Iterable[str]) -> None:
