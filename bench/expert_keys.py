@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from learn2diss.config import load_config
+from learn2diss.pretrain.config import load_config
 from learn2diss.upstream.checkpoints import save_model
 from learn2diss.upstream.expert import UpstreamExpert, utterance_layers
 from learn2diss.upstream.model import Learn2Diss, UtteranceOutput

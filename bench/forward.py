@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 import torchaudio
 
-from learn2diss.config import config_path, load_config
+from learn2diss.pretrain.config import config_path, load_config
 from learn2diss.upstream.model import Learn2Diss, build_parent
 
 

@@ -24,9 +24,9 @@ import numpy as np
 import torch
 import torchaudio
 
-from learn2diss.config import load_config
 from learn2diss.data.batching import Batch, sample_segments
 from learn2diss.pretrain.club import GaussianCLUBNetwork
+from learn2diss.pretrain.config import load_config
 from learn2diss.pretrain.objectives import JointObjective, joint_loss
 from learn2diss.pretrain.trainer import make_adam
 from learn2diss.upstream.model import Learn2Diss, build_parent

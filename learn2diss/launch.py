@@ -130,7 +130,7 @@ class PretrainJob(_Checkpointable):
 def pretrain_argv(args: argparse.Namespace) -> list[str]:
     """The ``learn2diss pretrain`` arguments a job runs: absolute paths, ``--resume`` always (a fresh run has no
     checkpoint to resume from)."""
-    from learn2diss.config import config_path
+    from learn2diss.pretrain.config import config_path
 
     argv = [args.stage, "--config", str(config_path(args.config).resolve()), "--data", os.path.abspath(args.data),
             "--out", os.path.abspath(args.out), "--resume"]

@@ -47,7 +47,7 @@ def breakdown(model) -> list[tuple[str, int, bool]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from learn2diss.config import load_config
+    from learn2diss.pretrain.config import load_config
     from learn2diss.upstream.model import Learn2Diss
 
     config = load_config(args.config)

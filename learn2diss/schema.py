@@ -118,6 +118,15 @@ def read_yaml(path: str | Path) -> Any:
         raise ConfigError(str(err)) from None
 
 
+def deep_merge(base: dict, override: dict) -> dict:
+    """``base`` with ``override``'s keys on top; nested mappings merge key by key (a new dict, inputs unchanged)."""
+    merged = dict(base)
+    for key, value in override.items():
+        both = isinstance(value, dict) and isinstance(merged.get(key), dict)
+        merged[key] = deep_merge(merged[key], value) if both else value
+    return merged
+
+
 def apply_overrides(data: dict, overrides: list[str], where: str = "--set") -> dict:
     """Apply ``a.b.c=value`` overrides (value parsed as YAML) to a nested mapping, in place."""
     for item in overrides:

@@ -10,8 +10,8 @@ import pytest
 import soundfile as sf
 
 from learn2diss.cli import main
-from learn2diss.config import config_path
 from learn2diss.data.manifest import build_manifest, scan_librispeech, write_manifest
+from learn2diss.pretrain.config import config_path
 
 CONFIG = config_path("tiny")
 

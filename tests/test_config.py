@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from learn2diss.cli import console, main
-from learn2diss.config import ConfigError, config_path, load_config
+from learn2diss.pretrain.config import ConfigError, config_path, load_config
 
 
 def _write(tmp_path: Path, edit) -> Path:

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from learn2diss.config import load_config
+from learn2diss.pretrain.config import load_config
 from learn2diss.upstream.model import Learn2Diss
 
 pytestmark = pytest.mark.gpu

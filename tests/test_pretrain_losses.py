@@ -168,7 +168,7 @@ def test_club_network_shapes_and_bounded_logvar():
 def _joint_config(**club):
     import dataclasses
 
-    from learn2diss.config import load_config
+    from learn2diss.pretrain.config import load_config
 
     cfg = load_config("tiny").joint
     return dataclasses.replace(cfg, club=dataclasses.replace(cfg.club, **club))

@@ -15,9 +15,9 @@ import torch
 from pretrain_helpers import CONFIG, kill_after_checkpoint, make_corpus, pretrain
 
 from learn2diss.cli import main
-from learn2diss.config import load_config
 from learn2diss.data.batching import frames_for_samples
 from learn2diss.data.manifest import read_manifest
+from learn2diss.pretrain.config import load_config
 from learn2diss.pretrain.stages import layer_features
 from learn2diss.upstream.checkpoints import load_model
 from learn2diss.upstream.model import Learn2Diss
@@ -144,7 +144,7 @@ def test_joint_stage_with_two_processes(prepared, corpus, tmp_path):
 
 def test_run_made_before_the_new_parent_keys_is_not_a_model_change():
     """A run folder whose stored config predates parent.pos_conv_layers/normalize_waveform resumes."""
-    from learn2diss.config import config_to_dict
+    from learn2diss.pretrain.config import config_to_dict
     from learn2diss.pretrain.stages import _model_diff, stored_model_section
 
     current = config_to_dict(load_config(CONFIG))

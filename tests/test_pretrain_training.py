@@ -13,10 +13,9 @@ import torch
 from pretrain_helpers import CONFIG
 from torch import nn
 
-from learn2diss.config import ConfigError, load_config
 from learn2diss.data.batching import Batch, collate, frames_for_samples
 from learn2diss.pretrain.club import GaussianCLUBNetwork
-from learn2diss.pretrain.config import OptimizerConfig
+from learn2diss.pretrain.config import ConfigError, OptimizerConfig, load_config
 from learn2diss.pretrain.ddp import DistributedContext
 from learn2diss.pretrain.objectives import JointObjective, joint_loss
 from learn2diss.pretrain.trainer import NonFiniteLossError, TrainingStage, lr_at, make_adam, train

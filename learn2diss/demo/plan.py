@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from learn2diss.config import ConfigError, config_path
+from learn2diss.pretrain.config import ConfigError, config_path
 from learn2diss.study.cells import StudyPaths
 from learn2diss.study.grid import Grid, Setting
 

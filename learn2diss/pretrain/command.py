@@ -46,8 +46,8 @@ def run(args: argparse.Namespace) -> int:
         from learn2diss.launch import submit_pretrain
 
         return submit_pretrain(args, args.wait)
-    from learn2diss.config import load_config
     from learn2diss.data.manifest import read_manifest
+    from learn2diss.pretrain.config import load_config
     from learn2diss.pretrain.ddp import setup_distributed, teardown
     from learn2diss.pretrain.stages import STAGES, prepare_run, run_stage
 

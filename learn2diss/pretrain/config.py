@@ -1,13 +1,32 @@
-"""Config sections of the pretraining pipeline (paper §3.3), one frozen dataclass per YAML section.
+"""The run config: one YAML file per model, packaged in ``learn2diss/configs/``, validated at load.
 
-They sit next to ``model:`` in ``configs/l2d_*.yaml``; every key is required and checked by
-:func:`learn2diss.config.load_config`. docs/pretraining.md explains each switch.
+:class:`Config` is the whole run: ``model:`` (:class:`learn2diss.upstream.config.ModelConfig`) and one
+frozen dataclass per pretraining section (paper §3.3). ``--config`` takes a packaged name (``l2d_w12``)
+or a YAML path. A file may start from another with ``base: NAME`` (or a path relative to it) and give only
+the keys it changes; mappings merge key by key. Every key is required and has no default in the
+dataclasses: the YAML files are the one source of the settings (docs/pretraining.md, "Configs"). An
+unknown, missing, mistyped or out-of-range key is a :class:`ConfigError` that names the file and the dotted
+key; ``--set a.b=value`` overrides go through the same checks. docs/pretraining.md explains each switch.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
 from typing import Literal
+
+from learn2diss.schema import (
+    ConfigError,
+    apply_overrides,
+    deep_merge,
+    from_dict,
+    read_yaml,
+    to_dict,
+)
+from learn2diss.upstream.config import ModelConfig
+
+__all__ = ["Config", "ConfigError", "config_path", "config_to_dict", "load_config", "packaged_configs", "read_config"]
 
 
 @dataclass(frozen=True)
@@ -188,3 +207,90 @@ class JointConfig:
     def __post_init__(self) -> None:
         if self.steps < 0 or self.grad_accum < 1:
             raise ValueError("steps must be >= 0 and grad_accum >= 1")
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole run: the model architecture and the pretraining stages (docs/pretraining.md)."""
+
+    model: ModelConfig
+    data: DataConfig
+    train: TrainConfig
+    frame_targets: FrameTargetsConfig
+    utt_simclr: UttSimCLRConfig
+    utt_targets: UttTargetsConfig
+    joint: JointConfig
+
+    def __post_init__(self) -> None:
+        if self.frame_targets.layer != "mfcc" and self.frame_targets.layer > self.model.parent.num_layers:
+            raise ValueError(f"frame_targets.layer {self.frame_targets.layer} is past the parent's "
+                             f"{self.model.parent.num_layers} layers")
+
+
+def _packaged_dir() -> Path:
+    return Path(str(resources.files("learn2diss") / "configs"))
+
+
+def packaged_configs() -> list[str]:
+    """Names of the run configs that ship with the package (``learn2diss/configs/*.yaml``)."""
+    return sorted(p.stem for p in _packaged_dir().glob("*.yaml"))
+
+
+def _packaged(name: str) -> Path | None:
+    """The packaged file of ``name`` (``l2d_w12`` or ``l2d_w12.yaml``, no folder), or None."""
+    stem = name.removesuffix(".yaml")
+    return _packaged_dir() / f"{stem}.yaml" if "/" not in name and stem in packaged_configs() else None
+
+
+def config_path(name_or_path: str | Path) -> Path:
+    """The YAML file of a run config: an existing file, or a packaged name (``l2d_w12`` or ``l2d_w12.yaml``)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    packaged = _packaged(str(name_or_path))
+    if packaged is not None:
+        return packaged
+    hint = f" (the configs moved into the package: --config {path.stem})" if path.stem in packaged_configs() else ""
+    raise ConfigError(f"config {str(name_or_path)!r}: no such file and no packaged config of that name{hint}; "
+                      f"packaged: {', '.join(packaged_configs())}")
+
+
+def read_config(name_or_path: str | Path) -> dict:
+    """The plain mapping of a run config with its ``base:`` chain merged in (not yet validated)."""
+    return _read(config_path(name_or_path), ())
+
+
+def _read(path: Path, chain: tuple[Path, ...]) -> dict:
+    if path.resolve() in chain:
+        cycle = " -> ".join(str(p) for p in (*chain, path.resolve()))
+        raise ConfigError(f"{chain[-1]}: base: cycle {cycle}")
+    data = read_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    if "base" not in data:
+        return data
+    base = data.pop("base")
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"{path}: base: expected a config name or a path, got {base!r}")
+    beside = path.parent / base
+    base_path = beside if beside.is_file() else _packaged(base)
+    if base_path is None:
+        raise ConfigError(f"{path}: base: {base!r} is neither a file ({beside}) nor a packaged config; packaged: "
+                          f"{', '.join(packaged_configs())}")
+    return deep_merge(_read(base_path, (*chain, path.resolve())), data)
+
+
+def load_config(name_or_path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Read (with its bases), override and validate a run config given by packaged name or path."""
+    path = config_path(name_or_path)
+    data = read_config(path)
+    try:
+        apply_overrides(data, overrides or [])
+        return from_dict(Config, data)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+
+
+def config_to_dict(config: Config) -> dict:
+    """Plain-data form, for saving next to checkpoints."""
+    return to_dict(config)

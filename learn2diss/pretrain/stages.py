@@ -27,7 +27,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from learn2diss.config import Config, config_to_dict
 from learn2diss.data.batching import (
     Batch,
     SecondsBatchSampler,
@@ -46,6 +45,7 @@ from learn2diss.io import (
     write_yaml,
 )
 from learn2diss.pretrain.club import GaussianCLUBNetwork
+from learn2diss.pretrain.config import Config, config_to_dict
 from learn2diss.pretrain.ddp import DistributedContext, barrier
 from learn2diss.pretrain.extract import chunk_lengths, iterate_batches, map_utterances, read_chunks
 from learn2diss.pretrain.objectives import JointObjective, SimCLRObjective, joint_loss

@@ -83,11 +83,11 @@ def git_commit() -> str:
 
 
 def config_value(config: Path, overrides: list[str], key: str) -> object:
-    """The value of dotted ``key`` in ``config`` after ``overrides`` (the figure's x of a cell)."""
-    from learn2diss.config import config_path
-    from learn2diss.schema import apply_overrides, read_yaml
+    """The value of dotted ``key`` in ``config`` (its ``base:`` merged in) after ``overrides`` (a cell's x)."""
+    from learn2diss.pretrain.config import read_config
+    from learn2diss.schema import apply_overrides
 
-    node = apply_overrides(read_yaml(config_path(config)), overrides)
+    node = apply_overrides(read_config(config), overrides)
     for part in key.split("."):
         if not isinstance(node, dict) or part not in node:
             raise StudyError(f"{config}: the grid's x key {key!r} is not in the config")

@@ -1,0 +1,110 @@
+"""The packaged run configs: found by name or path, ``base:`` includes, and the values they resolve to.
+
+``data/resolved_configs.json`` holds ``config_to_dict(load_config(name))`` of every packaged config as it was
+before the configs shared a base (commit a5ccec1, ten full files). A config change made on purpose updates
+that file in the same commit.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from learn2diss.pretrain.config import (
+    ConfigError,
+    config_path,
+    config_to_dict,
+    load_config,
+    packaged_configs,
+    read_config,
+)
+from learn2diss.schema import read_yaml
+
+REFERENCE = json.loads((Path(__file__).parent / "data" / "resolved_configs.json").read_text())
+
+
+def test_packaged_configs_are_the_reference_set():
+    assert packaged_configs() == sorted(REFERENCE)
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCE))
+def test_packaged_config_resolves_to_its_reference(name):
+    assert json.loads(json.dumps(config_to_dict(load_config(name)))) == REFERENCE[name]
+
+
+def test_ablations_and_variants_hold_only_their_differences():
+    assert read_yaml(config_path("l2d_w12_no_mi")) == {"base": "l2d_w12", "joint": {"club": {"weight": 0.0}}}
+    assert read_yaml(config_path("l2d_h6")) == {"base": "l2d_h12", "model": {"frame": {"num_frozen_layers": 6}}}
+    assert "base" not in read_yaml(config_path("l2d_w12"))
+
+
+@pytest.mark.parametrize("given", ["l2d_w12", "l2d_w12.yaml"])
+def test_a_config_is_found_by_packaged_name(given):
+    path = config_path(given)
+    assert path.name == "l2d_w12.yaml" and path.is_file()
+    assert load_config(given) == load_config(path)
+
+
+def test_a_path_wins_over_the_packaged_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("l2d_w12.yaml").write_text(yaml.safe_dump({"base": "l2d_w12", "train": {"seed": 7}}))
+    assert load_config("l2d_w12.yaml").train.seed == 7
+    assert load_config("l2d_w12").train.seed == 0
+
+
+def test_unknown_name_lists_the_packaged_configs():
+    with pytest.raises(ConfigError, match=r"config 'l2d_w13': no such file .*packaged: demo_l2d, .*l2d_w12, "):
+        load_config("l2d_w13")
+
+
+def test_old_repository_path_names_the_new_form():
+    with pytest.raises(ConfigError, match=r"'configs/l2d_w12.yaml'.*moved into the package: --config l2d_w12\)"):
+        load_config("configs/l2d_w12.yaml")
+
+
+def test_base_by_name_and_by_relative_path_deep_merges(tmp_path):
+    (tmp_path / "mid.yaml").write_text(yaml.safe_dump(
+        {"base": "l2d_w12.yaml", "joint": {"club": {"weight": 0.5}, "steps": 10}}))
+    (tmp_path / "top.yaml").write_text(yaml.safe_dump({"base": "mid.yaml", "joint": {"club": {"hidden_dim": 64}}}))
+    config = load_config(tmp_path / "top.yaml")
+    paper = load_config("l2d_w12")
+    assert (config.joint.club.weight, config.joint.club.hidden_dim, config.joint.steps) == (0.5, 64, 10)
+    assert config.joint.club.optimizer == paper.joint.club.optimizer  # siblings of an overridden key stay
+    assert config.model == paper.model and config.data == paper.data
+    assert "base" not in read_config(tmp_path / "top.yaml")
+
+
+def test_overrides_apply_after_the_base(tmp_path):
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({"base": "l2d_w12_no_mi"}))
+    assert load_config(tmp_path / "c.yaml", ["joint.club.weight=0.25"]).joint.club.weight == 0.25
+
+
+def test_base_cycle_names_the_files(tmp_path):
+    (tmp_path / "a.yaml").write_text("base: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\n")
+    with pytest.raises(ConfigError, match=r"b\.yaml: base: cycle .*a\.yaml -> .*b\.yaml -> .*a\.yaml"):
+        load_config(tmp_path / "a.yaml")
+
+
+def test_missing_base_names_the_file_and_the_base(tmp_path):
+    (tmp_path / "c.yaml").write_text("base: l2d_w99\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml: base: 'l2d_w99' is neither a file .* nor a packaged config"):
+        load_config(tmp_path / "c.yaml")
+
+
+def test_base_must_be_a_name(tmp_path):
+    (tmp_path / "c.yaml").write_text("base: [l2d_w12]\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml: base: expected a config name or a path"):
+        load_config(tmp_path / "c.yaml")
+
+
+def test_a_key_missing_from_the_whole_chain_names_the_file(tmp_path):
+    data = yaml.safe_load(config_path("l2d_w12").read_text())
+    del data["joint"]["club"]["hidden_dim"]
+    (tmp_path / "full.yaml").write_text(yaml.safe_dump(data))
+    (tmp_path / "c.yaml").write_text("base: full.yaml\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml: missing key\(s\) joint\.club\.hidden_dim"):
+        load_config(tmp_path / "c.yaml")
