@@ -280,3 +280,45 @@ def test_abx_command_zr2021_layout(tmp_path):
     assert main([*common, "--sets", "dev-clean"]) == 0
     assert {(r.dataset, r.condition) for r in read_rows(tmp_path / "results" / "abx.csv")} == {
         ("dev-clean", "within"), ("dev-clean", "across")}
+
+
+def test_abx_frame_shift_is_the_checkpoints_conv_stride(tmp_path, capsys):
+    """A parent striding 160 samples has 100 Hz frames: with --ckpt the items are cut at 0.01 s (not a fixed
+    0.02), the same features read back need --frame-shift 0.01, and a --frame-shift that contradicts the
+    checkpoint is one error line."""
+    from dataclasses import replace
+
+    import torch
+    from eval_helpers import tiny_50hz_config
+
+    from learn2diss.cli import console, main
+    from learn2diss.eval.features import FRAME_SHIFT_S, frame_shift
+    from learn2diss.eval.results import read_rows
+    from learn2diss.upstream.checkpoints import save_model
+    from learn2diss.upstream.model import Learn2Diss
+
+    base = tiny_50hz_config()
+    config = replace(base, parent=replace(base.parent, conv_layers=((16, 10, 5), (16, 4, 4), (16, 4, 4), (16, 2, 2))))
+    torch.manual_seed(0)
+    model = Learn2Diss(config)
+    assert frame_shift(model) == 0.01 and frame_shift(Learn2Diss(base)) == FRAME_SHIFT_S == 0.02
+    ckpt = save_model(model, tmp_path / "ckpt100")
+    item = tiny_abx_corpus(tmp_path / "audio")
+    results = tmp_path / "results"
+    args = ["eval", "abx", "--ckpt", str(ckpt), "--item", str(item), "--audio", str(tmp_path / "audio"),
+            "--results", str(results), "--work-dir", str(tmp_path / "work")]
+    assert main(args) == 0
+    rows = {r.condition: r for r in read_rows(results / "abx.csv")}
+    assert all("frame_shift=0.01 " in r.details for r in rows.values())
+    folder = tmp_path / "work" / "features" / "ckpt100" / "tiny" / "frame_last"
+    assert np.load(folder / "11-100-0000.npy").shape[0] == 99  # 100 Hz frames of 1 s of audio
+
+    assert main(["eval", "abx", "--features-dir", str(folder), "--item", str(item), "--model-name", "again",
+                 "--frame-shift", "0.01", "--results", str(results)]) == 0
+    again = {r.condition: r.value for r in read_rows(results / "abx.csv") if r.model == "again"}
+    assert again == {k: r.value for k, r in rows.items()}
+
+    capsys.readouterr()
+    assert console([*args, "--frame-shift", "0.02"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(err) == 1 and err[0].startswith("learn2diss eval abx: error: --frame-shift 0.02: ") and "0.01" in err[0]

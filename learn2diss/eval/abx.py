@@ -4,7 +4,8 @@ The engine is ``zerospeech-libriabx2`` (``zrc_abx2``), the code behind the ZeroS
 phonetic benchmark: features are L2-normalised, the frame distance is the angle between vectors
 divided by pi ("cosine"/"angular"), averaged along the DTW path, and groups are subsampled to
 ``max_size_group`` items and ``max_x_across`` X speakers with a fixed seed. Learn2Diss features are
-50 Hz, so items are cut with a frame shift of 0.02 s (the ZeroSpeech tools default to 0.01 s).
+50 Hz, so items are cut with the model's frame shift, its conv stride over the sample rate (0.02 s for
+every parent here; the ZeroSpeech tools default to 0.01 s).
 
 Example::
 
@@ -26,9 +27,9 @@ from pathlib import Path
 import numpy as np
 
 from learn2diss.errors import InputError, MissingInputError
+from learn2diss.eval.features import FRAME_SHIFT_S
 from learn2diss.io import load_npy
 
-FRAME_SHIFT_S = 0.02  # 50 Hz: HuBERT / WavLM frame rate (conv stride 320 at 16 kHz)
 ITEM_COLUMNS = ("#file", "onset", "offset", "#phone", "prev-phone", "next-phone", "speaker")
 DISTANCES = {"cosine": "cosine", "angular": "cosine", "euclidean": "euclidean", "kl_symmetric": "kl_symmetric"}
 
@@ -48,7 +49,8 @@ class AbxItem:
 
 @dataclass(frozen=True)
 class AbxSettings:
-    """ABX options; the defaults are the ZeroSpeech 2021 settings with a 0.02 s frame shift."""
+    """ABX options; the defaults are the ZeroSpeech 2021 settings with the base parents' 0.02 s frame shift
+    (pass the model's own, :func:`learn2diss.eval.features.frame_shift`, when it has another stride)."""
 
     frame_shift: float = FRAME_SHIFT_S
     distance: str = "cosine"

@@ -1,4 +1,4 @@
-"""Frame-level phone labels from forced alignments, resampled to the 50 Hz feature frames.
+"""Frame-level phone labels from forced alignments, resampled to the feature frames (50 Hz for every parent here).
 
 Two file formats are read (``--alignment-format``):
 
@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from learn2diss.errors import InputError, MissingInputError
+from learn2diss.eval.features import FRAME_SHIFT_S
 
 FORMATS = ("auto", "segments", "frames")
 _STRESS = re.compile(r"(?<=[A-Za-z])[0-9]$")
@@ -39,8 +40,12 @@ class PhoneAlignment:
     ends: np.ndarray
     phones: tuple[str, ...]
 
-    def frame_labels(self, n_frames: int, frame_shift: float = 0.02) -> np.ndarray:
-        """Label of each of ``n_frames`` frames (centre ``(i + 0.5) * frame_shift``); ``""`` if unaligned."""
+    def frame_labels(self, n_frames: int, frame_shift: float = FRAME_SHIFT_S) -> np.ndarray:
+        """Label of each of ``n_frames`` frames (centre ``(i + 0.5) * frame_shift``); ``""`` if unaligned.
+
+        ``frame_shift``: seconds per feature frame; the model's (:func:`learn2diss.eval.features.frame_shift`)
+        when there is one, else the 0.02 s of precomputed base-parent features.
+        """
         centres = (np.arange(n_frames) + 0.5) * frame_shift
         index = np.searchsorted(self.starts, centres, side="right") - 1
         labels = np.full(n_frames, "", dtype=object)

@@ -37,8 +37,17 @@ import numpy as np
 from learn2diss import __version__
 from learn2diss.errors import InputError, MissingInputError
 from learn2diss.io import FileReadError, load_npy, locked, read_json, save_npy, write_json
+from learn2diss.upstream.config import SAMPLE_RATE
 
 AUDIO_EXTENSIONS = (".flac", ".wav")
+# Seconds per frame of precomputed features (--features-dir) unless told: the conv stride of every parent
+# here (320 samples) at 16 kHz, 0.02 s. With a model at hand, use :func:`frame_shift` of its own stride.
+FRAME_SHIFT_S = 320 / SAMPLE_RATE
+
+
+def frame_shift(model: object) -> float:
+    """Seconds per frame of ``model``'s frame features: its parent's conv stride over the sample rate."""
+    return model.config.parent.stride / SAMPLE_RATE
 
 
 @dataclass(frozen=True)

@@ -120,6 +120,7 @@ def evaluate_split(model, split: CorpusSplit, sizes: EvalSizes, features_dir: Pa
         FeatureSpec,
         extract_features,
         find_audio,
+        frame_shift,
         load_features,
         pool_utterance,
     )
@@ -134,7 +135,8 @@ def evaluate_split(model, split: CorpusSplit, sizes: EvalSizes, features_dir: Pa
     folders = {str(s): features_dir / str(s).replace(":", "_") for s in specs}
     extract_features(model, find_audio(split.audio, utterances), specs, folders, device=device, progress=False)
     feats = {str(s): load_features(folders[str(s)], utterances) for s in specs}
-    phones = {u: alignments[u].frame_labels(len(feats[FRAME][u])) for u in utterances}
+    shift = frame_shift(model)
+    phones = {u: alignments[u].frame_labels(len(feats[FRAME][u]), shift) for u in utterances}
     train, test = speaker_stratified_split(utterances, speakers, sizes.probe_test_fraction, seed)
     out: list[Measurement] = []
     probe_details = f"{len(train)} train / {len(test)} test utterances"
@@ -145,7 +147,7 @@ def evaluate_split(model, split: CorpusSplit, sizes: EvalSizes, features_dir: Pa
         out.append(Measurement("probes", encoder, "speaker_id_acc", scores["speaker_id_acc"], pooled_spec,
                                probe_details))
         out.append(Measurement("probes", encoder, "phone_acc", scores["phone_acc"], frame_spec, probe_details))
-    for score in score_abx(folders[FRAME], split.item, AbxSettings()):
+    for score in score_abx(folders[FRAME], split.item, AbxSettings(frame_shift=shift)):
         out.append(Measurement("abx", score.speaker_mode, "abx_error", score.error, FRAME, "zrc_abx2, cosine"))
     phone = frame_phone_scores([feats[FRAME][u] for u in utterances], [phones[u] for u in utterances],
                                k=sizes.purity_clusters, seed=seed)

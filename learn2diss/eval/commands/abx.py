@@ -2,8 +2,9 @@
 
 Extracts the chosen representation for the utterances of an item file (cached under --work-dir and
 resumed), scores within- and across-speaker ABX with zerospeech-libriabx2 (angular distance + DTW,
-max 10 items per group, max 5 X speakers, seed 3459, frame shift 0.02 s) and merges the error rates
-into RESULTS/abx.csv.
+max 10 items per group, max 5 X speakers, seed 3459; the frame shift is the checkpoint's conv stride over
+the sample rate, 0.02 s, or --frame-shift for precomputed features) and merges the error rates into
+RESULTS/abx.csv.
 
 Examples::
 
@@ -17,6 +18,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -41,7 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="within = ZeroSpeech 2021 triphone ABX (the paper); any = abxLS context-free")
     parser.add_argument("--distance", choices=("cosine", "angular", "euclidean", "kl_symmetric"), default="cosine",
                         help="cosine and angular are the same (angle / pi)")
-    parser.add_argument("--frame-shift", type=float, default=0.02, help="seconds per feature frame (50 Hz: 0.02)")
+    parser.add_argument("--frame-shift", type=float, default=None,
+                        help="seconds per frame of --features-dir features (default 0.02: 50 Hz, the base parents' "
+                             "stride); with --ckpt it is the checkpoint's conv stride over the sample rate")
     parser.add_argument("--max-size-group", type=int, default=10)
     parser.add_argument("--max-x-across", type=int, default=5)
     parser.add_argument("--seed", type=int, default=3459)
@@ -76,10 +80,14 @@ def run(args: argparse.Namespace) -> int:
     if not spec.per_frame:
         raise UsageError(f"--features {spec}: ABX needs per-frame features, not the pooled utterance embedding")
     modes = ("within", "across") if args.speaker_mode == "all" else (args.speaker_mode,)
-    settings = AbxSettings(frame_shift=args.frame_shift, distance=args.distance, speaker_modes=modes,
+    source = open_source(args)
+    shift = source.frame_shift if args.frame_shift is None else args.frame_shift
+    if source.model is not None and not math.isclose(shift, source.frame_shift):
+        raise UsageError(f"--frame-shift {args.frame_shift}: the checkpoint {args.ckpt} has {source.frame_shift} s "
+                         "frames (its conv stride); leave --frame-shift out with --ckpt")
+    settings = AbxSettings(frame_shift=shift, distance=args.distance, speaker_modes=modes,
                            context_mode=args.context_mode, max_size_group=args.max_size_group,
                            max_x_across=args.max_x_across, seed=args.seed)
-    source = open_source(args)
     out = args.results / "abx.csv"
     for dataset, item, audio_dir in jobs:
         if source.model is not None:
@@ -94,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"ABX on {dataset} ({item}) ...", file=sys.stderr)
         scores = score_abx(folder, item, settings)
         metric = "abx_error" if args.context_mode == "within" else "abx_error_any_context"
-        details = (f"zrc_abx2 distance={args.distance} frame_shift={args.frame_shift} max_size_group="
+        details = (f"zrc_abx2 distance={args.distance} frame_shift={shift:g} max_size_group="
                    f"{args.max_size_group} max_x_across={args.max_x_across} seed={args.seed}")
         append_rows(out, [
             ResultRow("abx", source.name, dataset, s.speaker_mode, metric, s.error, variant=args.variant,

@@ -41,6 +41,13 @@ class ModelSource:
     model: object | None
     device: str
 
+    @property
+    def frame_shift(self) -> float:
+        """Seconds per frame: the model's conv stride over the sample rate; 0.02 s for precomputed features."""
+        from learn2diss.eval.features import FRAME_SHIFT_S, frame_shift
+
+        return FRAME_SHIFT_S if self.model is None else frame_shift(self.model)
+
     def feature_dir(self, work_dir: Path, dataset: str, spec: str) -> Path:
         """The cache folder of one representation; its ``cache.json`` ties the files to the model's content."""
         return work_dir / "features" / self.name / dataset / spec.replace(":", "_")

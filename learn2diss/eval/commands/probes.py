@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     for name, (pooled_spec, frame_spec_) in encoders.items():
         frames = load_features(folders[str(frame_spec_)], utterances)
         pooled = {u: pool_utterance(a) for u, a in load_features(folders[str(pooled_spec)], utterances).items()}
-        phones = {u: alignments[u].frame_labels(len(frames[u])) for u in utterances}
+        phones = {u: alignments[u].frame_labels(len(frames[u]), source.frame_shift) for u in utterances}
         scores = probe_encoder(ProbeData(pooled, frames), train, test, speakers, phones, args.max_frames, args.seed)
         for metric, value in scores.items():
             spec = pooled_spec if metric == "speaker_id_acc" else frame_spec_

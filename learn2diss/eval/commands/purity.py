@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     folders = prepare_features(source, args, dataset, utterances, specs)
 
     frames = load_features(folders[str(frame_spec)], utterances)
-    labels = [alignments[u].frame_labels(len(frames[u])) for u in utterances]
+    labels = [alignments[u].frame_labels(len(frames[u]), source.frame_shift) for u in utterances]
     phone = frame_phone_scores([frames[u] for u in utterances], labels, k=args.clusters, fit_frames=args.fit_frames,
                                seed=args.seed, niter=args.kmeans_iterations)
     utt_folder = folders[str(utt_spec)] if source.model is not None else folders[str(frame_spec)]
