@@ -2,8 +2,10 @@
 
 ``from_dict(cls, data, where)`` builds dataclass ``cls`` from a plain mapping and raises
 :class:`ConfigError` naming the file and the dotted key for an unknown key, a missing key or a
-value of the wrong type. Range checks live in each dataclass's ``__post_init__`` and raise
-``ValueError``; they are re-raised as :class:`ConfigError` with the key prefix.
+value of the wrong type. Range checks live in each dataclass's ``__post_init__``: :func:`check_ranges`
+raises one :class:`RangeError` that names every failing field, its value and the allowed range, and
+``from_dict`` prefixes each field with the dotted key of its section (``joint.club.weight = -1.0, must be
+>= 0``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,21 @@ class ConfigError(Learn2DissError, ValueError):
     """A config file or override that does not match its schema."""
 
 
+class RangeError(ConfigError):
+    """Values outside their allowed range: ``problems`` holds ``(key, value, allowed)`` for each one."""
+
+    def __init__(self, problems: list[tuple[str, Any, str]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{key} = {value!r}, must be {allowed}" for key, value, allowed in problems))
+
+
+def check_ranges(*checks: tuple[str, Any, bool, str]) -> None:
+    """Raise one :class:`RangeError` for every ``(field, value, ok, allowed)`` check with ``ok`` false."""
+    problems = [(key, value, allowed) for key, value, ok, allowed in checks if not ok]
+    if problems:
+        raise RangeError(problems)
+
+
 def _check_value(tp: Any, value: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
@@ -33,12 +50,11 @@ def _check_value(tp: Any, value: Any, key: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        errors = []
         for arg in (a for a in args if a is not type(None)):
             try:
                 return _check_value(arg, value, key)
-            except ConfigError as err:
-                errors.append(str(err))
+            except ConfigError:
+                continue
         raise ConfigError(f"{key}: {value!r} matches none of {tp}")
     if origin is typing.Literal:
         if value not in args:
@@ -87,6 +103,8 @@ def from_dict(cls: type[T], data: Any, where: str = "") -> T:
     values = {name: _check_value(hints[name], data[name], _join(where, name)) for name in fields}
     try:
         return cls(**values)
+    except RangeError as err:
+        raise RangeError([(_join(where, key), value, allowed) for key, value, allowed in err.problems]) from None
     except ValueError as err:
         if isinstance(err, ConfigError):
             raise

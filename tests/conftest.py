@@ -17,11 +17,13 @@ def tiny_config(kind: str = "wavlm", num_frozen_layers: int = 0, extractor_mode:
     return ModelConfig(
         parent=ParentConfig(
             kind=kind, conv_layers=((32, 10, 5), (32, 3, 2), (32, 2, 2)), extractor_mode=extractor_mode,
-            embed_dim=32, num_layers=3, num_heads=2, ffn_dim=64, pos_conv_kernel=16, pos_conv_groups=2,
+            conv_bias=False, embed_dim=32, num_layers=3, num_heads=2, ffn_dim=64, pos_conv_kernel=16,
+            pos_conv_groups=2, pos_conv_layers=1, layer_norm_first=False, num_buckets=320, max_distance=800,
+            normalize_waveform=False, dropout=0.1, attention_dropout=0.1,
         ),
         frame=FrameConfig(num_frozen_layers=num_frozen_layers, num_targets=20, mask_prob=0.5, mask_length=4),
-        utterance=UtteranceConfig(channels=(32,) * 5, attention_channels=8, res2net_scale=4, se_channels=8,
-                                  embed_dim=16, num_targets=10),
+        utterance=UtteranceConfig(channels=(32,) * 5, kernel_sizes=(5, 3, 3, 3, 1), dilations=(1, 2, 3, 4, 1),
+                                  attention_channels=8, res2net_scale=4, se_channels=8, embed_dim=16, num_targets=10),
     )
 
 

@@ -17,13 +17,14 @@ def tiny_50hz_config(num_frozen_layers: int = 1) -> ModelConfig:
     """A 3-layer, 32-d HuBERT-like parent whose convolutions stride 320 samples (50 Hz, like the real ones)."""
     return ModelConfig(
         parent=ParentConfig(
-            kind="hubert", conv_layers=((16, 10, 5), (16, 4, 4), (16, 4, 4), (16, 4, 4)),
-            embed_dim=32, num_layers=3, num_heads=2, ffn_dim=64, pos_conv_kernel=16, pos_conv_groups=2,
-            dropout=0.0, attention_dropout=0.0,
+            kind="hubert", conv_layers=((16, 10, 5), (16, 4, 4), (16, 4, 4), (16, 4, 4)), extractor_mode="group_norm",
+            conv_bias=False, embed_dim=32, num_layers=3, num_heads=2, ffn_dim=64, pos_conv_kernel=16,
+            pos_conv_groups=2, pos_conv_layers=1, layer_norm_first=False, num_buckets=320, max_distance=800,
+            normalize_waveform=False, dropout=0.0, attention_dropout=0.0,
         ),
         frame=FrameConfig(num_frozen_layers=num_frozen_layers, num_targets=20, mask_prob=0.5, mask_length=4),
-        utterance=UtteranceConfig(channels=(24,) * 5, attention_channels=8, res2net_scale=4, se_channels=8,
-                                  embed_dim=16, num_targets=10),
+        utterance=UtteranceConfig(channels=(24,) * 5, kernel_sizes=(5, 3, 3, 3, 1), dilations=(1, 2, 3, 4, 1),
+                                  attention_channels=8, res2net_scale=4, se_channels=8, embed_dim=16, num_targets=10),
     )
 
 

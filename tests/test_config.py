@@ -27,8 +27,17 @@ def _write(tmp_path: Path, edit) -> Path:
         (lambda d: d["model"]["utterance"].pop("embed_dim"), r"missing key\(s\) model\.utterance\.embed_dim"),
         (lambda d: d["model"]["parent"].update(num_layers="12"), r"model\.parent\.num_layers: expected int"),
         (lambda d: d["model"]["parent"].update(kind="wav2vec"), r"model\.parent\.kind: 'wav2vec' is not one of"),
-        (lambda d: d["model"]["frame"].update(mask_prob=1.5), r"mask_prob must be in \[0, 1\]"),
-        (lambda d: d["model"]["frame"].update(num_frozen_layers=12), r"num_frozen_layers must be in \[0, 11\]"),
+        (lambda d: d["model"]["frame"].update(mask_prob=1.5), r"model\.frame\.mask_prob = 1\.5, must be in \[0, 1\]$"),
+        (lambda d: d["model"]["frame"].update(num_frozen_layers=12),
+         r"model\.frame\.num_frozen_layers = 12, must be in \[0, 11\] \(parent\.num_layers - 1\)$"),
+        (lambda d: d["data"].update(max_utterance_seconds=30.0),
+         r"data\.max_utterance_seconds = 30\.0, must be <= max_batch_seconds = 25\.0$"),
+        (lambda d: d["joint"]["frame_optimizer"].update(warmup_steps=-1),
+         r"joint\.frame_optimizer\.warmup_steps = -1, must be >= 0$"),
+        (lambda d: d["frame_targets"].update(layer=13),
+         r"frame_targets\.layer = 13, must be <= model\.parent\.num_layers = 12, or mfcc$"),
+        (lambda d: d["model"]["parent"].update(embed_dim=770),
+         r"model\.parent\.embed_dim = 770, must be a multiple of num_heads \(12\)$"),
     ],
 )
 def test_bad_config_names_file_and_key(tmp_path, edit, message):
@@ -36,6 +45,13 @@ def test_bad_config_names_file_and_key(tmp_path, edit, message):
     with pytest.raises(ConfigError, match=message) as info:
         load_config(path)
     assert str(path) in str(info.value)
+
+
+def test_every_range_problem_is_named_at_once():
+    with pytest.raises(ConfigError) as info:
+        load_config("l2d_w12", ["joint.club.weight=-1", "joint.club.inner_steps=-2", "joint.club.hidden_dim=4"])
+    assert str(info.value).endswith(
+        "l2d_w12.yaml: joint.club.weight = -1.0, must be >= 0; joint.club.inner_steps = -2, must be >= 0")
 
 
 def test_overrides_are_validated_too():

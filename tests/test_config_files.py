@@ -7,13 +7,16 @@ that file in the same commit.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import typing
 from pathlib import Path
 
 import pytest
 import yaml
 
 from learn2diss.pretrain.config import (
+    Config,
     ConfigError,
     config_path,
     config_to_dict,
@@ -108,3 +111,22 @@ def test_a_key_missing_from_the_whole_chain_names_the_file(tmp_path):
     (tmp_path / "c.yaml").write_text("base: full.yaml\n")
     with pytest.raises(ConfigError, match=r"c\.yaml: missing key\(s\) joint\.club\.hidden_dim"):
         load_config(tmp_path / "c.yaml")
+
+
+def _config_dataclasses(cls: type, seen: set[type]) -> set[type]:
+    """``cls`` and every dataclass its fields hold (the whole run-config tree)."""
+    seen.add(cls)
+    for tp in typing.get_type_hints(cls).values():
+        for arg in (tp, *typing.get_args(tp)):
+            if dataclasses.is_dataclass(arg) and arg not in seen:
+                _config_dataclasses(arg, seen)
+    return seen
+
+
+def test_the_yaml_is_the_one_source_of_settings():
+    """No config dataclass declares a default: a value not written in the (merged) YAML is an error."""
+    classes = _config_dataclasses(Config, set())
+    assert {"ModelConfig", "ParentConfig", "DataConfig", "CLUBConfig", "OptimizerConfig"} <= {c.__name__ for c in classes}
+    with_defaults = [f"{cls.__name__}.{f.name}" for cls in classes for f in dataclasses.fields(cls)
+                     if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING]
+    assert with_defaults == []

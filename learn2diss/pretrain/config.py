@@ -19,6 +19,7 @@ from typing import Literal
 from learn2diss.schema import (
     ConfigError,
     apply_overrides,
+    check_ranges,
     deep_merge,
     from_dict,
     read_yaml,
@@ -33,38 +34,42 @@ __all__ = ["Config", "ConfigError", "config_path", "config_to_dict", "load_confi
 class DataConfig:
     """Batching of the training stages."""
 
-    max_batch_seconds: float = 25.0  # padded audio per micro-batch per GPU (25 s in the paper)
-    max_utterance_seconds: float = 15.0  # longer utterances are randomly cropped (frame-aligned)
-    min_utterance_seconds: float = 1.0  # shorter ones are left out of training, and counted
-    segment_seconds: float = 1.0  # length of each of the two non-overlapping views for h (eq. 5)
-    num_workers: int = 4  # DataLoader worker processes per GPU
-    shards: str | None = None  # a `learn2diss data shard` folder: the training stages read WebDataset shards
-    shuffle_buffer: int = 1000  # utterances in the shard loader's shuffle buffer (shards only)
-    seed: int = 0  # batch order, crops and segment positions
+    max_batch_seconds: float  # padded audio per micro-batch per GPU (25 s in the paper)
+    max_utterance_seconds: float  # longer utterances are randomly cropped (frame-aligned)
+    min_utterance_seconds: float  # shorter ones are left out of training, and counted
+    segment_seconds: float  # length of each of the two non-overlapping views for h (eq. 5)
+    num_workers: int  # DataLoader worker processes per GPU
+    shards: str | None  # a `learn2diss data shard` folder: the training stages read WebDataset shards
+    shuffle_buffer: int  # utterances in the shard loader's shuffle buffer (shards only)
+    seed: int  # batch order, crops and segment positions
 
     def __post_init__(self) -> None:
-        if not 0 < self.min_utterance_seconds <= self.max_utterance_seconds <= self.max_batch_seconds:
-            raise ValueError("need 0 < min_utterance_seconds <= max_utterance_seconds <= max_batch_seconds, got "
-                             f"{self.min_utterance_seconds}, {self.max_utterance_seconds}, {self.max_batch_seconds}")
-        if self.segment_seconds <= 0 or self.num_workers < 0 or self.shuffle_buffer < 1:
-            raise ValueError("segment_seconds must be > 0, num_workers >= 0 and shuffle_buffer >= 1")
+        shortest, longest = self.min_utterance_seconds, self.max_utterance_seconds
+        check_ranges(
+            ("min_utterance_seconds", shortest, 0 < shortest <= longest, f"in (0, max_utterance_seconds = {longest}]"),
+            ("max_utterance_seconds", longest, longest <= self.max_batch_seconds,
+             f"<= max_batch_seconds = {self.max_batch_seconds}"),
+            ("segment_seconds", self.segment_seconds, self.segment_seconds > 0, "> 0"),
+            ("num_workers", self.num_workers, self.num_workers >= 0, ">= 0"),
+            ("shuffle_buffer", self.shuffle_buffer, self.shuffle_buffer >= 1, ">= 1"),
+        )
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Engineering settings shared by the two training stages (utt-simclr and joint)."""
 
-    seed: int = 0  # model init (random parent), dropout
-    checkpoint_every: int = 1000  # optimiser steps between checkpoints
-    keep_checkpoints: int = 3  # older ones are deleted
-    log_every: int = 50  # optimiser steps between TensorBoard points
-    max_nonfinite_steps: int = 100  # abort after this many skipped steps (NaN/inf loss) in a stage
-    precision: Literal["bf16", "fp32"] = "bf16"  # autocast dtype on CUDA; the CPU always runs fp32
+    seed: int  # model init (random parent), dropout
+    checkpoint_every: int  # optimiser steps between checkpoints
+    keep_checkpoints: int  # older ones are deleted
+    log_every: int  # optimiser steps between TensorBoard points
+    max_nonfinite_steps: int  # abort after this many skipped steps (NaN/inf loss) in a stage
+    precision: Literal["bf16", "fp32"]  # autocast dtype on CUDA; the CPU always runs fp32
 
     def __post_init__(self) -> None:
-        if min(self.checkpoint_every, self.keep_checkpoints, self.log_every) < 1 or self.max_nonfinite_steps < 0:
-            raise ValueError("checkpoint_every, keep_checkpoints and log_every must be >= 1, "
-                             "max_nonfinite_steps >= 0")
+        check_ranges(*((name, getattr(self, name), getattr(self, name) >= 1, ">= 1")
+                       for name in ("checkpoint_every", "keep_checkpoints", "log_every")),
+                     ("max_nonfinite_steps", self.max_nonfinite_steps, self.max_nonfinite_steps >= 0, ">= 0"))
 
 
 @dataclass(frozen=True)
@@ -82,8 +87,8 @@ class OptimizerConfig:
     clip_grad_norm: float  # 0 disables clipping
 
     def __post_init__(self) -> None:
-        if min(self.lr, self.initial_lr, self.final_lr) < 0 or self.warmup_steps < 0 or self.clip_grad_norm < 0:
-            raise ValueError("learning rates, warmup_steps and clip_grad_norm must be >= 0")
+        check_ranges(*((name, getattr(self, name), getattr(self, name) >= 0, ">= 0")
+                       for name in ("lr", "initial_lr", "final_lr", "warmup_steps", "clip_grad_norm")))
 
 
 @dataclass(frozen=True)
@@ -92,29 +97,30 @@ class FrameTargetsConfig:
 
     # index into frame_hidden_states (0 = input of layer 1): 9 for HuBERT, 11 for WavLM; or "mfcc": HuBERT's
     # iteration 1 (39-d MFCC + deltas at 50 Hz, no parent needed; how the demo pretrains its small parent)
-    layer: int | Literal["mfcc"] = 11
-    fit_max_frames: int = 1_000_000  # random frames (from random utterances) used to fit k-means
-    kmeans_iterations: int = 20
-    batch_seconds: float = 200.0  # audio per extraction batch (inference, no gradient)
-    seed: int = 0
+    layer: int | Literal["mfcc"]
+    fit_max_frames: int  # random frames (from random utterances) used to fit k-means
+    kmeans_iterations: int
+    batch_seconds: float  # audio per extraction batch (inference, no gradient)
+    seed: int
 
     def __post_init__(self) -> None:
-        if (self.layer != "mfcc" and self.layer < 0) or self.fit_max_frames < 1 or self.kmeans_iterations < 1 \
-                or self.batch_seconds <= 0:
-            raise ValueError("layer >= 0 (or mfcc), fit_max_frames >= 1, kmeans_iterations >= 1, batch_seconds > 0 "
-                             "required")
+        check_ranges(
+            ("layer", self.layer, self.layer == "mfcc" or self.layer >= 0, ">= 0 or mfcc"),
+            ("fit_max_frames", self.fit_max_frames, self.fit_max_frames >= 1, ">= 1"),
+            ("kmeans_iterations", self.kmeans_iterations, self.kmeans_iterations >= 1, ">= 1"),
+            ("batch_seconds", self.batch_seconds, self.batch_seconds > 0, "> 0"),
+        )
 
 
 @dataclass(frozen=True)
 class InfoNCEConfig:
     """Eq. 5."""
 
-    temperature: float = 0.1  # eq. 5 as printed has none (tau = 1); SimCLR uses 0.1-0.5
-    denominator: Literal["all_others", "paper"] = "all_others"  # NT-Xent, or eq. 5's indicator read literally
+    temperature: float  # eq. 5 as printed has none (tau = 1); SimCLR uses 0.1-0.5
+    denominator: Literal["all_others", "paper"]  # NT-Xent, or eq. 5's indicator read literally
 
     def __post_init__(self) -> None:
-        if self.temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        check_ranges(("temperature", self.temperature, self.temperature > 0, "> 0"))
 
 
 @dataclass(frozen=True)
@@ -128,44 +134,52 @@ class UttSimCLRConfig:
     infonce: InfoNCEConfig
 
     def __post_init__(self) -> None:
-        if self.steps < 0 or self.grad_accum < 1 or self.max_batch_seconds <= 0:
-            raise ValueError("steps must be >= 0, grad_accum >= 1 and max_batch_seconds > 0")
+        check_ranges(
+            ("steps", self.steps, self.steps >= 0, ">= 0"),
+            ("grad_accum", self.grad_accum, self.grad_accum >= 1, ">= 1"),
+            ("max_batch_seconds", self.max_batch_seconds, self.max_batch_seconds > 0, "> 0"),
+        )
 
 
 @dataclass(frozen=True)
 class UttTargetsConfig:
     """Stage c: k-means of the pooled embeddings z^L for several Q, knee point, labels."""
 
-    cluster_counts: tuple[int, ...] = (250, 500, 1000, 1500, 2000, 2500, 3000, 4000)  # the Q of the knee curve
-    use_knee: bool = True  # Q = knee point; false: Q = model.utterance.num_targets (the curve is still drawn)
-    normalize: bool = True  # L2-normalise the embeddings first (InfoNCE trains cosine similarity)
-    kmeans_iterations: int = 20
-    batch_seconds: float = 200.0  # audio per embedding batch
-    max_utterance_seconds: float = 35.0  # longer utterances are embedded from their first part
-    seed: int = 0
+    cluster_counts: tuple[int, ...]  # the Q of the knee curve
+    use_knee: bool  # Q = knee point; false: Q = model.utterance.num_targets (the curve is still drawn)
+    normalize: bool  # L2-normalise the embeddings first (InfoNCE trains cosine similarity)
+    kmeans_iterations: int
+    batch_seconds: float  # audio per embedding batch
+    max_utterance_seconds: float  # longer utterances are embedded from their first part
+    seed: int
 
     def __post_init__(self) -> None:
-        if not self.cluster_counts or min(self.cluster_counts) < 2 or list(self.cluster_counts) != sorted(
-            set(self.cluster_counts)
-        ):
-            raise ValueError(f"cluster_counts must be increasing values >= 2, got {list(self.cluster_counts)}")
-        if self.kmeans_iterations < 1 or self.batch_seconds <= 0 or self.max_utterance_seconds <= 0:
-            raise ValueError("kmeans_iterations >= 1, batch_seconds > 0 and max_utterance_seconds > 0 required")
+        counts = list(self.cluster_counts)
+        check_ranges(
+            ("cluster_counts", counts, bool(counts) and min(counts) >= 2 and counts == sorted(set(counts)),
+             "increasing values >= 2"),
+            ("kmeans_iterations", self.kmeans_iterations, self.kmeans_iterations >= 1, ">= 1"),
+            ("batch_seconds", self.batch_seconds, self.batch_seconds > 0, "> 0"),
+            ("max_utterance_seconds", self.max_utterance_seconds, self.max_utterance_seconds > 0, "> 0"),
+        )
 
 
 @dataclass(frozen=True)
 class PseudoConConfig:
     """L_PC^g of eq. 3 (SupCon form; see learn2diss.pretrain.losses.pseudo_con_loss)."""
 
-    weight: float = 1.0  # eq. 4 adds it with weight 1; 0 turns it off
-    temperature: float = 0.1
-    normalize: bool = True  # cosine similarity
-    denominator: Literal["all_others", "negatives"] = "all_others"  # SupCon, or A(t) of eq. 3 as printed
-    max_frames: int = 4096  # random subset of the selected frames per micro-batch (N^2 memory); 0 = all
+    weight: float  # eq. 4 adds it with weight 1; 0 turns it off
+    temperature: float
+    normalize: bool  # cosine similarity
+    denominator: Literal["all_others", "negatives"]  # SupCon, or A(t) of eq. 3 as printed
+    max_frames: int  # random subset of the selected frames per micro-batch (N^2 memory); 0 = all
 
     def __post_init__(self) -> None:
-        if self.weight < 0 or self.temperature <= 0 or self.max_frames < 0:
-            raise ValueError("weight >= 0, temperature > 0 and max_frames >= 0 required")
+        check_ranges(
+            ("weight", self.weight, self.weight >= 0, ">= 0"),
+            ("temperature", self.temperature, self.temperature > 0, "> 0"),
+            ("max_frames", self.max_frames, self.max_frames >= 0, ">= 0 (0: all)"),
+        )
 
 
 @dataclass(frozen=True)
@@ -173,22 +187,25 @@ class CLUBConfig:
     """L_MI of eq. 8-9 and its variational network q_phi (eq. 2)."""
 
     optimizer: OptimizerConfig  # q_phi's own Adam (1e-6 in the paper)
-    weight: float = 1e-3  # lambda of eq. 10; 0 is Table 5's "without MI" (the estimate is still logged)
-    representation: Literal["aggregate", "final"] = "aggregate"  # eq. 9, or (y^M, z^L): Table 6 without aggregation
-    hidden_dim: int = 2048
-    logvar_activation: Literal["tanh", "none"] = "tanh"
-    inner_steps: int = 5  # q_phi NLL steps on detached features per micro-batch, before the main step
-    negatives: Literal["same_time", "all_frames"] = "same_time"  # the j of eq. 8's negative term
-    frame_reduction: Literal["sum", "mean"] = "sum"  # eq. 8 sums over frames and averages over utterances
+    weight: float  # lambda of eq. 10; 0 is Table 5's "without MI" (the estimate is still logged)
+    representation: Literal["aggregate", "final"]  # eq. 9, or (y^M, z^L): Table 6 without aggregation
+    hidden_dim: int
+    logvar_activation: Literal["tanh", "none"]
+    inner_steps: int  # q_phi NLL steps on detached features per micro-batch, before the main step
+    negatives: Literal["same_time", "all_frames"]  # the j of eq. 8's negative term
+    frame_reduction: Literal["sum", "mean"]  # eq. 8 sums over frames and averages over utterances
     # not in the paper (docs/pretraining.md "Where the CLUB estimate can cheat"): y-bar, z-bar standardised per
     # dimension (no learned scale) before q_phi and the estimate, so that rescaling the features cannot lower it
-    standardize: Literal["none", "batch", "running"] = "none"
-    frame_pass: Literal["masked", "unmasked"] = "masked"  # y-bar from the masked g pass, or an extra unmasked one
-    z_source: Literal["aggregate", "last"] = "aggregate"  # z-bar: eq. 9's aggregate, or z^L alone (y-bar unchanged)
+    standardize: Literal["none", "batch", "running"]
+    frame_pass: Literal["masked", "unmasked"]  # y-bar from the masked g pass, or an extra unmasked one
+    z_source: Literal["aggregate", "last"]  # z-bar: eq. 9's aggregate, or z^L alone (y-bar unchanged)
 
     def __post_init__(self) -> None:
-        if self.weight < 0 or self.hidden_dim < 1 or self.inner_steps < 0:
-            raise ValueError("weight >= 0, hidden_dim >= 1 and inner_steps >= 0 required")
+        check_ranges(
+            ("weight", self.weight, self.weight >= 0, ">= 0"),
+            ("hidden_dim", self.hidden_dim, self.hidden_dim >= 1, ">= 1"),
+            ("inner_steps", self.inner_steps, self.inner_steps >= 0, ">= 0"),
+        )
 
 
 @dataclass(frozen=True)
@@ -205,8 +222,10 @@ class JointConfig:
     club: CLUBConfig
 
     def __post_init__(self) -> None:
-        if self.steps < 0 or self.grad_accum < 1:
-            raise ValueError("steps must be >= 0 and grad_accum >= 1")
+        check_ranges(
+            ("steps", self.steps, self.steps >= 0, ">= 0"),
+            ("grad_accum", self.grad_accum, self.grad_accum >= 1, ">= 1"),
+        )
 
 
 @dataclass(frozen=True)
@@ -222,9 +241,9 @@ class Config:
     joint: JointConfig
 
     def __post_init__(self) -> None:
-        if self.frame_targets.layer != "mfcc" and self.frame_targets.layer > self.model.parent.num_layers:
-            raise ValueError(f"frame_targets.layer {self.frame_targets.layer} is past the parent's "
-                             f"{self.model.parent.num_layers} layers")
+        layer, layers = self.frame_targets.layer, self.model.parent.num_layers
+        check_ranges(("frame_targets.layer", layer, layer == "mfcc" or layer <= layers,
+                      f"<= model.parent.num_layers = {layers}, or mfcc"))
 
 
 def _packaged_dir() -> Path:

@@ -155,6 +155,7 @@ def _fairseq_parent_config(path: Path, cfg: dict, task: dict, kind: str) -> Pare
         num_buckets=int(cfg.get("num_buckets", 320)),
         max_distance=int(cfg.get("max_distance", 800)),
         normalize_waveform=bool(cfg.get("normalize", False) or task.get("normalize", False)),
+        dropout=0.1, attention_dropout=0.1,  # training settings, not compared with the run config's
     )
 
 
@@ -294,6 +295,7 @@ def _read_huggingface(directory: Path) -> tuple[ParentConfig, dict[str, Tensor]]
         num_buckets=getattr(hf_config, "num_buckets", 320),
         max_distance=getattr(hf_config, "max_bucket_distance", 800),
         normalize_waveform=extractor_mode == "layer_norm",
+        dropout=0.1, attention_dropout=0.1,  # training settings, not compared with the run config's
     )
     if data2vec:  # torchaudio has no data2vec importer; HF's names are torchaudio's below these prefixes
         renames = {"feature_extractor.": "feature_extractor.", "feature_projection.": "encoder.feature_projection.",
