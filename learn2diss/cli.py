@@ -1,8 +1,7 @@
 """The ``learn2diss`` command: one entry point with sub-commands.
 
-Each sub-command lives in a module that exposes ``add_arguments(parser)`` and ``run(args) -> int``;
-the module docstring's first paragraph is its description. Command modules import heavy libraries
-(torch, faiss, s3prl) inside ``run`` so that ``learn2diss --help`` stays fast.
+The sub-commands are listed in :mod:`learn2diss.commands` (one module each, with ``add_arguments`` and
+``run``). This module is the console layer: it parses, runs and turns bad input into one ``error:`` line.
 
 Examples::
 
@@ -18,27 +17,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from learn2diss.commands import COMMANDS, find_command
 from learn2diss.errors import Learn2DissError
-
-# (words of the sub-command, module, one-line help). Registered explicitly, in the order shown by --help.
-COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
-    (("params",), "learn2diss.params", "print the learnable-parameter breakdown of a config"),
-    (("demo",), "learn2diss.demo.command", "the whole method end to end on the demo corpus, on a CPU (make demo)"),
-    (("study",), "learn2diss.study.command", "joint stage over a grid of settings x seeds, evaluated, mean ± 95 %% CI"),
-    (("data", "manifest"), "learn2diss.data.manifest", "validate a LibriSpeech-layout corpus into a training manifest"),
-    (("pretrain",), "learn2diss.pretrain.command", "pretrain Learn2Diss: targets, SimCLR, clusters, joint training"),
-    (("export",), "learn2diss.pretrain.export", "export a pretraining run as a checkpoint the upstream loads"),
-    (("data", "synth"), "learn2diss.data.synth.command", "build the synthetic demo corpus with phone alignments"),
-    (("data", "shard"), "learn2diss.data.shards", "write a manifest (and its targets) into WebDataset tar shards"),
-    (("eval", "abx"), "learn2diss.eval.commands.abx", "ZeroSpeech 2021 ABX error rate of a checkpoint (Table 3)"),
-    (("eval", "purity"), "learn2diss.eval.commands.purity", "phone and speaker purity of a checkpoint (Table 8)"),
-    (("eval", "probes"), "learn2diss.eval.commands.probes", "linear speaker-ID and phone probes of both encoders"),
-    (("eval", "ctc"), "learn2diss.eval.commands.ctc", "CTC fine-tuning on letters + 4-gram decoding, WER (Tables 4, 7)"),
-    (("tables",), "learn2diss.eval.commands.tables", "regenerate the paper's Tables 2-8 beside your results"),
-    (("superb", "run"), "learn2diss.downstream_runs.commands.superb_run", "run SUPERB tasks with s3prl, collect Table 2"),
-    (("superb", "status"), "learn2diss.downstream_runs.commands.superb_status", "state of a SUPERB grid submitted to a scheduler"),
-    (("superb", "submit"), "learn2diss.downstream_runs.commands.superb_submit", "build the SUPERB predict.zip and model package"),
-]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,7 +71,7 @@ def console(argv: Sequence[str] | None = None) -> int:
         if message is None or os.environ.get("LEARN2DISS_DEBUG"):
             raise
         given = list(argv if argv is not None else sys.argv[1:])
-        words = max((w for w, _, _ in COMMANDS if list(w) == given[: len(w)]), key=len, default=())
+        words = (find_command(given) or ((), ""))[0]
         print(f"learn2diss {' '.join(words)}: error: {message}", file=sys.stderr)
         return 2
 

@@ -136,3 +136,32 @@ def test_no_exit_below_the_cli_layer() -> None:
             if EXITS.search(line):
                 found.append(f"{name}:{number}: {line.strip()}")
     assert not found, "exits below the CLI layer (raise a learn2diss.errors class instead):\n" + "\n".join(found)
+
+
+def test_nothing_below_the_console_imports_it() -> None:
+    """Commands that run other commands (demo, study, scheduler jobs) use learn2diss.commands.run_command, so
+    there is no cli -> demo -> cli cycle; only `python -m learn2diss` imports the console."""
+    imports = re.compile(r"^\s*(from learn2diss\.cli import|import learn2diss\.cli\b|from learn2diss import cli\b)", re.M)
+    found = [name for path in sorted(PACKAGE.rglob("*.py"))
+             if (name := path.relative_to(PACKAGE).as_posix()) not in ("__main__.py", "cli.py")
+             and imports.search(path.read_text(encoding="utf-8"))]
+    assert not found, f"modules that import learn2diss.cli (use learn2diss.commands.run_command): {found}"
+
+
+def test_run_command_runs_a_command_without_the_console(tmp_path, monkeypatch) -> None:
+    """run_command parses with the command's own arguments; an argv built wrong is a bug (ValueError), not an exit."""
+    from learn2diss import commands
+
+    seen = {}
+
+    def run(args) -> int:
+        seen["config"] = args.config
+        return 3
+
+    monkeypatch.setattr(learn2diss.params, "run", run)
+    assert commands.run_command("params", "--config", tmp_path / "x.yaml") == 3
+    assert seen == {"config": str(tmp_path / "x.yaml")}
+    with pytest.raises(ValueError, match="learn2diss params: .*--config"):
+        commands.run_command("params")
+    with pytest.raises(ValueError, match="no learn2diss command"):
+        commands.run_command("nope")

@@ -35,12 +35,11 @@ class DemoError(Learn2DissError, RuntimeError):
 
 def cli(*argv: object) -> None:
     """Run one ``learn2diss`` command in this process; a non-zero exit is a :class:`DemoError`."""
-    from learn2diss.cli import main
+    from learn2diss.commands import run_command
 
-    args = [str(a) for a in argv]
-    code = main(args)
+    code = run_command(*argv)
     if code:
-        raise DemoError(f"`learn2diss {' '.join(args)}` exited with {code}")
+        raise DemoError(f"`learn2diss {' '.join(map(str, argv))}` exited with {code}")
 
 
 def cpu_seconds() -> float:

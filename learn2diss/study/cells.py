@@ -97,12 +97,11 @@ def config_value(config: Path, overrides: list[str], key: str) -> object:
 
 def run_command(*argv: object) -> None:
     """Run one ``learn2diss`` command in this process; a non-zero exit is a :class:`StudyError`."""
-    from learn2diss.cli import main
+    from learn2diss import commands
 
-    args = [str(a) for a in argv]
-    code = main(args)
+    code = commands.run_command(*argv)
     if code:
-        raise StudyError(f"`learn2diss {' '.join(args)}` exited with {code}")
+        raise StudyError(f"`learn2diss {' '.join(map(str, argv))}` exited with {code}")
 
 
 def train_cell(cell: Cell, inputs: StudyInputs, paths: StudyPaths) -> Path:
