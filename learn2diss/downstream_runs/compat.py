@@ -1,6 +1,6 @@
 """Run s3prl's SUPERB recipes on today's stack without editing the installed s3prl.
 
-Each function fixes one known trap (``/work/shared/research/s3prl.md`` §3.2, §7) and is applied by
+Each function fixes one known trap (docs/superb.md, "Traps handled") and is applied by
 :func:`install` inside the ``run_downstream.py`` process only:
 
 * downstream checkpoints (``states-*.ckpt``) hold an ``argparse.Namespace``: that one class is
