@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from learn2diss.errors import InputError, MissingInputError
 from learn2diss.upstream.checkpoints import CONFIG_FILE, read_model_config
 from learn2diss.upstream.expert import UpstreamExpert as _UpstreamExpert
 
@@ -38,7 +39,7 @@ def _named(name: str, ckpt: str | None, **kwargs: object) -> _UpstreamExpert:
     directory = Path(ckpt) if ckpt else default_checkpoint_dir(name)
     if not (directory / CONFIG_FILE).is_file():
         where = f"-k {ckpt}" if ckpt else f"the default location {directory}"
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"{name}: no learn2diss checkpoint at {where} (no {CONFIG_FILE}). Produce one with\n"
             f"  learn2diss pretrain --config {config_name} --out runs/{config_name} && "
             f"learn2diss export runs/{config_name} --out {directory}\n"
@@ -46,7 +47,7 @@ def _named(name: str, ckpt: str | None, **kwargs: object) -> _UpstreamExpert:
         )
     config = read_model_config(directory)
     if (config.parent.kind, config.frame.num_frozen_layers) != (kind, frozen):
-        raise ValueError(
+        raise InputError(
             f"{name}: {directory} holds a {config.parent.kind} model with N={config.frame.num_frozen_layers} "
             f"frozen layers, but {name} is {kind} with N={frozen} (config {config_name}); "
             "use -u learn2diss_local for other architectures"
