@@ -31,7 +31,11 @@ __all__ = ["ENTRIES", "main"]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``-m MODULE ARGS`` or ``SCRIPT ARGS``: run it as ``__main__`` with the entries registered."""
+    """``-m MODULE ARGS`` or ``SCRIPT ARGS``: run it as ``__main__`` with the entries registered.
+
+    This is the command line of ``python -m learn2diss.s3prl`` (like :mod:`learn2diss.cli`): without a
+    program it exits with a usage line and status 1, as ``python -m`` itself would.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] == "-m" and len(argv) < 2:
         raise SystemExit("usage: python -m learn2diss.s3prl (-m MODULE | SCRIPT) [ARGS...]")
