@@ -174,12 +174,14 @@ def _joint_config(**club):
     return dataclasses.replace(cfg, club=dataclasses.replace(cfg.club, **club))
 
 
-def _outputs(n: int, scale: float = 1.0, seed: int = 0) -> dict[str, torch.Tensor]:
+def _outputs(n: int, scale: float = 1.0, seed: int = 0):
+    from learn2diss.pretrain.objectives import JointOutput
+
     g = torch.Generator().manual_seed(seed)
     zbar = torch.randn(n, 6, 16, generator=g)
     ybar = scale * (zbar[..., :8].repeat(1, 1, 4) + 0.5 * torch.randn(n, 6, 32, generator=g))
-    terms = {k: torch.tensor(v) for k, v in (("frame_ce", 1.0), ("pseudo_con", 2.0), ("infonce", 3.0), ("utt_ce", 4.0))}
-    return {**terms, "ybar": ybar.requires_grad_(), "zbar": zbar.requires_grad_()}
+    terms = [torch.tensor(v) for v in (1.0, 2.0, 3.0, 4.0)]  # frame_ce, pseudo_con, infonce, utt_ce
+    return JointOutput(*terms, ybar=ybar.requires_grad_(), zbar=zbar.requires_grad_())
 
 
 def _club(cfg, seed: int = 0):

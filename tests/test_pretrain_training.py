@@ -18,7 +18,15 @@ from learn2diss.pretrain.club import GaussianCLUBNetwork
 from learn2diss.pretrain.config import ConfigError, OptimizerConfig, load_config
 from learn2diss.pretrain.ddp import DistributedContext
 from learn2diss.pretrain.objectives import JointObjective, joint_loss
-from learn2diss.pretrain.trainer import NonFiniteLossError, TrainingStage, lr_at, make_adam, train
+from learn2diss.pretrain.trainer import (
+    NonFiniteLossError,
+    StepLoss,
+    TrainingStage,
+    load_checkpoint,
+    lr_at,
+    make_adam,
+    train,
+)
 from learn2diss.upstream.model import Learn2Diss
 
 CPU = DistributedContext(0, 0, 1, torch.device("cpu"))
@@ -50,9 +58,9 @@ class _Toy(nn.Module):
         self.weight = nn.Parameter(torch.ones(3))
         self.poisoned = poisoned
 
-    def forward(self, batch: Batch, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    def forward(self, batch: Batch, generator: torch.Generator) -> torch.Tensor:
         loss = (self.weight * batch.waveforms.mean(0)).sum()
-        return {"x": loss * float("nan") if batch.index in self.poisoned else loss}
+        return loss * float("nan") if batch.index in self.poisoned else loss
 
 
 def _toy_batches(position: tuple[int, int]):
@@ -67,7 +75,7 @@ def _toy_stage(poisoned: set[int], steps: int) -> tuple[TrainingStage, _Toy]:
     opt_cfg = OptimizerConfig(lr=0.1, schedule="constant", initial_lr=0.1, final_lr=0.1, warmup_steps=0,
                               betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, clip_grad_norm=0.0)
     stage = TrainingStage("toy", toy, toy, {"main": (make_adam(list(toy.parameters()), opt_cfg), opt_cfg)},
-                          loss=lambda out, step: (out["x"], {"x": out["x"]}), steps=steps, grad_accum=1)
+                          loss=lambda out, step: StepLoss(out, {"x": out}), steps=steps, grad_accum=1)
     return stage, toy
 
 
@@ -91,6 +99,23 @@ def test_nonfinite_steps_are_skipped_counted_then_abort(tmp_path):
     stage, _ = _toy_stage({0, 1, 2}, steps=5)
     with pytest.raises(NonFiniteLossError, match="max_nonfinite_steps = 2"):
         train(stage, _toy_batches, tmp_path / "b", tmp_path / "tb", train_cfg, CPU, resume=False)
+
+
+def test_a_stage_of_zero_steps_checkpoints_every_part(tmp_path):
+    """The checkpoint dict is built in one place: with steps = 0 it still holds the extra modules and optimisers."""
+    train_cfg = load_config(CONFIG).train
+    stage, toy = _toy_stage(set(), steps=0)
+    extra = nn.Linear(2, 2)
+    stage.extra_modules = {"extra": extra}
+    stage.extra_optimizers = {"extra": (make_adam(list(extra.parameters()), stage.optimizers["main"][1]),
+                                        stage.optimizers["main"][1])}
+    final = train(stage, _toy_batches, tmp_path / "a", tmp_path / "tb", train_cfg, CPU, resume=False,
+                  checkpoint_extra={"config": {"k": 1}})
+    state = load_checkpoint(final)
+    assert final.name == "step_0000000.pt" and state["step"] == 0 and state["config"] == {"k": 1}
+    assert set(state["optimizers"]) == {"main", "extra"}
+    torch.testing.assert_close(state["modules"]["extra"], extra.state_dict())
+    torch.testing.assert_close(state["model"], toy.state_dict())
 
 
 def _fixed_batch(config, num_targets_k: int, num_targets_q: int) -> Batch:

@@ -92,6 +92,26 @@ class OptimizerConfig:
 
 
 @dataclass(frozen=True)
+class TriStageOptimizerConfig(OptimizerConfig):
+    """An optimiser that may also follow fairseq's tri-stage schedule (CTC fine-tuning, ``finetune.optimizer``):
+    ``initial_lr -> lr`` linearly over ``warmup_steps``, ``lr`` for ``hold_steps``, exponential decay to
+    ``final_lr`` over ``decay_steps``, then ``final_lr``."""
+
+    schedule: Literal["constant", "warmup_linear", "tri_stage"]
+    hold_steps: int
+    decay_steps: int
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("hold_steps", "decay_steps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("lr", "final_lr"):
+            if self.schedule == "tri_stage" and getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0 with schedule tri_stage (exponential decay), got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
 class FrameTargetsConfig:
     """Stage a: k-means (K = model.frame.num_targets) on one parent layer -> a label per 20 ms frame."""
 

@@ -9,13 +9,14 @@
   returned ``ybar`` / ``zbar`` and adds the estimate to L_total.
 
 Both take a :class:`~learn2diss.data.batching.Batch` and a ``torch.Generator`` on the batch's
-device (span masks, pseudo-con subsampling) and return a dict of tensors.
+device (span masks, pseudo-con subsampling) and return a named tuple of tensors (:class:`SimCLROutput`,
+:class:`JointOutput`; a named tuple so that DDP finds the tensors in it).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -31,6 +32,7 @@ from learn2diss.pretrain.losses import (
     pseudo_con_loss,
     utterance_cross_entropy,
 )
+from learn2diss.pretrain.trainer import StepLoss
 from learn2diss.upstream.model import (
     Features,
     FrameOutput,
@@ -39,8 +41,32 @@ from learn2diss.upstream.model import (
     aggregate_frame_layers,
 )
 
-__all__ = ["SimCLRObjective", "JointObjective", "joint_loss", "gather_segments", "mi_frame_layers", "mi_utterance_side",
-           "MI_SKIPPED"]
+__all__ = ["SimCLRObjective", "SimCLROutput", "JointObjective", "JointOutput", "joint_loss", "gather_segments",
+           "mi_frame_layers", "mi_utterance_side", "MI_SKIPPED"]
+
+
+class SimCLROutput(NamedTuple):
+    """Stage b: the InfoNCE loss of h (eq. 5), a scalar."""
+
+    infonce: Tensor
+
+
+class JointOutput(NamedTuple):
+    """Stage d: the terms of eq. 10 without the CLUB estimate, and the MI pairs it is computed from.
+
+    Attributes:
+        frame_ce, pseudo_con: L_CE^g and L_PC^g (eq. 3-4), scalars.
+        infonce, utt_ce: InfoNCE and L_CE^h (eq. 5-7), scalars (0 without two-segment utterances).
+        ybar: (n, S, d) y-bar of view 1 of the n utterances with two segments (eq. 9).
+        zbar: (n, S, d^L) z-bar of the same frames (``joint.club.z_source``).
+    """
+
+    frame_ce: Tensor
+    pseudo_con: Tensor
+    infonce: Tensor
+    utt_ce: Tensor
+    ybar: Tensor
+    zbar: Tensor
 
 
 def gather_segments(x: Tensor, starts: Tensor, length: int, rows: Tensor | None = None) -> Tensor:
@@ -86,7 +112,7 @@ class SimCLRObjective(nn.Module):
         self.infonce = infonce
         self.segment_frames = segment_frames
 
-    def forward(self, batch: Batch, generator: torch.Generator) -> dict[str, Tensor]:
+    def forward(self, batch: Batch, generator: torch.Generator) -> SimCLROutput:
         del generator  # no randomness beyond the batch's segment positions
         features = self.model.extract(batch.waveforms, batch.lengths)
         keep = batch.segment_valid
@@ -95,7 +121,7 @@ class SimCLRObjective(nn.Module):
         lengths = torch.full((2 * n,), self.segment_frames, dtype=torch.long, device=views.device)
         out = self.model.encode_utterance(views.flatten(0, 1), lengths)  # view 1 of all, then view 2
         z1, z2 = out.embedding[:n], out.embedding[n:]
-        return {"infonce": info_nce_loss(z1, z2, self.infonce.temperature, self.infonce.denominator)}
+        return SimCLROutput(info_nce_loss(z1, z2, self.infonce.temperature, self.infonce.denominator))
 
 
 class JointObjective(nn.Module):
@@ -107,7 +133,7 @@ class JointObjective(nn.Module):
         self.config = config
         self.segment_frames = segment_frames
 
-    def forward(self, batch: Batch, generator: torch.Generator) -> dict[str, Tensor]:
+    def forward(self, batch: Batch, generator: torch.Generator) -> JointOutput:
         cfg = self.config
         model = self.model
         features = model.extract(batch.waveforms, batch.lengths)
@@ -119,8 +145,8 @@ class JointObjective(nn.Module):
         selected = targets != IGNORE
         if cfg.loss_frames == "masked":
             selected = selected & mask
-        out = {"frame_ce": frame_cross_entropy(frames.logits, targets, selected)}
-        out["pseudo_con"] = self._pseudo_con(frames.layers[-1], targets, selected, generator)
+        frame_ce = frame_cross_entropy(frames.logits, targets, selected)
+        pseudo_con = self._pseudo_con(frames.layers[-1], targets, selected, generator)
 
         keep = batch.segment_valid
         n = int(keep.sum())
@@ -128,27 +154,26 @@ class JointObjective(nn.Module):
             zero = frames.logits.sum() * 0.0
             ybar = features.x.new_zeros(0, self.segment_frames, features.x.shape[-1])
             zbar = features.x.new_zeros(0, self.segment_frames, model.config.utterance.embed_dim)
-            return {**out, "infonce": zero, "utt_ce": zero, "ybar": ybar, "zbar": zbar}
+            return JointOutput(frame_ce, pseudo_con, zero, zero, ybar, zbar)
         starts = batch.segment_starts[keep]
         rows = keep.nonzero()[:, 0]
         x_views = gather_segments(features.x, starts, self.segment_frames, rows)  # (2, n, S, d)
         lengths = torch.full((2 * n,), self.segment_frames, dtype=torch.long, device=x_views.device)
         utt = model.encode_utterance(x_views.flatten(0, 1), lengths)
         z1, z2 = utt.embedding[:n], utt.embedding[n:]
-        out["infonce"] = info_nce_loss(z1, z2, cfg.infonce.temperature, cfg.infonce.denominator)
-        out["utt_ce"] = utterance_cross_entropy(utt.logits[:n], utt.logits[n:], batch.utt_targets[keep])
+        infonce = info_nce_loss(z1, z2, cfg.infonce.temperature, cfg.infonce.denominator)
+        utt_ce = utterance_cross_entropy(utt.logits[:n], utt.logits[n:], batch.utt_targets[keep])
 
         # MI pairs: the frames of view 1 (eq. 8 uses one view), y-bar from the same frames of g's pass
         view1 = starts[:, :1]
         layers = mi_frame_layers(model, features, frames, cfg.club.frame_pass)
         if cfg.club.representation == "aggregate":  # eq. 9, summed over the segment frames only
-            out["ybar"] = aggregate_frame_layers(
-                [gather_segments(layer, view1, self.segment_frames, rows)[0] for layer in layers])
-            out["zbar"] = mi_utterance_side(model, utt, n, cfg.club.z_source)  # (n, S, d^L)
+            ybar = aggregate_frame_layers([gather_segments(layer, view1, self.segment_frames, rows)[0] for layer in layers])
+            zbar = mi_utterance_side(model, utt, n, cfg.club.z_source)  # (n, S, d^L)
         else:  # Table 6 ablation: final layers only
-            out["ybar"] = gather_segments(layers[-1], view1, self.segment_frames, rows)[0]
-            out["zbar"] = z1[:, None, :].expand(n, self.segment_frames, z1.shape[-1])
-        return out
+            ybar = gather_segments(layers[-1], view1, self.segment_frames, rows)[0]
+            zbar = z1[:, None, :].expand(n, self.segment_frames, z1.shape[-1])
+        return JointOutput(frame_ce, pseudo_con, infonce, utt_ce, ybar, zbar)
 
     def _pseudo_con(self, y: Tensor, targets: Tensor, selected: Tensor, generator: torch.Generator) -> Tensor:
         cfg = self.config.pseudo_con
@@ -175,7 +200,7 @@ def _pairs_anywhere(q_train: torch.nn.Module, n: int, device: torch.device) -> i
 
 def joint_loss(
     joint: JointConfig, q: GaussianCLUBNetwork, q_train: torch.nn.Module, q_opt: torch.optim.Optimizer
-) -> Callable[[dict[str, Tensor], int], tuple[Tensor, dict[str, Tensor]]]:
+) -> Callable[[JointOutput, int], StepLoss]:
     """The loss of the joint stage: ``club.inner_steps`` NLL steps of q_phi (eq. 2), then L_total (eq. 10).
 
     ``q_train`` is ``q`` or its DDP wrapper (used for the NLL steps); the CLUB estimate uses q_phi's
@@ -189,17 +214,18 @@ def joint_loss(
     """
     club = joint.club
 
-    def loss(out: dict[str, Tensor], step: int) -> tuple[Tensor, dict[str, Tensor]]:
+    def loss(out: JointOutput, step: int) -> StepLoss:
         del step
-        terms = {k: out[k].float() for k in ("frame_ce", "pseudo_con", "infonce", "utt_ce")}
+        terms = {"frame_ce": out.frame_ce.float(), "pseudo_con": out.pseudo_con.float(),
+                 "infonce": out.infonce.float(), "utt_ce": out.utt_ce.float()}
         total = (terms["frame_ce"] + joint.pseudo_con.weight * terms["pseudo_con"]  # eq. 4
                  + terms["infonce"] + terms["utt_ce"])  # eq. 7
-        ybar, zbar = out["ybar"].float(), out["zbar"].float()
+        ybar, zbar = out.ybar.float(), out.zbar.float()
         n = ybar.shape[0]
         anywhere = _pairs_anywhere(q_train, n, ybar.device) if club.inner_steps else n
         skipped = torch.tensor(float(n < 2), device=ybar.device)
         if anywhere < 2:
-            return total, {**terms, MI_SKIPPED: skipped}
+            return StepLoss(total, {**terms, MI_SKIPPED: skipped})
         ybar, zbar = q.standardize(ybar, zbar)
         valid = torch.ones(ybar.shape[:2], dtype=torch.bool, device=ybar.device)
         y_d, z_d = ybar.detach(), zbar.detach()
@@ -214,11 +240,11 @@ def joint_loss(
             if bool(torch.isfinite(norm)):  # identical on every rank after DDP's gradient all-reduce
                 q_opt.step()
         if n < 2:  # this rank only took part in the other ranks' q_phi steps
-            return total, {**terms, MI_SKIPPED: skipped}
+            return StepLoss(total, {**terms, MI_SKIPPED: skipped})
         frozen = {name: p.detach() for name, p in q.named_parameters()}
         mu, logvar = torch.func.functional_call(q, frozen, (zbar,))
         mi = club_upper_bound(mu, logvar, ybar, valid, club.negatives, club.frame_reduction)  # eq. 8
         total = total + club.weight * mi  # eq. 10
-        return total, {**terms, "mi_club": mi.detach(), "q_nll": nll.detach(), MI_SKIPPED: skipped}
+        return StepLoss(total, {**terms, "mi_club": mi.detach(), "q_nll": nll.detach(), MI_SKIPPED: skipped})
 
     return loss

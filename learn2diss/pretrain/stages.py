@@ -58,7 +58,7 @@ from learn2diss.pretrain.targets import (
     plot_knee,
     save_npy,
 )
-from learn2diss.pretrain.trainer import TrainingStage, load_checkpoint, make_adam, train
+from learn2diss.pretrain.trainer import StepLoss, TrainingStage, load_checkpoint, make_adam, train
 from learn2diss.schema import to_dict
 from learn2diss.upstream.checkpoints import PARENT_KEYS_ADDED, import_parent, load_model, save_model
 from learn2diss.upstream.config import ModelConfig
@@ -341,7 +341,7 @@ def utt_simclr(run: Run) -> None:
     stage = TrainingStage(
         name="utt-simclr", model=model, objective=SimCLRObjective(model, cfg.infonce, run.segment_frames),
         optimizers={"utterance": (optimizer, cfg.optimizer)},
-        loss=lambda out, step: (out["infonce"], {"infonce": out["infonce"]}),
+        loss=lambda out, step: StepLoss(out.infonce, {"infonce": out.infonce}),
         steps=cfg.steps, grad_accum=cfg.grad_accum,
     )
     batches = _training_batches(run, _usable(run, model.min_samples, two_segments=True), cfg.max_batch_seconds, None, None)

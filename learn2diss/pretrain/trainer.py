@@ -1,19 +1,21 @@
-"""The training loop of the utt-simclr and joint stages (nanoGPT's order: LR -> micro-steps -> step -> log -> save).
+"""The one training loop: the utt-simclr and joint stages, and CTC fine-tuning (nanoGPT's order: LR -> micro-steps ->
+step -> log -> save).
 
-One function, :func:`train`, parameterised by a :class:`TrainingStage`. Per optimiser step it
+One function, :func:`train`, parameterised by a :class:`TrainingStage`. After :func:`_resume` and
+:func:`_wrap` (DDP), per optimiser step it
 
 1. sets each optimiser's learning rate from :func:`lr_at` (a pure function of the step) and reseeds
    the global RNG (dropout) from ``(seed, step, rank)``;
-2. runs ``grad_accum`` micro-batches (DDP gradient sync on the last one only, via ``no_sync``),
-   each under bf16 autocast on CUDA, calling ``stage.loss`` on the objective's outputs;
-3. skips the step if a loss or the gradient norm is NaN/inf on any rank (counted; the run aborts
-   after ``train.max_nonfinite_steps``), else clips and steps every optimiser;
-4. logs every term, the learning rates and audio-seconds/s to TensorBoard and ``metrics.jsonl``
-   (rank 0) and shows a tqdm bar;
-5. every ``train.checkpoint_every`` steps writes a checkpoint atomically (rank 0): model, extra
-   modules (q_phi), every optimiser, the step, the data position and the skip count. Everything
-   random is a function of (seed, step, rank, micro-batch) and the data position, so resuming from
-   it continues exactly (bit-for-bit on CPU).
+2. :func:`_micro_batches`: ``grad_accum`` micro-batches (DDP gradient sync on the last one only, via
+   ``no_sync``), each under bf16 autocast on CUDA, calling ``stage.loss`` on the objective's outputs;
+3. :func:`_apply_step`: skips the step if a loss or the gradient norm is NaN/inf on any rank (counted;
+   the run aborts after ``train.max_nonfinite_steps``), else clips and steps every optimiser;
+4. :func:`_log`: every term, the learning rates and audio-seconds/s to TensorBoard and ``metrics.jsonl``
+   (rank 0), and a tqdm bar;
+5. :func:`_save`: every ``train.checkpoint_every`` steps a checkpoint, written atomically by rank 0
+   (:func:`checkpoint_state`: model, extra modules (q_phi), every optimiser, the step, the data position
+   and the skip count). Everything random is a function of (seed, step, rank, micro-batch) and the data
+   position, so resuming from it continues exactly (bit-for-bit on CPU).
 """
 
 from __future__ import annotations
@@ -26,20 +28,21 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from learn2diss.data.batching import Batch
 from learn2diss.errors import Learn2DissError
 from learn2diss.io import remove_temporaries, save_torch, write_text
-from learn2diss.pretrain.config import OptimizerConfig, TrainConfig
+from learn2diss.pretrain.config import OptimizerConfig, TrainConfig, TriStageOptimizerConfig
 from learn2diss.pretrain.ddp import DistributedContext, any_true
 from learn2diss.upstream.checkpoints import CheckpointError, load_untrusted
 
-__all__ = ["TrainingStage", "train", "lr_at", "make_adam", "seed_for", "latest_checkpoint", "load_checkpoint",
-           "load_latest_checkpoint", "save_checkpoint", "NonFiniteLossError", "CHECKPOINT_PATTERN", "cut_metrics"]
+__all__ = ["TrainingStage", "TrainingBatch", "StepLoss", "train", "lr_at", "make_adam", "seed_for", "latest_checkpoint",
+           "load_checkpoint", "load_latest_checkpoint", "save_checkpoint", "checkpoint_state", "NonFiniteLossError",
+           "ResumeError", "CheckpointExistsError", "CHECKPOINT_PATTERN", "cut_metrics"]
 
 CHECKPOINT_PATTERN = re.compile(r"step_(\d+)\.pt")
 
@@ -48,18 +51,60 @@ class NonFiniteLossError(Learn2DissError, RuntimeError):
     """Too many optimiser steps were skipped for NaN/inf losses or gradients."""
 
 
+class ResumeError(Learn2DissError, ValueError):
+    """The stage folder's checkpoint was written by another number of processes."""
+
+
+class CheckpointExistsError(Learn2DissError, FileExistsError):
+    """The stage folder holds a checkpoint and the run was not asked to resume."""
+
+
+class StepLoss(NamedTuple):
+    """What a stage's ``loss`` returns: the total to back-propagate and the terms to log, by name
+    (``count/...`` terms are summed over a logging interval, the others averaged)."""
+
+    total: Tensor
+    terms: dict[str, Tensor]
+
+
+class TrainingBatch(Protocol):
+    """What :func:`train` reads of a batch (:class:`~learn2diss.data.batching.Batch`, the CTC batch)."""
+
+    epoch: int  # position in the sampler's stream: the next batch after it is (epoch, index + 1)
+    index: int
+
+    @property
+    def audio_seconds(self) -> float: ...
+
+    def to(self, device: torch.device) -> TrainingBatch: ...
+
+
 def lr_at(cfg: OptimizerConfig, step: int, total_steps: int) -> float:
-    """Learning rate of optimiser step ``step`` (0-based): constant, or linear warm-up then linear decay.
+    """Learning rate of optimiser step ``step`` (0-based): constant, warm-up + linear decay, or tri-stage.
 
     ``warmup_linear``: ``initial_lr -> lr`` over ``warmup_steps`` steps, then ``lr -> final_lr`` at
     ``total_steps`` (paper §3.3: 1e-6 -> 1e-4 over 10 k steps, then down to 1e-6 at 100 k).
+    ``tri_stage`` (fairseq's, CTC fine-tuning; a :class:`TriStageOptimizerConfig`): ``initial_lr -> lr``
+    linearly over ``warmup_steps``, ``lr`` for ``hold_steps``, exponential decay to ``final_lr`` over
+    ``decay_steps``, then ``final_lr``.
     """
     if cfg.schedule == "constant":
         return cfg.lr
     if step < cfg.warmup_steps:
         return cfg.initial_lr + (cfg.lr - cfg.initial_lr) * step / cfg.warmup_steps
+    if isinstance(cfg, TriStageOptimizerConfig) and cfg.schedule == "tri_stage":
+        return _tri_stage_after_warmup(cfg, step - cfg.warmup_steps)
     decay = max(total_steps - cfg.warmup_steps, 1)
     return cfg.lr + (cfg.final_lr - cfg.lr) * min((step - cfg.warmup_steps) / decay, 1.0)
+
+
+def _tri_stage_after_warmup(cfg: TriStageOptimizerConfig, step: int) -> float:
+    if step < cfg.hold_steps:
+        return cfg.lr
+    step -= cfg.hold_steps
+    if step < cfg.decay_steps:
+        return cfg.lr * math.exp(math.log(cfg.final_lr / cfg.lr) * step / cfg.decay_steps)
+    return cfg.final_lr
 
 
 def make_adam(params: list[nn.Parameter], cfg: OptimizerConfig) -> torch.optim.Adam:
@@ -80,25 +125,42 @@ class TrainingStage:
 
     Attributes:
         name: stage name (checkpoint and TensorBoard folders).
-        model: the Learn2Diss model (checkpointed as ``model``).
-        objective: module whose forward ``(batch, generator) -> dict`` DDP wraps.
+        model: the trained model (checkpointed as ``model``): Learn2Diss, or the CTC model.
+        objective: module whose forward ``(batch, generator) -> outputs`` DDP wraps (a named tuple of
+            tensors, so that DDP finds them).
         optimizers: name -> (optimizer, its config), stepped after the micro-batches.
-        loss: ``(outputs, step) -> (total loss, {term: value})``; may update inner modules
-            (q_phi) itself.
+        loss: ``(outputs, step) -> StepLoss``; may update inner modules (q_phi) itself.
         steps, grad_accum: optimiser steps and micro-batches per step.
         extra_modules, extra_optimizers: also checkpointed (q_phi and its optimiser); the extra
             optimisers' LRs follow :func:`lr_at` too, but ``loss`` steps them.
+        before_step: called with the step before its micro-batches (CTC: g frozen for the first updates).
     """
 
     name: str
     model: nn.Module
     objective: nn.Module
     optimizers: dict[str, tuple[torch.optim.Optimizer, OptimizerConfig]]
-    loss: Callable[[dict[str, Tensor], int], tuple[Tensor, dict[str, Tensor]]]
+    loss: Callable[[Any, int], StepLoss]
     steps: int
     grad_accum: int
     extra_modules: dict[str, nn.Module] = field(default_factory=dict)
     extra_optimizers: dict[str, tuple[torch.optim.Optimizer, OptimizerConfig]] = field(default_factory=dict)
+    before_step: Callable[[int], None] | None = None
+
+    @property
+    def all_optimizers(self) -> dict[str, tuple[torch.optim.Optimizer, OptimizerConfig]]:
+        return {**self.optimizers, **self.extra_optimizers}
+
+
+@dataclass
+class _Progress:
+    """Where a run stands: the next step, the data position after the last batch, the skipped steps and
+    the latest checkpoint."""
+
+    step: int = 0
+    position: tuple[int, int] = (0, 0)
+    nonfinite: int = 0
+    checkpoint: Path | None = None
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
@@ -234,9 +296,147 @@ class _Logger:
             self.jsonl.close()
 
 
+def _resume(stage: TrainingStage, ckpt_dir: Path, ctx: DistributedContext, resume: bool) -> _Progress:
+    """Load the latest usable checkpoint of ``ckpt_dir`` into the stage (``resume``), or check there is none."""
+    if ctx.is_main:
+        remove_temporaries(ckpt_dir)  # left by a writer that was killed
+    if latest_checkpoint(ckpt_dir) is None:
+        return _Progress()
+    if not resume:
+        raise CheckpointExistsError(f"{latest_checkpoint(ckpt_dir)} exists: pass --resume to continue this run, "
+                          "or use another --out")
+    found, state = load_latest_checkpoint(ckpt_dir, print if ctx.is_main else lambda _: None)
+    if ctx.is_main:  # damaged newer files are kept aside, out of the way of pruning and later resumes
+        newest_first = _checkpoints(ckpt_dir)
+        for damaged in newest_first[: newest_first.index(found)]:
+            damaged.rename(damaged.with_name(damaged.name + ".damaged"))
+            print(f"[{stage.name}] {damaged} moved to {damaged.name}.damaged")
+    if state.get("world_size") != ctx.world_size:
+        raise ResumeError(f"{found} was written by {state.get('world_size')} processes, this run has "
+                          f"{ctx.world_size}: the data position would not match")
+    stage.model.load_state_dict(state["model"])
+    for name, module in stage.extra_modules.items():
+        module.load_state_dict(state["modules"][name])
+    for name, (opt, _) in stage.all_optimizers.items():
+        opt.load_state_dict(state["optimizers"][name])
+    if ctx.is_main:
+        print(f"[{stage.name}] resuming from {found} (step {state['step']})")
+    return _Progress(state["step"], tuple(state["position"]), state["nonfinite_steps"], found)
+
+
+def _wrap(objective: nn.Module, ctx: DistributedContext) -> nn.Module:
+    """The objective, in DDP when the run has several processes."""
+    if not ctx.distributed:
+        return objective
+    return nn.parallel.DistributedDataParallel(
+        objective, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
+        find_unused_parameters=True,  # batches without two-segment utterances leave h unused; CTC freezes g at first
+    )
+
+
+def _set_learning_rates(stage: TrainingStage, step: int) -> dict[str, float]:
+    """Each optimiser's learning rate at ``step`` (:func:`lr_at`); returns them by optimiser name."""
+    lrs = {}
+    for name, (opt, cfg) in stage.all_optimizers.items():
+        lrs[name] = lr_at(cfg, step, stage.steps)
+        for group in opt.param_groups:
+            group["lr"] = lrs[name]
+    return lrs
+
+
+def _micro_batches(
+    stage: TrainingStage, objective: nn.Module, stream: Iterator[TrainingBatch], step: int, train_cfg: TrainConfig,
+    ctx: DistributedContext, logger: _Logger,
+) -> tuple[Tensor, tuple[int, int], float]:
+    """Forward and backward of the step's ``grad_accum`` micro-batches (DDP syncs the gradients of the last one).
+
+    Returns whether a loss was NaN/inf on this rank, the data position after them and their audio seconds
+    (summed over the ranks).
+    """
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16,
+                              enabled=ctx.device.type == "cuda" and train_cfg.precision == "bf16")
+    bad = torch.zeros((), dtype=torch.bool, device=ctx.device)
+    seconds, position = 0.0, (0, 0)
+    for micro in range(stage.grad_accum):
+        batch = next(stream)
+        seconds += batch.audio_seconds * ctx.world_size  # read on the CPU copy: no device sync
+        batch = batch.to(ctx.device)
+        generator = torch.Generator(device=ctx.device).manual_seed(seed_for(train_cfg.seed, step, ctx.rank, micro))
+        sync = micro == stage.grad_accum - 1 or not ctx.distributed
+        with contextlib.nullcontext() if sync else objective.no_sync():
+            with autocast:
+                outputs = objective(batch, generator)
+            total, terms = stage.loss(outputs, step)
+            (total / stage.grad_accum).backward()
+        bad |= ~torch.isfinite(total.detach())
+        logger.add({k if k.startswith("count/") else f"loss/{k}": v for k, v in terms.items()} | {"loss/total": total})
+        position = (batch.epoch, batch.index + 1)
+    return bad, position, seconds
+
+
+def _apply_step(stage: TrainingStage, bad: Tensor, progress: _Progress, train_cfg: TrainConfig,
+                ctx: DistributedContext) -> dict[str, Tensor]:
+    """Clip and step every optimiser, unless a loss or a gradient norm is NaN/inf on any rank: then the step is
+    skipped and counted, and more than ``train.max_nonfinite_steps`` skipped steps abort the stage.
+    Returns the gradient norms (before clipping)."""
+    norms = {name: _grad_norm(opt, cfg.clip_grad_norm) for name, (opt, cfg) in stage.optimizers.items()}
+    for norm in norms.values():
+        bad |= ~torch.isfinite(norm.to(ctx.device))
+    if any_true(ctx, bad):  # the one host sync of the step
+        progress.nonfinite += 1
+        if ctx.is_main:
+            print(f"[{stage.name}] step {progress.step + 1}: NaN/inf loss or gradient, step skipped "
+                  f"({progress.nonfinite} so far, limit {train_cfg.max_nonfinite_steps})")
+        if progress.nonfinite > train_cfg.max_nonfinite_steps:
+            raise NonFiniteLossError(f"{stage.name}: {progress.nonfinite} steps with NaN/inf losses "
+                                     f"(train.max_nonfinite_steps = {train_cfg.max_nonfinite_steps})")
+    else:
+        for opt, _ in stage.optimizers.values():
+            opt.step()
+    for opt, _ in stage.optimizers.values():
+        opt.zero_grad(set_to_none=True)
+    return norms
+
+
+def _log(logger: _Logger, bar: Any, progress: _Progress, lrs: dict[str, float], seconds: float, elapsed: float) -> None:
+    """Write the means since the last point, the learning rates, throughput and skipped steps; update the bar."""
+    extra = {f"lr/{k}": v for k, v in lrs.items()}
+    extra |= {"throughput/audio_seconds_per_second": seconds / max(elapsed, 1e-9),
+              "train/nonfinite_steps": float(progress.nonfinite)}
+    means = logger.write(progress.step, extra)
+    bar.set_postfix(loss=f"{means['loss/total']:.3f}", audio_s_per_s=f"{means['throughput/audio_seconds_per_second']:.0f}")
+
+
+def checkpoint_state(stage: TrainingStage, progress: _Progress, world_size: int, extra: dict) -> dict:
+    """The checkpoint of ``stage`` at ``progress`` (the one place its contents are listed; see
+    :data:`_CHECKPOINT_KEYS`), with the plain data ``extra`` (resolved config, model config)."""
+    return {
+        "stage": stage.name,
+        "step": progress.step,
+        "position": list(progress.position),
+        "world_size": world_size,
+        "nonfinite_steps": progress.nonfinite,
+        "model": stage.model.state_dict(),
+        "modules": {k: m.state_dict() for k, m in stage.extra_modules.items()},
+        "optimizers": {k: opt.state_dict() for k, (opt, _) in stage.all_optimizers.items()},
+        **extra,
+    }
+
+
+def _save(stage: TrainingStage, progress: _Progress, ckpt_dir: Path, train_cfg: TrainConfig, ctx: DistributedContext,
+          extra: dict) -> Path:
+    """Write ``step_N.pt`` (rank 0, after checking that the replicas agree) and prune old ones; returns its path."""
+    _check_replicas(ctx, [stage.model, *stage.extra_modules.values()], progress.step)
+    path = ckpt_dir / f"step_{progress.step:07d}.pt"
+    if ctx.is_main:
+        save_checkpoint(path, checkpoint_state(stage, progress, ctx.world_size, extra))
+        _prune(ckpt_dir, train_cfg.keep_checkpoints)
+    return path
+
+
 def train(
     stage: TrainingStage,
-    batches: Callable[[tuple[int, int]], Iterator[Batch]],
+    batches: Callable[[tuple[int, int]], Iterator[TrainingBatch]],
     work_dir: Path,
     tensorboard_dir: Path,
     train_cfg: TrainConfig,
@@ -252,124 +452,36 @@ def train(
         resume: continue from the latest checkpoint; without it an existing checkpoint is an error.
         checkpoint_extra: plain data stored in every checkpoint (the resolved config).
     """
-    ckpt_dir = work_dir / "checkpoints"
-    start_step, position, nonfinite = 0, (0, 0), 0
-    if ctx.is_main:
-        remove_temporaries(ckpt_dir)  # left by a writer that was killed
-    found = latest_checkpoint(ckpt_dir)
-    if found is not None and not resume:
-        raise FileExistsError(f"{found} exists: pass --resume to continue this run, or use another --out")
-    if found is not None:
-        found, state = load_latest_checkpoint(ckpt_dir, print if ctx.is_main else lambda _: None)
-        if ctx.is_main:  # damaged newer files are kept aside, out of the way of pruning and later resumes
-            newest_first = _checkpoints(ckpt_dir)
-            for damaged in newest_first[: newest_first.index(found)]:
-                damaged.rename(damaged.with_name(damaged.name + ".damaged"))
-                print(f"[{stage.name}] {damaged} moved to {damaged.name}.damaged")
-        if state.get("world_size") != ctx.world_size:
-            raise ValueError(f"{found} was written by {state.get('world_size')} processes, this run has "
-                             f"{ctx.world_size}: the data position would not match")
-        stage.model.load_state_dict(state["model"])
-        for name, module in stage.extra_modules.items():
-            module.load_state_dict(state["modules"][name])
-        for name, (opt, _) in {**stage.optimizers, **stage.extra_optimizers}.items():
-            opt.load_state_dict(state["optimizers"][name])
-        start_step, position, nonfinite = state["step"], tuple(state["position"]), state["nonfinite_steps"]
-        if ctx.is_main:
-            print(f"[{stage.name}] resuming from {found} (step {start_step})")
-
-    objective = stage.objective
-    if ctx.distributed:
-        objective = nn.parallel.DistributedDataParallel(
-            stage.objective, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
-            find_unused_parameters=True,  # batches without two-segment utterances leave h unused
-        )
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=ctx.device.type == "cuda"
-                              and train_cfg.precision == "bf16")
-    if ctx.is_main:
-        cut_metrics(work_dir / "metrics.jsonl", start_step)  # steps after the checkpoint are logged again
-    logger = _Logger(work_dir, tensorboard_dir, ctx.is_main, start_step)
-    all_optimizers = {**stage.optimizers, **stage.extra_optimizers}
-    stream = batches(position)
     from tqdm import tqdm
 
-    bar = tqdm(total=stage.steps, initial=start_step, desc=stage.name, unit="step", disable=not ctx.is_main,
+    ckpt_dir = work_dir / "checkpoints"
+    progress = _resume(stage, ckpt_dir, ctx, resume)
+    objective = _wrap(stage.objective, ctx)
+    if ctx.is_main:
+        cut_metrics(work_dir / "metrics.jsonl", progress.step)  # steps after the checkpoint are logged again
+    logger = _Logger(work_dir, tensorboard_dir, ctx.is_main, progress.step)
+    stream = batches(progress.position)
+    bar = tqdm(total=stage.steps, initial=progress.step, desc=stage.name, unit="step", disable=not ctx.is_main,
                dynamic_ncols=True)
-    last_path = found
     seconds, tic = 0.0, time.perf_counter()
     stage.objective.train()
-    for step in range(start_step, stage.steps):
-        lrs = {}
-        for name, (opt, cfg) in all_optimizers.items():
-            lrs[name] = lr_at(cfg, step, stage.steps)
-            for group in opt.param_groups:
-                group["lr"] = lrs[name]
+    for step in range(progress.step, stage.steps):
+        lrs = _set_learning_rates(stage, step)
         torch.manual_seed(seed_for(train_cfg.seed, step, ctx.rank))
-        bad = torch.zeros((), dtype=torch.bool, device=ctx.device)
-        for micro in range(stage.grad_accum):
-            batch = next(stream)
-            seconds += batch.audio_seconds * ctx.world_size  # read on the CPU copy: no device sync
-            batch = batch.to(ctx.device)
-            generator = torch.Generator(device=ctx.device).manual_seed(seed_for(train_cfg.seed, step, ctx.rank, micro))
-            sync = micro == stage.grad_accum - 1 or not ctx.distributed
-            with contextlib.nullcontext() if sync else objective.no_sync():
-                with autocast:
-                    outputs = objective(batch, generator)
-                total, terms = stage.loss(outputs, step)
-                (total / stage.grad_accum).backward()
-            bad |= ~torch.isfinite(total.detach())
-            logger.add({k if k.startswith("count/") else f"loss/{k}": v for k, v in terms.items()} | {"loss/total": total})
-            position = (batch.epoch, batch.index + 1)
-        norms = {name: _grad_norm(opt, cfg.clip_grad_norm) for name, (opt, cfg) in stage.optimizers.items()}
-        for norm in norms.values():
-            bad |= ~torch.isfinite(norm.to(ctx.device))
-        bad = any_true(ctx, bad)  # the one host sync of the step
-        if bad:
-            nonfinite += 1
-            if ctx.is_main:
-                print(f"[{stage.name}] step {step + 1}: NaN/inf loss or gradient, step skipped "
-                      f"({nonfinite} so far, limit {train_cfg.max_nonfinite_steps})")
-            if nonfinite > train_cfg.max_nonfinite_steps:
-                raise NonFiniteLossError(f"{stage.name}: {nonfinite} steps with NaN/inf losses "
-                                         f"(train.max_nonfinite_steps = {train_cfg.max_nonfinite_steps})")
-        else:
-            for opt, _ in stage.optimizers.values():
-                opt.step()
-        for opt, _ in stage.optimizers.values():
-            opt.zero_grad(set_to_none=True)
-        logger.add({f"grad_norm/{k}": v for k, v in norms.items()})
-        done = step + 1
+        if stage.before_step is not None:
+            stage.before_step(step)
+        bad, progress.position, step_seconds = _micro_batches(stage, objective, stream, step, train_cfg, ctx, logger)
+        seconds += step_seconds
+        logger.add({f"grad_norm/{k}": v for k, v in _apply_step(stage, bad, progress, train_cfg, ctx).items()})
+        progress.step = step + 1
         bar.update(1)
-        if done % train_cfg.log_every == 0 or done == stage.steps:
-            elapsed = time.perf_counter() - tic
-            extra = {f"lr/{k}": v for k, v in lrs.items()}
-            extra |= {"throughput/audio_seconds_per_second": seconds / max(elapsed, 1e-9),
-                      "train/nonfinite_steps": float(nonfinite)}
-            means = logger.write(done, extra)
-            bar.set_postfix(loss=f"{means['loss/total']:.3f}", audio_s_per_s=f"{means['throughput/audio_seconds_per_second']:.0f}")
+        if progress.step % train_cfg.log_every == 0 or progress.step == stage.steps:
+            _log(logger, bar, progress, lrs, seconds, time.perf_counter() - tic)
             seconds, tic = 0.0, time.perf_counter()
-        if done % train_cfg.checkpoint_every == 0 or done == stage.steps:
-            _check_replicas(ctx, [stage.model, *stage.extra_modules.values()], done)
-            last_path = ckpt_dir / f"step_{done:07d}.pt"
-            if ctx.is_main:
-                save_checkpoint(last_path, {
-                    "stage": stage.name,
-                    "step": done,
-                    "position": list(position),
-                    "world_size": ctx.world_size,
-                    "nonfinite_steps": nonfinite,
-                    "model": stage.model.state_dict(),
-                    "modules": {k: m.state_dict() for k, m in stage.extra_modules.items()},
-                    "optimizers": {k: opt.state_dict() for k, (opt, _) in all_optimizers.items()},
-                    **(checkpoint_extra or {}),
-                })
-                _prune(ckpt_dir, train_cfg.keep_checkpoints)
+        if progress.step % train_cfg.checkpoint_every == 0 or progress.step == stage.steps:
+            progress.checkpoint = _save(stage, progress, ckpt_dir, train_cfg, ctx, checkpoint_extra or {})
     bar.close()
     logger.close()
-    if last_path is None:  # steps == 0
-        last_path = ckpt_dir / "step_0000000.pt"
-        if ctx.is_main:
-            save_checkpoint(last_path, {"stage": stage.name, "step": 0, "position": [0, 0], "world_size": ctx.world_size,
-                                        "nonfinite_steps": 0, "model": stage.model.state_dict(), "modules": {},
-                                        "optimizers": {}, **(checkpoint_extra or {})})
-    return last_path
+    if progress.checkpoint is None:  # steps == 0: the initial state is the result
+        progress.checkpoint = _save(stage, progress, ckpt_dir, train_cfg, ctx, checkpoint_extra or {})
+    return progress.checkpoint
