@@ -50,3 +50,18 @@ def test_bad_manifest_line_is_named(tmp_path):
     (tmp_path / "m.tsv").write_text("path\tsamples\tspeaker\na.flac\tx\t1\n")
     with pytest.raises(ValueError, match=r"m.tsv:2"):
         read_manifest(tmp_path / "m.tsv")
+
+
+def test_corpus_without_usable_audio_is_one_error_line(tmp_path, capsys):
+    """Every file bad: the skipped list is written and the console says so in one error line (exit 2)."""
+    from learn2diss.cli import console
+
+    folder = tmp_path / "corpus" / "train" / "11" / "1"
+    folder.mkdir(parents=True)
+    (folder / "11-1-0000.flac").write_bytes(b"garbage")
+    out = tmp_path / "manifests"
+    assert console(["data", "manifest", "--root", str(tmp_path / "corpus"), "--subsets", "train", "--out", str(out),
+                    "--workers", "1"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]  # after the progress bar
+    assert len(err) == 1 and err[0].startswith("learn2diss data manifest: error: ") and "no usable audio" in err[0]
+    assert len((out / "skipped.tsv").read_text().splitlines()) == 2

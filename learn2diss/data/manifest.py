@@ -175,6 +175,5 @@ def run(args: argparse.Namespace) -> int:
     for path, reason in skipped[:10]:
         print(f"  skipped {reason}" if reason.startswith(path) else f"  skipped {path}: {reason}")
     if not len(manifest):
-        print("error: no usable audio")
-        return 1
+        raise InputError(f"{args.root}: no usable audio in {', '.join(subsets)} (every file is in {out / 'skipped.tsv'})")
     return 0
