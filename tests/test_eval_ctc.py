@@ -1,7 +1,10 @@
-"""CTC: letter vocabulary, a toy 4-gram fixing a hypothesis, a tiny fine-tune lowering the loss, the command."""
+"""CTC: letter vocabulary, a toy 4-gram fixing a hypothesis, a tiny fine-tune lowering the loss, the command.
+
+Resume after a kill, NaN skipping and the checkpoint reader: tests/test_ctc_training.py."""
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from pathlib import Path
@@ -12,17 +15,19 @@ import torch
 from eval_helpers import tiny_50hz_config, tiny_checkpoint, write_librispeech
 
 from learn2diss.cli import main
-from learn2diss.eval.ctc.config import FinetuneConfig, load_ctc_config
-from learn2diss.eval.ctc.data import read_transcribed_folder
+from learn2diss.eval.ctc.config import CtcConfig, FinetuneConfig, load_ctc_config
+from learn2diss.eval.ctc.data import CtcDataset, collate_ctc, read_transcribed_folder
 from learn2diss.eval.ctc.decode import (
     DecodeConfig,
     LexiconLMDecoder,
     viterbi_decode,
     word_error_rate,
 )
-from learn2diss.eval.ctc.finetune import CtcModel, finetune, load_batch, tri_stage_lr
+from learn2diss.eval.ctc.finetune import CtcModel, finetune
 from learn2diss.eval.ctc.vocab import INDEX, TOKENS, encode, greedy_decode
 from learn2diss.eval.results import read_rows
+from learn2diss.pretrain.config import TrainConfig, TriStageOptimizerConfig
+from learn2diss.pretrain.trainer import lr_at
 from learn2diss.schema import ConfigError
 from learn2diss.upstream.model import Learn2Diss
 
@@ -89,35 +94,58 @@ def test_wer_uses_jiwer_counts():
 
 
 def test_tri_stage_schedule():
-    config = load_ctc_config("ctc_10h")[1].finetune
-    assert tri_stage_lr(0, config) == pytest.approx(5e-7)
-    assert tri_stage_lr(1000, config) == pytest.approx(5e-7 + (5e-5 - 5e-7) / 2)
-    assert tri_stage_lr(2000, config) == tri_stage_lr(9999, config) == pytest.approx(5e-5)
-    assert tri_stage_lr(15000, config) == pytest.approx(5e-5 * math.sqrt(0.05))
-    assert tri_stage_lr(30000, config) == pytest.approx(5e-5 * 0.05)
+    """fairseq's tri-stage schedule as a kind of the trainer's lr_at (ctc_10h: 2k / 8k / 10k of 20k updates)."""
+    finetune_cfg = load_ctc_config("ctc_10h")[1].finetune
+    config, total = finetune_cfg.optimizer, finetune_cfg.max_updates
+    assert config.schedule == "tri_stage" and config.betas == (0.9, 0.98) and config.eps == 1e-8
+    assert lr_at(config, 0, total) == pytest.approx(5e-7)
+    assert lr_at(config, 1000, total) == pytest.approx(5e-7 + (5e-5 - 5e-7) / 2)
+    assert lr_at(config, 2000, total) == lr_at(config, 9999, total) == pytest.approx(5e-5)
+    assert lr_at(config, 15000, total) == pytest.approx(5e-5 * math.sqrt(0.05))
+    assert lr_at(config, 30000, total) == pytest.approx(5e-5 * 0.05)
+
+
+def test_every_packaged_ctc_config_loads():
+    for name in ("ctc_1h", "ctc_10h", "ctc_100h", "ctc_demo"):
+        config = load_ctc_config(name)[1]
+        assert config.finetune.optimizer.schedule == "tri_stage" and config.train.max_nonfinite_steps > 0
+    with pytest.raises(ConfigError, match=r"finetune.max_seconds = 50.*in \(0, batch_seconds = 40"):
+        load_ctc_config("ctc_demo", ["finetune.max_seconds=50"])
 
 
 def test_config_unknown_key_is_named(tmp_path):
     path = tmp_path / "my.yaml"
     path.write_text((Path(__file__).parents[1] / "learn2diss/eval/ctc_demo.yaml").read_text().replace("lr:", "lrr:", 1))
-    with pytest.raises(ConfigError, match=r"my.yaml: unknown key\(s\) finetune.lrr"):
+    with pytest.raises(ConfigError, match=r"my.yaml: unknown key\(s\) finetune.optimizer.lrr"):
         load_ctc_config(path)
     with pytest.raises(ConfigError, match="finetune.nope"):
         load_ctc_config("ctc_demo", ["finetune.nope=1"])
 
 
-def tiny_config(**changes) -> FinetuneConfig:
-    values = dict(lr=2e-3, max_updates=25, warmup_updates=2, hold_updates=20, decay_updates=3, init_lr_scale=0.1,
-                  final_lr_scale=0.5, freeze_updates=0, batch_seconds=4.0, grad_accum=1, mask_prob=0.0,
-                  mask_length=2, clip_norm=10.0, max_seconds=5.0, save_every=10, log_every=5, seed=0)
-    return FinetuneConfig(**{**values, **changes})
+def tiny_config(**changes) -> CtcConfig:
+    """A CTC config for 1-s utterances on the CPU; ``changes`` name keys of the finetune, optimizer or train section."""
+    optimizer = dict(lr=2e-3, schedule="tri_stage", initial_lr=2e-4, final_lr=1e-3, warmup_steps=2, hold_steps=20,
+                     decay_steps=3, betas=(0.9, 0.98), eps=1e-8, weight_decay=0.0, clip_grad_norm=10.0)
+    finetune_cfg = dict(max_updates=25, freeze_updates=0, batch_seconds=4.0, grad_accum=1, mask_prob=0.0,
+                        mask_length=2, max_seconds=4.0, num_workers=0)
+    train = dict(seed=0, checkpoint_every=10, keep_checkpoints=2, log_every=1, max_nonfinite_steps=3, precision="fp32")
+    for key, value in changes.items():
+        next(section for section in (optimizer, finetune_cfg, train) if key in section)[key] = value
+    return CtcConfig(FinetuneConfig(**finetune_cfg, optimizer=TriStageOptimizerConfig(**optimizer)),
+                     TrainConfig(**train), DecodeConfig())
 
 
 def ctc_loss(ctc: CtcModel, utterances) -> float:
-    wavs, lengths, targets, target_lengths = load_batch(utterances, "cpu")
+    batch = collate_ctc([CtcDataset(utterances)[(i, 0, 0)] for i in range(len(utterances))])
     with torch.no_grad():
-        log_probs, frames = ctc.eval()(wavs, lengths, mask=False)
-        return float(torch.nn.functional.ctc_loss(log_probs.transpose(0, 1), targets, frames, target_lengths))
+        log_probs, frames = ctc.eval()(batch.waveforms, batch.lengths, mask=False)
+        return float(torch.nn.functional.ctc_loss(log_probs.transpose(0, 1), batch.targets, frames,
+                                                  batch.target_lengths))
+
+
+def logged(run: Path) -> list[dict]:
+    """The trainer's metrics.jsonl records of a CTC run folder."""
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
 def test_tiny_finetune_lowers_ctc_loss_and_resumes(tmp_path):
@@ -128,15 +156,15 @@ def test_tiny_finetune_lowers_ctc_loss_and_resumes(tmp_path):
     frozen = {k: v.clone() for k, v in model.feature_extractor.state_dict().items()}
     before = ctc_loss(CtcModel(model), train)  # a fresh head: same init as finetune's (seeded)
     torch.manual_seed(0)
-    ctc, losses = finetune(model, train, tiny_config(max_updates=20), tmp_path / "run", progress=False)
+    ctc = finetune(model, train, tiny_config(max_updates=20), tmp_path / "run")
     after = ctc_loss(ctc, train)
-    assert len(losses) == 20 and after < 0.5 * before
+    assert [m["step"] for m in logged(tmp_path / "run")] == list(range(1, 21)) and after < 0.5 * before
     assert all(torch.equal(v, model.feature_extractor.state_dict()[k]) for k, v in frozen.items())  # f frozen
 
-    resumed, more = finetune(Learn2Diss(tiny_50hz_config()), train, tiny_config(max_updates=22), tmp_path / "run",
-                             progress=False)
-    assert len(more) == 2  # continued from the saved update 20
-    assert (tmp_path / "run" / "checkpoint" / "model" / "model.safetensors").is_file()
+    finetune(Learn2Diss(tiny_50hz_config()), train, tiny_config(max_updates=22), tmp_path / "run")
+    assert [m["step"] for m in logged(tmp_path / "run")] == list(range(1, 23))  # continued from update 20
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["step_0000020.pt",
+                                                                                  "step_0000022.pt"]
 
 
 def test_ctc_command_end_to_end(tmp_path):
@@ -147,7 +175,7 @@ def test_ctc_command_end_to_end(tmp_path):
     words.write_text("\n".join(WORDS) + "\n")
     ckpt = tiny_checkpoint(tmp_path / "ckpt")
     assert main(["eval", "ctc", "--ckpt", str(ckpt), "--config", "ctc_demo", "--set", "finetune.max_updates=3",
-                 "--set", "finetune.batch_seconds=4", "--set", "decode.beam=20", "--train",
+                 "--set", "finetune.batch_seconds=4", "--set", "finetune.max_seconds=4", "--set", "decode.beam=20", "--train",
                  str(tmp_path / "data" / "train"), "--eval-sets", "dev-clean", "--data-root", str(tmp_path / "data"),
                  "--lm", str(lm), "--words", str(words), "--condition", "1h", "--model-name", "L2D-W12",
                  "--results", str(tmp_path / "results"), "--work-dir", str(tmp_path / "work")]) == 0

@@ -1,4 +1,4 @@
-"""Issue 11, files: our checkpoint format, CTC checkpoints (pickles, the folder-swap window), truncated audio."""
+"""Issue 11, files: our checkpoint format, CTC checkpoints (pickles), truncated audio."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def test_model_safetensors_that_is_not_safetensors_is_named(tmp_path):
 # ---- CTC checkpoint (items 5, 9) -----------------------------------------------------------------------------
 
 
-def _ctc_run(tmp_path: Path, updates: int) -> list[float]:
+def _ctc_run(tmp_path: Path, updates: int) -> None:
     from test_eval_ctc import tiny_config
 
     from learn2diss.eval.ctc.data import read_transcribed_folder
@@ -67,52 +67,23 @@ def _ctc_run(tmp_path: Path, updates: int) -> list[float]:
     if not (tmp_path / "train").is_dir():
         write_librispeech(tmp_path / "train", {"11": ["A CAT", "THE MAT"], "22": ["A HAT", "ON IT"]}, seconds=1.0)
     torch.manual_seed(0)
-    _, losses = finetune(Learn2Diss(tiny_50hz_config()), read_transcribed_folder(tmp_path / "train"),
-                         tiny_config(max_updates=updates, save_every=2), tmp_path / "run", progress=False)
-    return losses
+    finetune(Learn2Diss(tiny_50hz_config()), read_transcribed_folder(tmp_path / "train"),
+             tiny_config(max_updates=updates, checkpoint_every=2), tmp_path / "run")
 
 
 def test_pickle_in_place_of_ctc_trainer_state_is_refused(tmp_path):
+    """The CTC fine-tune's checkpoints are the trainer's step_N.pt, read through load_untrusted."""
     _ctc_run(tmp_path, 2)
     marker = tmp_path / "executed"
-    trainer = tmp_path / "run" / "checkpoint" / "trainer.pt"
-    with open(trainer, "wb") as handle:
+    checkpoint = tmp_path / "run" / "checkpoints" / "step_0000002.pt"
+    with open(checkpoint, "wb") as handle:
         pickle.dump({"step": _Payload(marker)}, handle)
     with pytest.raises(CheckpointError, match="refused") as info:
-        load_ctc_checkpoint(tmp_path / "run" / "checkpoint")
-    assert str(trainer) in str(info.value) and not SUGGESTS_UNSAFE_LOAD.search(str(info.value))
+        load_ctc_checkpoint(checkpoint)
+    assert str(checkpoint) in str(info.value) and not SUGGESTS_UNSAFE_LOAD.search(str(info.value))
     with pytest.raises(CheckpointError, match="refused"):  # never a silent restart from update 0
         _ctc_run(tmp_path, 4)
     assert not marker.exists()
-
-
-def test_ctc_checkpoint_killed_between_renames_resumes(tmp_path, monkeypatch):
-    """Item 9: killed right after the old checkpoint/ is renamed away (the rename window of the old
-    _replace_dir); the next run recovers the complete copy and resumes instead of restarting from update 0."""
-    import learn2diss.io as lio
-
-    _ctc_run(tmp_path, 2)
-    monkeypatch.setattr(lio, "_exchange", lambda a, b: False)  # the rename fallback: there is a window
-    checkpoint = tmp_path / "run" / "checkpoint"
-    real_rename, real_replace = os.rename, os.replace
-
-    def kill_after_moving_the_old_one(rename):
-        def wrapped(a, b):
-            rename(a, b)
-            if Path(a) == checkpoint:
-                raise KeyboardInterrupt
-
-        return wrapped
-
-    monkeypatch.setattr(os, "rename", kill_after_moving_the_old_one(real_rename))
-    monkeypatch.setattr(os, "replace", kill_after_moving_the_old_one(real_replace))
-    with pytest.raises(KeyboardInterrupt):
-        _ctc_run(tmp_path, 4)
-    monkeypatch.setattr(os, "rename", real_rename)
-    monkeypatch.setattr(os, "replace", real_replace)
-    assert not checkpoint.exists()
-    assert len(_ctc_run(tmp_path, 6)) == 2  # resumed at update 4 (the new copy), not 0
-    assert load_ctc_checkpoint(checkpoint)[1]["step"] == 6
 
 
 # ---- audio (item 7) ------------------------------------------------------------------------------------------

@@ -103,12 +103,11 @@ class TriStageOptimizerConfig(OptimizerConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("hold_steps", "decay_steps"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("lr", "final_lr"):
-            if self.schedule == "tri_stage" and getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0 with schedule tri_stage (exponential decay), got {getattr(self, name)}")
+        tri_stage = self.schedule == "tri_stage"
+        check_ranges(("hold_steps", self.hold_steps, self.hold_steps >= 0, ">= 0"),
+                     ("decay_steps", self.decay_steps, self.decay_steps >= 0, ">= 0"),
+                     *((name, getattr(self, name), not tri_stage or getattr(self, name) > 0,
+                        "> 0 with schedule tri_stage (exponential decay)") for name in ("lr", "final_lr")))
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ apostrophe, a-z) with CTC on a Libri-light 1 h / 10 h split or train-clean-100 (
 stays frozen), with the schedule of --config (packaged: ctc_1h, ctc_10h, ctc_100h, ctc_demo). Then
 decodes each evaluation set with flashlight-text's LexiconDecoder and the KenLM model --lm (ARPA or
 binary; the lexicon is spelled from --words) and scores WER with jiwer; best-path (no LM) WER is
-reported too. Fine-tuning resumes from its last checkpoint under --work-dir. Scores are merged into
+reported too. Fine-tuning runs in the pretraining trainer (DDP under torchrun, NaN/inf updates skipped
+and counted) and resumes from its last checkpoint under --work-dir. Scores are merged into
 RESULTS/ctc.csv, hypotheses written to RESULTS/ctc/<model>/<condition>/<set>.hyp.txt.
 
 Examples::
@@ -15,6 +16,7 @@ Examples::
         --model-name L2D-W12
     learn2diss eval ctc --ckpt runs/demo/final --config ctc_demo --train data/demo/LibriSpeech-style/train \\
         --eval data/demo/LibriSpeech-style/dev --lm demo.arpa --words words.txt --condition 1h
+    torchrun --nproc_per_node=8 -m learn2diss eval ctc ... --config ctc_10h --set finetune.grad_accum=1
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from learn2diss.errors import UsageError
 from learn2diss.eval.commands.common import add_model_arguments, open_source
 
 
@@ -50,30 +53,36 @@ def run(args: argparse.Namespace) -> int:
     from learn2diss.eval.ctc.finetune import emissions, finetune
     from learn2diss.eval.ctc.lexicon import read_word_list
     from learn2diss.eval.results import ResultRow, append_rows, write_atomic
+    from learn2diss.pretrain.ddp import setup_distributed, teardown
 
     if args.ckpt is None:
-        raise SystemExit("CTC fine-tuning needs --ckpt (precomputed features cannot be fine-tuned)")
+        raise UsageError("CTC fine-tuning needs --ckpt (precomputed features cannot be fine-tuned)")
     if args.lm is not None and args.words is None:
-        raise SystemExit("--lm needs --words (the word list the lexicon is spelled from)")
+        raise UsageError("--lm needs --words (the word list the lexicon is spelled from)")
     config_name, config = load_ctc_config(args.config, args.overrides)
     if args.train_split:
         if args.data_root is None:
-            raise SystemExit("--train-split needs --data-root")
+            raise UsageError("--train-split needs --data-root")
         train = read_split(args.data_root, args.train_split)
     elif args.train:
         train = [u for folder in args.train for u in read_transcribed_folder(folder)]
     else:
-        raise SystemExit("give --train-split with --data-root, or --train FOLDER...")
+        raise UsageError("give --train-split with --data-root, or --train FOLDER...")
     eval_sets = {name: read_split(args.data_root, name) for name in args.eval_sets} if args.eval_sets else {}
     eval_sets.update({folder.name: read_transcribed_folder(folder) for folder in args.eval})
     if not eval_sets:
-        raise SystemExit("give --eval-sets (with --data-root) or --eval FOLDER... to score")
+        raise UsageError("give --eval-sets (with --data-root) or --eval FOLDER... to score")
     condition = args.condition or args.train_split or config_name.removeprefix("ctc_")
 
     source = open_source(args)
     run_dir = args.work_dir / "ctc" / source.name / condition
-    print(f"fine-tuning on {len(train)} utterances ({config_name}); run folder {run_dir}", file=sys.stderr)
-    ctc, _ = finetune(source.model, train, config.finetune, run_dir, device=source.device)
+    ctx = setup_distributed(source.device)
+    if ctx.is_main:
+        print(f"fine-tuning on {len(train)} utterances ({config_name}); run folder {run_dir}", file=sys.stderr)
+    ctc = finetune(source.model, train, config, run_dir, ctx)
+    teardown(ctx)
+    if not ctx.is_main:  # rank 0 decodes and writes the results
+        return 0
     decoder = LexiconLMDecoder(read_word_list(args.words), args.lm, config.decode) if args.lm else None
 
     rows = []
@@ -81,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     for dataset, utterances in eval_sets.items():
         refs, viterbi, beam = [], [], []
         for utt in utterances:
-            log_probs = emissions(ctc, utt, source.device)
+            log_probs = emissions(ctc, utt, ctx.device)
             refs.append(utt.text)
             viterbi.append(viterbi_decode(log_probs))
             if decoder is not None:

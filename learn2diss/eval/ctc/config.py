@@ -12,46 +12,43 @@ from importlib import resources
 from pathlib import Path
 
 from learn2diss.eval.ctc.decode import DecodeConfig
-from learn2diss.schema import ConfigError, apply_overrides, from_dict, read_yaml
+from learn2diss.pretrain.config import TrainConfig, TriStageOptimizerConfig
+from learn2diss.schema import ConfigError, apply_overrides, check_ranges, from_dict, read_yaml
 
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    """Optimisation of g's transformer layers and the linear CTC head (tri-stage learning rate)."""
+    """What CTC fine-tuning trains on and how: g's transformer layers and the linear CTC head, masking, batches
+    and Adam with fairseq's tri-stage learning rate (``optimizer.schedule: tri_stage``)."""
 
-    lr: float
     max_updates: int
-    warmup_updates: int
-    hold_updates: int
-    decay_updates: int
-    init_lr_scale: float  # learning rate at step 0, relative to lr
-    final_lr_scale: float  # learning rate after the decay, relative to lr
     freeze_updates: int  # only the head trains for the first updates (fairseq freeze_finetune_updates)
-    batch_seconds: float  # audio per update (before gradient accumulation)
-    grad_accum: int
+    batch_seconds: float  # padded audio per micro-batch per process
+    grad_accum: int  # micro-batches per update
     mask_prob: float  # span masking of X' during fine-tuning (0 disables it)
     mask_length: int
-    clip_norm: float
-    max_seconds: float  # longer training utterances are skipped
-    save_every: int
-    log_every: int
-    seed: int
+    max_seconds: float  # longer training utterances are skipped (at most batch_seconds)
+    num_workers: int  # DataLoader worker processes reading the audio
+    optimizer: TriStageOptimizerConfig
 
     def __post_init__(self) -> None:
-        if self.lr <= 0 or self.max_updates < 1 or self.batch_seconds <= 0 or self.grad_accum < 1:
-            raise ValueError("lr, max_updates, batch_seconds and grad_accum must be positive")
-        if min(self.warmup_updates, self.hold_updates, self.decay_updates, self.freeze_updates) < 0:
-            raise ValueError("warmup/hold/decay/freeze updates must be >= 0")
-        if not 0 <= self.mask_prob <= 1 or self.mask_length < 1:
-            raise ValueError(f"mask_prob must be in [0, 1] and mask_length >= 1, got {self.mask_prob}, "
-                             f"{self.mask_length}")
+        check_ranges(
+            *((name, getattr(self, name), getattr(self, name) >= 1, ">= 1")
+              for name in ("max_updates", "grad_accum", "mask_length")),
+            *((name, getattr(self, name), getattr(self, name) >= 0, ">= 0") for name in ("freeze_updates", "num_workers")),
+            ("max_seconds", self.max_seconds, 0 < self.max_seconds <= self.batch_seconds,
+             f"in (0, batch_seconds = {self.batch_seconds}] (a batch holds the longest utterance)"),
+            ("mask_prob", self.mask_prob, 0 <= self.mask_prob <= 1, "in [0, 1]"),
+        )
 
 
 @dataclass(frozen=True)
 class CtcConfig:
-    """A CTC experiment: ``finetune`` and ``decode`` sections."""
+    """A CTC experiment: ``finetune``, ``train`` (seed, checkpoints, logging, NaN policy, precision: the
+    pretraining trainer's settings) and ``decode`` sections."""
 
     finetune: FinetuneConfig
+    train: TrainConfig
     decode: DecodeConfig
 
 
@@ -69,7 +66,7 @@ def load_ctc_config(name_or_path: str | os.PathLike[str], overrides: list[str] |
         path = Path(str(resources.files("learn2diss.eval").joinpath(f"{name_or_path}.yaml")))
     data = read_yaml(path)
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping with finetune and decode sections")
+        raise ConfigError(f"{path}: expected a mapping with finetune, train and decode sections")
     data.setdefault("decode", {})
     try:
         data = apply_overrides(_with_decode_defaults(data), overrides or [])

@@ -7,17 +7,25 @@ audio beside it) can be used. The named splits resolve under a root folder:
 * ``10h`` -> ``librispeech_finetuning/1h`` + ``librispeech_finetuning/9h``;
 * ``100h`` -> ``LibriSpeech/train-clean-100`` (or ``train-clean-100`` directly under the root);
 * ``dev-clean`` etc. -> ``LibriSpeech/<set>`` (or ``<set>`` directly under the root).
+
+For fine-tuning, :class:`CtcDataset` reads an utterance's audio and letters (in DataLoader workers) per key
+of :class:`~learn2diss.data.batching.SecondsBatchSampler`, and :func:`collate_ctc` makes a :class:`CtcBatch`.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import torch
+
 from learn2diss.errors import InputError, MissingInputError
-from learn2diss.eval.ctc.vocab import normalize_text
+from learn2diss.eval.ctc.vocab import encode, normalize_text
 from learn2diss.eval.features import AUDIO_EXTENSIONS
+from learn2diss.upstream.config import SAMPLE_RATE
 
 SPLITS = {"1h": ("librispeech_finetuning/1h",), "10h": ("librispeech_finetuning/1h", "librispeech_finetuning/9h"),
           "100h": ("train-clean-100",)}
@@ -78,3 +86,62 @@ def resolve_split(root: str | os.PathLike[str], name: str) -> list[Path]:
 def read_split(root: str | os.PathLike[str], name: str) -> list[LabelledUtterance]:
     """All labelled utterances of a named split."""
     return [u for folder in resolve_split(root, name) for u in read_transcribed_folder(folder)]
+
+
+@dataclass
+class CtcBatch:
+    """A padded CTC training batch (CPU tensors; :meth:`to` moves them).
+
+    Attributes:
+        waveforms: (B, S) float32, zero-padded. lengths: (B,) int64 valid samples.
+        targets: (sum of target lengths,) int64 letter indices, concatenated. target_lengths: (B,) int64.
+        epoch, index: position in the sampler's stream.
+    """
+
+    waveforms: torch.Tensor
+    lengths: torch.Tensor
+    targets: torch.Tensor
+    target_lengths: torch.Tensor
+    epoch: int
+    index: int
+
+    @property
+    def audio_seconds(self) -> float:
+        return float(self.lengths.sum()) / SAMPLE_RATE
+
+    def pin_memory(self) -> CtcBatch:
+        return CtcBatch(*(t.pin_memory() for t in (self.waveforms, self.lengths, self.targets, self.target_lengths)),
+                        self.epoch, self.index)
+
+    def to(self, device: torch.device | str) -> CtcBatch:
+        return CtcBatch(*(t.to(device, non_blocking=True) for t in (self.waveforms, self.lengths, self.targets,
+                                                                    self.target_lengths)), self.epoch, self.index)
+
+
+class CtcDataset(torch.utils.data.Dataset):
+    """Audio and letter targets of ``utterances[i]`` for a sampler key ``(i, epoch, batch index)``."""
+
+    def __init__(self, utterances: Sequence[LabelledUtterance]) -> None:
+        self.utterances = list(utterances)
+
+    def __len__(self) -> int:
+        return len(self.utterances)
+
+    def __getitem__(self, key: tuple[int, int, int]) -> dict:
+        from learn2diss.data.audio import read_audio
+
+        utt, epoch, batch = key
+        return {"wav": read_audio(self.utterances[utt].path), "targets": encode(self.utterances[utt].text),
+                "epoch": epoch, "batch": batch}
+
+
+def collate_ctc(items: list[dict]) -> CtcBatch:
+    """Pad the waveforms and concatenate the targets of :class:`CtcDataset` items."""
+    lengths = np.array([len(it["wav"]) for it in items], dtype=np.int64)
+    waveforms = np.zeros((len(items), int(lengths.max())), dtype=np.float32)
+    for row, it in enumerate(items):
+        waveforms[row, : len(it["wav"])] = it["wav"]
+    return CtcBatch(torch.from_numpy(waveforms), torch.from_numpy(lengths),
+                    torch.tensor([t for it in items for t in it["targets"]], dtype=torch.long),
+                    torch.tensor([len(it["targets"]) for it in items], dtype=torch.long),
+                    items[0]["epoch"], items[0]["batch"])

@@ -1,32 +1,38 @@
-"""CTC fine-tuning of the frame encoder g on letters (paper §4.3, Tables 4 and 7).
+"""CTC fine-tuning of the frame encoder g on letters (paper §4.3, Tables 4 and 7), as a stage of the pretraining
+trainer (:func:`learn2diss.pretrain.trainer.train`).
 
 The frozen feature extractor f stays frozen; g's transformer layers (and its mask embedding and final
 layer norm) and a new linear head (768 -> 29 letters) are trained with CTC. X' is span-masked during
 training (wav2vec 2.0 fine-tuning), only the head trains for the first ``freeze_updates`` updates, and
-the learning rate follows fairseq's tri-stage schedule. The run saves ``checkpoint/`` (model, head,
-optimizer, position in the data) every ``save_every`` updates, written beside the old one and swapped in
-so that a complete checkpoint exists at every instant, and resumes from it.
+the learning rate follows fairseq's tri-stage schedule (``optimizer.schedule: tri_stage``). Batches come
+from :class:`~learn2diss.data.batching.SecondsBatchSampler` with the audio read in DataLoader workers; the
+trainer adds DDP (``torchrun``), skipped and counted NaN/inf updates, and checkpoints
+``OUT/checkpoints/step_N.pt`` (model with head, optimizer, data position; ``model_config`` and
+``ctc_config`` beside them) from which a killed run resumes exactly.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from learn2diss.errors import InputError
-from learn2diss.eval.ctc.config import FinetuneConfig
-from learn2diss.eval.ctc.data import LabelledUtterance
-from learn2diss.eval.ctc.vocab import INDEX, TOKENS, encode
+from learn2diss.eval.ctc.config import CtcConfig, FinetuneConfig
+from learn2diss.eval.ctc.data import CtcBatch, CtcDataset, LabelledUtterance, collate_ctc
+from learn2diss.eval.ctc.vocab import INDEX, TOKENS
+from learn2diss.pretrain.ddp import DistributedContext
+from learn2diss.upstream.checkpoints import CheckpointError
+from learn2diss.upstream.config import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
-SAMPLE_RATE = 16_000
+STAGE = "ctc"  # the stage name in the trainer's checkpoints
 
 
 class CtcModel(nn.Module):
@@ -56,180 +62,142 @@ class CtcModel(nn.Module):
         return self.head(last).log_softmax(-1), features.lengths
 
 
-def tri_stage_lr(step: int, config: FinetuneConfig) -> float:
-    """fairseq's tri-stage schedule: linear warm-up from ``init_lr_scale``, hold, exponential decay to
-    ``final_lr_scale``, then constant."""
-    peak, init, final = config.lr, config.lr * config.init_lr_scale, config.lr * config.final_lr_scale
-    if step < config.warmup_updates:
-        return init + (peak - init) * step / config.warmup_updates
-    step -= config.warmup_updates
-    if step < config.hold_updates:
-        return peak
-    step -= config.hold_updates
-    if step < config.decay_updates:
-        return peak * math.exp(math.log(config.final_lr_scale) * step / config.decay_updates)
-    return final
+class CtcOutput(NamedTuple):
+    """The CTC loss of a batch (torch's ``mean`` reduction: per-utterance loss / target length, averaged)."""
+
+    ctc: Tensor
 
 
-def make_batches(durations: Sequence[int], batch_samples: int) -> list[list[int]]:
-    """Indices grouped by length so that ``batch size x longest`` stays within ``batch_samples``."""
-    order = np.argsort(durations, kind="stable")
-    batches, current = [], []
-    for index in order:
-        longest = durations[index]  # ascending order: the newest is the longest
-        if current and (len(current) + 1) * longest > batch_samples:
-            batches.append(current)
-            current = []
-        current.append(int(index))
-    if current:
-        batches.append(current)
-    return batches
+class CtcObjective(nn.Module):
+    """The forward pass that DDP wraps: f, span-masked g, the head, and the CTC loss of a :class:`CtcBatch`."""
+
+    def __init__(self, ctc: CtcModel, config: FinetuneConfig) -> None:
+        super().__init__()
+        self.ctc = ctc
+        self.config = config
+        self.update_encoder = True
+
+    def before_step(self, step: int) -> None:
+        """g trains from update ``freeze_updates`` on (before it, only the head gets gradients)."""
+        self.update_encoder = step >= self.config.freeze_updates
+
+    def forward(self, batch: CtcBatch, generator: torch.Generator) -> CtcOutput:
+        log_probs, frames = self.ctc(batch.waveforms, batch.lengths, mask=True, config=self.config, generator=generator,
+                                     update_encoder=self.update_encoder)
+        return CtcOutput(nn.functional.ctc_loss(log_probs.transpose(0, 1), batch.targets, frames, batch.target_lengths,
+                                                blank=INDEX["-"], zero_infinity=True))
 
 
-def load_batch(utterances: Sequence[LabelledUtterance], device: str) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Padded waveforms, sample lengths, concatenated targets and target lengths."""
-    from learn2diss.data.audio import read_audio
+def _trainable_utterances(train: Sequence[LabelledUtterance], shortest: int,
+                          max_seconds: float) -> tuple[list[LabelledUtterance], np.ndarray]:
+    """The utterances between ``shortest`` samples and ``max_seconds`` (the others are skipped, with a warning)
+    and their lengths in samples."""
+    from learn2diss.data.audio import audio_info
 
-    waves = [torch.from_numpy(read_audio(u.path)) for u in utterances]
-    lengths = torch.tensor([len(w) for w in waves])
-    padded = torch.zeros(len(waves), int(lengths.max()))
-    for i, w in enumerate(waves):
-        padded[i, : len(w)] = w
-    targets = [torch.tensor(encode(u.text)) for u in utterances]
-    return (padded.to(device), lengths.to(device), torch.cat(targets).to(device),
-            torch.tensor([len(t) for t in targets]).to(device))
-
-
-def _batch_stream(batches: list[list[int]], seed: int, epoch: int, position: int) -> Iterator[tuple[int, int, list[int]]]:
-    """Batches in a seeded random order per epoch, starting at ``(epoch, position)``; yields (epoch, next, batch)."""
-    while True:
-        order = np.random.default_rng([seed, epoch]).permutation(len(batches))
-        for i in range(position, len(order)):
-            yield epoch, i + 1, batches[order[i]]
-        epoch, position = epoch + 1, 0
+    samples = np.array([audio_info(u.path)[0] for u in train], dtype=np.int64)
+    keep = (samples >= shortest) & (samples <= max_seconds * SAMPLE_RATE)
+    if not keep.any():
+        raise InputError(f"no training utterance between {shortest} samples and {max_seconds} s "
+                         "(finetune.max_seconds)")
+    if not keep.all():
+        log.warning("skipped %d training utterances outside [%d samples, %s s]", int((~keep).sum()), shortest,
+                    max_seconds)
+    return [u for u, k in zip(train, keep, strict=True) if k], samples[keep]
 
 
-def _save(ctc: CtcModel, optimizer: torch.optim.Optimizer, state: dict, directory: Path) -> None:
-    """Write ``directory`` (model/, head.safetensors, trainer.pt) beside the old one and swap it in
-    (:func:`learn2diss.io.atomic_dir`): a complete checkpoint exists at every instant."""
-    from learn2diss.io import atomic_dir, save_safetensors, save_torch
-    from learn2diss.upstream.checkpoints import save_model
+def _batches(utterances: list[LabelledUtterance], samples: np.ndarray, config: CtcConfig,
+             ctx: DistributedContext) -> Callable[[tuple[int, int]], Iterator[CtcBatch]]:
+    """``(epoch, batch index) -> iterator`` of this rank's batches (the pretraining sampler, audio read in workers)."""
+    from learn2diss.data.batching import SecondsBatchSampler
 
-    with atomic_dir(directory) as tmp:
-        save_model(ctc.model, tmp / "model")
-        save_safetensors(tmp / "head.safetensors",
-                         {k: v.detach().cpu().contiguous() for k, v in ctc.head.state_dict().items()})
-        save_torch(tmp / "trainer.pt", {**state, "optimizer": optimizer.state_dict()})
+    dataset = CtcDataset(utterances)
+
+    def factory(position: tuple[int, int]) -> Iterator[CtcBatch]:
+        sampler = SecondsBatchSampler(samples, np.arange(len(samples)), int(config.finetune.batch_seconds * SAMPLE_RATE),
+                                      config.train.seed, ctx.rank, ctx.world_size, start=position)
+        return iter(torch.utils.data.DataLoader(
+            dataset, batch_sampler=sampler, collate_fn=collate_ctc, num_workers=config.finetune.num_workers,
+            pin_memory=ctx.device.type == "cuda", generator=torch.Generator()))
+
+    return factory
 
 
-def load_ctc_checkpoint(directory: str | os.PathLike[str], map_location: str = "cpu") -> tuple[CtcModel, dict]:
-    """The fine-tuned model and the trainer state (optimizer state, step, data position) of ``directory``.
-
-    ``trainer.pt`` goes through :func:`~learn2diss.upstream.checkpoints.load_untrusted`; every error names the file.
-    """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    from learn2diss.upstream.checkpoints import CheckpointError, load_model, load_untrusted
-
-    directory = Path(directory)
-    ctc = CtcModel(load_model(directory / "model", map_location))
-    head = directory / "head.safetensors"
-    try:
-        ctc.head.load_state_dict(load_file(head, device=map_location))
-    except (SafetensorError, OSError, RuntimeError) as err:
-        raise CheckpointError(f"{head}: not a readable head checkpoint ({err})") from None
-    state = load_untrusted(directory / "trainer.pt")
-    missing = [key for key in ("step", "epoch", "position", "optimizer") if key not in state]
-    if missing:
-        raise CheckpointError(f"{directory / 'trainer.pt'}: not a CTC trainer state (missing {', '.join(missing)})")
-    return ctc, state
+def _refuse_earlier_layout(out_dir: Path) -> None:
+    """A run folder of the fine-tune's own loop (``checkpoint/trainer.pt``) cannot be resumed by the trainer."""
+    earlier = out_dir / "checkpoint" / "trainer.pt"
+    if earlier.is_file():
+        raise CheckpointError(f"{earlier.parent}: a CTC checkpoint of the earlier format (before fine-tuning ran in "
+                              "the pretraining trainer) cannot be resumed; move it away or use another --work-dir")
 
 
 def finetune(
-    model: nn.Module, train: Sequence[LabelledUtterance], config: FinetuneConfig, out_dir: str | os.PathLike[str],
-    device: str = "cpu", progress: bool = True,
-) -> tuple[CtcModel, list[float]]:
-    """Fine-tune ``model`` with CTC on ``train``; resumes from ``out_dir/checkpoint`` when present.
+    model: nn.Module, train: Sequence[LabelledUtterance], config: CtcConfig, out_dir: str | os.PathLike[str],
+    ctx: DistributedContext | None = None,
+) -> CtcModel:
+    """Fine-tune ``model`` with CTC on ``train`` (in place); resumes from the newest ``out_dir/checkpoints/step_N.pt``.
 
-    Returns the fine-tuned :class:`CtcModel` and the training loss of every update of this call.
+    ``ctx``: the process group (``torchrun``); default one process on the CPU. Every rank returns the
+    fine-tuned :class:`CtcModel` (in eval mode); ``out_dir/metrics.jsonl`` holds the logged losses.
     """
-    from torch.utils.tensorboard import SummaryWriter
-    from tqdm import tqdm
+    from learn2diss.pretrain.trainer import StepLoss, TrainingStage, make_adam
+    from learn2diss.pretrain.trainer import train as run_stage
+    from learn2diss.schema import to_dict
 
-    from learn2diss.data.audio import audio_info
-    from learn2diss.io import recover_dir
-
+    ctx = ctx or DistributedContext(0, 0, 1, torch.device("cpu"))
     out_dir = Path(out_dir)
-    checkpoint = out_dir / "checkpoint"
-    durations, kept = [], []
-    shortest = model.min_samples
-    for utt in train:
-        samples = audio_info(utt.path)[0]
-        if shortest <= samples <= config.max_seconds * SAMPLE_RATE:
-            durations.append(samples)
-            kept.append(utt)
-    if not kept:
-        raise InputError(f"no training utterance between {shortest} samples and {config.max_seconds} s")
-    if len(kept) < len(train):
-        log.warning("skipped %d training utterances outside [%d samples, %s s]", len(train) - len(kept), shortest,
-                    config.max_seconds)
-    batches = make_batches(durations, int(config.batch_seconds * SAMPLE_RATE))
+    _refuse_earlier_layout(out_dir)
+    utterances, samples = _trainable_utterances(train, model.min_samples, config.finetune.max_seconds)
+    torch.manual_seed(config.train.seed)  # the head's initialisation
+    ctc = CtcModel(model).to(ctx.device)
+    trainable = ctc.trainable_parameters()
+    ctc.requires_grad_(False)  # f, h and W_g: no gradient at all (and none for DDP to reduce)
+    for p in trainable:
+        p.requires_grad_(True)
+    objective = CtcObjective(ctc, config.finetune)
+    opt_cfg = config.finetune.optimizer
+    stage = TrainingStage(
+        name=STAGE, model=ctc, objective=objective, optimizers={"ctc": (make_adam(trainable, opt_cfg), opt_cfg)},
+        loss=lambda out, step: StepLoss(out.ctc, {"ctc": out.ctc}), steps=config.finetune.max_updates,
+        grad_accum=config.finetune.grad_accum, before_step=objective.before_step,
+    )
+    run_stage(stage, _batches(utterances, samples, config, ctx), out_dir, out_dir / "tensorboard", config.train, ctx,
+              resume=True, checkpoint_extra={"model_config": to_dict(model.config), "ctc_config": to_dict(config)})
+    return ctc.eval()
 
-    torch.manual_seed(config.seed)
-    ctc = CtcModel(model)
-    state = {"step": 0, "epoch": 0, "position": 0}
-    optimizer_state = None
-    recover_dir(checkpoint)  # a save interrupted between its renames: the complete copy is moved back in place
-    if (checkpoint / "trainer.pt").is_file():
-        resumed, saved = load_ctc_checkpoint(checkpoint)
-        ctc.load_state_dict(resumed.state_dict())
-        optimizer_state = saved.pop("optimizer")
-        state = {k: int(saved[k]) for k in state}
-        log.info("resuming CTC fine-tuning at update %d", state["step"])
-    ctc.to(device).train()
-    optimizer = torch.optim.Adam(ctc.trainable_parameters(), lr=config.lr, betas=(0.9, 0.98), eps=1e-8)
-    if optimizer_state is not None:
-        optimizer.load_state_dict(optimizer_state)
-    generator = torch.Generator(device=device).manual_seed(config.seed + state["step"])
-    stream = _batch_stream(batches, config.seed, state["epoch"], state["position"])
-    writer = SummaryWriter(str(out_dir / "tensorboard"))
-    losses: list[float] = []
-    bar = tqdm(total=config.max_updates, initial=state["step"], desc="CTC fine-tuning", unit="update",
-               disable=not progress)
-    while state["step"] < config.max_updates:
-        lr = tri_stage_lr(state["step"], config)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        optimizer.zero_grad(set_to_none=True)
-        total = 0.0
-        for _ in range(config.grad_accum):
-            state["epoch"], state["position"], batch = next(stream)
-            wavs, lengths, targets, target_lengths = load_batch([kept[i] for i in batch], device)
-            log_probs, frames = ctc(wavs, lengths, mask=True, config=config, generator=generator,
-                                    update_encoder=state["step"] >= config.freeze_updates)
-            loss = nn.functional.ctc_loss(log_probs.transpose(0, 1), targets, frames, target_lengths,
-                                          blank=INDEX["-"], zero_infinity=True) / config.grad_accum
-            loss.backward()
-            total += float(loss.detach())
-        nn.utils.clip_grad_norm_(ctc.trainable_parameters(), config.clip_norm)
-        optimizer.step()
-        state["step"] += 1
-        losses.append(total)
-        bar.update(1)
-        if state["step"] % config.log_every == 0:
-            writer.add_scalar("ctc/loss", total, state["step"])
-            writer.add_scalar("ctc/lr", lr, state["step"])
-            bar.set_postfix(loss=f"{total:.3f}")
-        if state["step"] % config.save_every == 0 or state["step"] == config.max_updates:
-            _save(ctc, optimizer, state, checkpoint)
-    bar.close()
-    writer.close()
-    return ctc.eval(), losses
+
+def load_ctc_checkpoint(path: str | os.PathLike[str], map_location: str = "cpu") -> tuple[CtcModel, dict]:
+    """The fine-tuned model and the trainer state (step, data position, optimizer, ``ctc_config``) of a CTC run.
+
+    ``path``: the run folder (``runs/eval/ctc/<model>/<condition>``: its newest usable checkpoint) or one
+    ``checkpoints/step_N.pt``. Read through :func:`~learn2diss.upstream.checkpoints.load_untrusted`; every
+    error names the file.
+    """
+    from learn2diss.pretrain.trainer import load_checkpoint, load_latest_checkpoint
+    from learn2diss.schema import ConfigError, from_dict
+    from learn2diss.upstream.config import ModelConfig
+    from learn2diss.upstream.model import Learn2Diss
+
+    path = Path(path)
+    if path.is_dir():
+        _refuse_earlier_layout(path)
+        found = load_latest_checkpoint(path / "checkpoints")
+        if found is None:
+            raise CheckpointError(f"{path}: no CTC checkpoint (checkpoints/step_N.pt)")
+        path, state = found
+    else:
+        state = load_checkpoint(path)
+    if state["stage"] != STAGE or "model_config" not in state:
+        raise CheckpointError(f"{path}: not a CTC fine-tuning checkpoint (stage {state['stage']!r})")
+    try:
+        ctc = CtcModel(Learn2Diss(from_dict(ModelConfig, state["model_config"], "model_config")))
+        ctc.load_state_dict(state["model"])
+    except (ConfigError, RuntimeError) as err:
+        raise CheckpointError(f"{path}: the CTC model does not load ({err})") from None
+    return ctc.to(map_location).eval(), state
 
 
 @torch.inference_mode()
-def emissions(ctc: CtcModel, utterance: LabelledUtterance, device: str = "cpu") -> np.ndarray:
+def emissions(ctc: CtcModel, utterance: LabelledUtterance, device: str | torch.device = "cpu") -> np.ndarray:
     """(frames, 29) log-probabilities of one utterance, without masking."""
     from learn2diss.data.audio import read_audio
 
