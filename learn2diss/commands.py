@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import importlib
 from collections.abc import Sequence
+from typing import NoReturn
 
 # (words of the sub-command, module, one-line help). Registered explicitly, in the order shown by --help.
 COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
@@ -49,7 +50,7 @@ def find_command(argv: Sequence[str]) -> tuple[tuple[str, ...], str] | None:
 class _CallerParser(argparse.ArgumentParser):
     """Arguments built by code: a parse error is a bug of the caller, raised rather than an exit."""
 
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         raise ValueError(f"{self.prog}: {message}")
 
 
