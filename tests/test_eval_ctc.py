@@ -4,6 +4,7 @@ Resume after a kill, NaN skipping and the checkpoint reader: tests/test_ctc_trai
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections import Counter
@@ -54,6 +55,11 @@ def write_arpa(path: Path, sentences: list[str], order: int = 4, backoff: float 
     return path
 
 
+def decode_config(**changes) -> DecodeConfig:
+    """The decode section of ctc_10h (torchaudio's HuBERT example) with ``changes``."""
+    return dataclasses.replace(load_ctc_config("ctc_10h")[1].decode, **changes)
+
+
 SENTENCES = ["the cat sat"] * 3 + ["the car"] + ["a cat sat on the mat"]
 WORDS = ["the", "cat", "sat", "car", "a", "on", "mat"]
 
@@ -83,8 +89,8 @@ def test_toy_4gram_turns_out_of_lexicon_hypothesis_into_word(tmp_path):
     em = emissions_for([{"t": 1}, {"-": 1}, {"h": 1}, {"e": 1}, {"|": 1}, {"c": 1}, {"-": 1}, {"a": 1},
                         {"e": 0.6, "r": 0.25, "t": 0.15}, {"|": 1}, {"s": 1}, {"a": 1}, {"t": 1}, {"|": 1}])
     assert viterbi_decode(em) == "the cae sat"  # "cae" is not a word
-    with_lm = LexiconLMDecoder(WORDS, lm, DecodeConfig(beam=50, lm_weight=2.0, word_score=0.0))
-    without_lm = LexiconLMDecoder(WORDS, lm, DecodeConfig(beam=50, lm_weight=0.0, word_score=0.0))
+    with_lm = LexiconLMDecoder(WORDS, lm, decode_config(beam=50, lm_weight=2.0, word_score=0.0))
+    without_lm = LexiconLMDecoder(WORDS, lm, decode_config(beam=50, lm_weight=0.0, word_score=0.0))
     assert without_lm(em) == "the car sat"  # the lexicon alone picks the acoustically closest word
     assert with_lm(em) == "the cat sat"  # the 4-gram prefers "the cat sat"
 
@@ -105,10 +111,14 @@ def test_tri_stage_schedule():
     assert lr_at(config, 30000, total) == pytest.approx(5e-5 * 0.05)
 
 
-def test_every_packaged_ctc_config_loads():
+def test_every_packaged_ctc_config_loads_and_the_yaml_is_the_one_source():
     for name in ("ctc_1h", "ctc_10h", "ctc_100h", "ctc_demo"):
         config = load_ctc_config(name)[1]
         assert config.finetune.optimizer.schedule == "tri_stage" and config.train.max_nonfinite_steps > 0
+        assert config.decode.unk_score == -math.inf and config.decode.beam_size_token == len(TOKENS)
+    classes = [CtcConfig, FinetuneConfig, TriStageOptimizerConfig, TrainConfig, DecodeConfig]
+    assert [f"{c.__name__}.{f.name}" for c in classes for f in dataclasses.fields(c)
+            if f.default is not dataclasses.MISSING] == []  # no default in a dataclass: a missing key is an error
     with pytest.raises(ConfigError, match=r"finetune.max_seconds = 50.*in \(0, batch_seconds = 40"):
         load_ctc_config("ctc_demo", ["finetune.max_seconds=50"])
 
@@ -120,6 +130,9 @@ def test_config_unknown_key_is_named(tmp_path):
         load_ctc_config(path)
     with pytest.raises(ConfigError, match="finetune.nope"):
         load_ctc_config("ctc_demo", ["finetune.nope=1"])
+    path.write_text((Path(__file__).parents[1] / "learn2diss/eval/ctc_demo.yaml").read_text().replace("  sil_score: 0.0\n", ""))
+    with pytest.raises(ConfigError, match=r"my.yaml: missing key\(s\) decode.sil_score"):
+        load_ctc_config(path)
 
 
 def tiny_config(**changes) -> CtcConfig:
@@ -132,7 +145,7 @@ def tiny_config(**changes) -> CtcConfig:
     for key, value in changes.items():
         next(section for section in (optimizer, finetune_cfg, train) if key in section)[key] = value
     return CtcConfig(FinetuneConfig(**finetune_cfg, optimizer=TriStageOptimizerConfig(**optimizer)),
-                     TrainConfig(**train), DecodeConfig())
+                     TrainConfig(**train), decode_config())
 
 
 def ctc_loss(ctc: CtcModel, utterances) -> float:

@@ -67,23 +67,8 @@ def load_ctc_config(name_or_path: str | os.PathLike[str], overrides: list[str] |
     data = read_yaml(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping with finetune, train and decode sections")
-    data.setdefault("decode", {})
     try:
-        data = apply_overrides(_with_decode_defaults(data), overrides or [])
-        config = from_dict(CtcConfig, data, "")
+        config = from_dict(CtcConfig, apply_overrides(data, overrides or []), "")
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
     return path.stem, config
-
-
-def _with_decode_defaults(data: dict) -> dict:
-    """The decode section may leave out keys: the torchaudio HuBERT defaults fill them."""
-    import dataclasses
-
-    defaults = {f.name: getattr(DecodeConfig(), f.name) for f in dataclasses.fields(DecodeConfig)}
-    decode = data["decode"] if isinstance(data["decode"], dict) else {}
-    unknown = sorted(set(decode) - set(defaults))
-    if unknown:
-        raise ConfigError(f"unknown key(s) {', '.join('decode.' + k for k in unknown)} "
-                          f"(valid keys here: {', '.join(defaults)})")
-    return {**data, "decode": {**defaults, **decode}}

@@ -8,7 +8,6 @@ ARPA or KenLM binary file given by the user (the paper used LibriSpeech's offici
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,25 +18,27 @@ import numpy as np
 from learn2diss.errors import InputError, MissingInputError
 from learn2diss.eval.ctc.lexicon import spelling
 from learn2diss.eval.ctc.vocab import BLANK, INDEX, TOKENS, WORD_BOUNDARY, greedy_decode
+from learn2diss.schema import check_ranges
 
 UNK = "<unk>"
 
 
 @dataclass(frozen=True)
 class DecodeConfig:
-    """Beam-search settings (defaults: torchaudio's HuBERT example, LibriSpeech 4-gram)."""
+    """Beam-search settings, the ``decode`` section of a CTC config (the packaged paper configs use
+    torchaudio's HuBERT example: beam 1500, threshold 100, LM weight 2.46, word score -0.59)."""
 
-    beam: int = 1500
-    beam_size_token: int = len(TOKENS)
-    beam_threshold: float = 100.0
-    lm_weight: float = 2.46
-    word_score: float = -0.59
-    unk_score: float = -math.inf
-    sil_score: float = 0.0
+    beam: int
+    beam_size_token: int  # tokens considered per frame (29: all)
+    beam_threshold: float
+    lm_weight: float
+    word_score: float
+    unk_score: float  # -.inf: no out-of-lexicon words
+    sil_score: float
 
     def __post_init__(self) -> None:
-        if self.beam < 1 or self.beam_size_token < 1:
-            raise InputError(f"beam and beam_size_token must be >= 1, got {self.beam}, {self.beam_size_token}")
+        check_ranges(*((name, getattr(self, name), getattr(self, name) >= 1, ">= 1")
+                       for name in ("beam", "beam_size_token")))
 
 
 class LexiconLMDecoder:
