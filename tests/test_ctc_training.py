@@ -114,8 +114,8 @@ def test_load_ctc_checkpoint_reads_the_run_folder_or_a_step_file(corpus, tmp_pat
 
 
 def test_ctc_command_under_torchrun_trains_with_ddp(corpus, tmp_path):
-    """torchrun --nproc_per_node=2 (gloo, CPU): both ranks fine-tune (the trainer checks that the replicas agree
-    at each checkpoint), rank 0 decodes and writes the result rows."""
+    """torchrun --nproc_per_node=2 (gloo, CPU): both ranks fine-tune, the head alone in update 1 and g too in
+    update 2 (the trainer checks that the replicas agree at each checkpoint); rank 0 decodes and writes the rows."""
     write_librispeech(tmp_path / "dev", {"33": ["A CAT"]}, seconds=1.0)
     ckpt = tiny_checkpoint(tmp_path / "ckpt")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "learn2diss.cli",
@@ -123,12 +123,15 @@ def test_ctc_command_under_torchrun_trains_with_ddp(corpus, tmp_path):
            str(tmp_path / "dev"), "--model-name", "tiny", "--condition", "1h", "--device", "cpu",
            "--results", str(tmp_path / "results"), "--work-dir", str(tmp_path / "work"),
            "--set", "finetune.max_updates=2", "--set", "finetune.batch_seconds=2", "--set", "finetune.max_seconds=2",
-           "--set", "finetune.num_workers=0", "--set", "train.checkpoint_every=1"]
+           "--set", "finetune.num_workers=0", "--set", "finetune.freeze_updates=1", "--set", "train.checkpoint_every=1"]
     result = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     state = torch.load(tmp_path / "work" / "ctc" / "tiny" / "1h" / "checkpoints" / "step_0000002.pt",
                        weights_only=True)
     assert state["world_size"] == 2 and state["stage"] == "ctc"
+    first = torch.load(tmp_path / "work" / "ctc" / "tiny" / "1h" / "checkpoints" / "step_0000001.pt", weights_only=True)
+    layer = next(k for k in state["model"] if k.startswith("model.layers.2.") and k.endswith("weight"))  # a layer of g
+    assert not torch.equal(first["model"][layer], state["model"][layer])  # g trained in update 2
     rows = read_rows(tmp_path / "results" / "ctc.csv")
     assert [(r.dataset, r.metric) for r in rows] == [("dev", "wer_viterbi")]  # written once, by rank 0
