@@ -4,8 +4,8 @@ step -> log -> save).
 One function, :func:`train`, parameterised by a :class:`TrainingStage`. After :func:`_resume` and
 :func:`_wrap` (DDP), per optimiser step it
 
-1. sets each optimiser's learning rate from :func:`lr_at` (a pure function of the step) and reseeds
-   the global RNG (dropout) from ``(seed, step, rank)``;
+1. sets each optimiser's learning rate from :func:`lr_at` (a pure function of the step), reseeds
+   the global RNG (dropout) from ``(seed, step, rank)`` and calls ``stage.before_step`` (CTC: freeze g);
 2. :func:`_micro_batches`: ``grad_accum`` micro-batches (DDP gradient sync on the last one only, via
    ``no_sync``), each under bf16 autocast on CUDA, calling ``stage.loss`` on the objective's outputs;
 3. :func:`_apply_step`: skips the step if a loss or the gradient norm is NaN/inf on any rank (counted;
