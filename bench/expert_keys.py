@@ -23,7 +23,7 @@ import torch
 
 from learn2diss.pretrain.config import load_config
 from learn2diss.upstream.checkpoints import save_model
-from learn2diss.upstream.expert import UpstreamExpert, utterance_layers
+from learn2diss.upstream.expert import UpstreamExpert
 from learn2diss.upstream.model import Learn2Diss, UtteranceOutput
 
 KEYS = ("hidden_states", "utt_hidden_states")
@@ -35,7 +35,7 @@ def eager(model: Learn2Diss, wavs: list[torch.Tensor], key: str) -> list[torch.T
     output = model(padded, torch.tensor([len(w) for w in wavs]))
     if key == "hidden_states":
         return list(output.frame_hidden_states)
-    return utterance_layers(model, UtteranceOutput(output.utt_hidden_states, output.utt_embedding, output.utt_embedding))
+    return model.utterance_hidden_states(UtteranceOutput(output.utt_hidden_states, output.utt_embedding, output.utt_embedding))
 
 
 def _time(fn) -> float:

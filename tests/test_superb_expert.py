@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from superb_fixtures import STRIDE, make_checkpoint, make_librispeech, make_voxceleb1
+from superb_fixtures import LEXICON, STRIDE, make_checkpoint, make_librispeech, make_voxceleb1
 
 from learn2diss.downstream_runs.launcher import LauncherError, s3prl_arguments
 from learn2diss.upstream import hubconf
@@ -75,7 +75,7 @@ def test_default_key_per_task(tmp_path, checkpoint) -> None:
         assert config == str(expdir / f"learn2diss_{task}.yaml")
         assert "FILLED" not in (expdir / f"learn2diss_{task}.yaml").read_text()
     phones = (tmp_path / "run_pr" / "metadata" / "phoneme.txt").read_text().split()
-    assert phones == sorted({"HH", "AH0", "L", "OW1", "W", "ER1", "D", "S", "P", "IY1", "CH", "T", "EH1"})
+    assert phones == sorted({phone for phones in LEXICON.values() for phone in phones.split()})
 
 
 def test_misspelled_feature_key_is_an_error(checkpoint) -> None:
@@ -142,3 +142,27 @@ def test_keys_read_later_keep_the_grad_mode_of_the_forward(expert: UpstreamExper
         features = expert([torch.randn(8000)])
     assert not features["hidden_states"][-1].requires_grad  # read outside no_grad, computed as inside it
     assert expert([torch.randn(8000)])["hidden_states"][-1].requires_grad
+
+
+def test_the_model_gives_the_utterance_terms_the_expert_returns(expert: UpstreamExpert) -> None:
+    """The A^l projections are applied once, inside the model: the expert's utterance key is
+    ``Learn2Diss.utterance_hidden_states``, equal to A^l z^l computed by hand and summing to z̄ of eq. 9."""
+    model = expert.model
+    wavs = [torch.randn(12000), torch.randn(9000)]
+    with torch.no_grad():
+        features = model.extract(torch.nn.utils.rnn.pad_sequence(wavs, batch_first=True), torch.tensor([12000, 9000]))
+        utt = model.encode_utterance(features.x, features.lengths)
+        terms = model.utterance_hidden_states(utt)
+        read = expert(wavs)["utt_hidden_states"]
+        zbar = model.aggregate_utterance_layers(utt)
+    by_hand = [z @ proj.weight.T for z, proj in zip(utt.layers, model.utterance_encoder.layer_projections, strict=True)]
+    assert len(terms) == len(by_hand) + 1
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(terms, by_hand, strict=False))
+    assert torch.equal(terms[-1], utt.embedding[:, None, :].expand_as(terms[-1]))
+    assert all(torch.equal(a, b) for a, b in zip(read, terms, strict=True))
+    torch.testing.assert_close(torch.stack(terms).sum(0), zbar)
+    # the former code (A^l applied by the caller) gives the same bits, for the expert's key and for z̄
+    projections = model.utterance_encoder.layer_projections
+    former = [proj(z) for proj, z in zip(projections, utt.layers, strict=True)]
+    assert all(torch.equal(a, b) for a, b in zip(read[:-1], former, strict=True))
+    assert torch.equal(zbar, utt.embedding[:, None, :] + sum(proj(z) for proj, z in zip(projections, utt.layers, strict=True)))

@@ -34,7 +34,7 @@ from torch.nn.utils.rnn import pad_sequence
 
 from learn2diss.errors import InputError
 from learn2diss.upstream.checkpoints import load_model
-from learn2diss.upstream.model import Features, Learn2Diss, UtteranceOutput
+from learn2diss.upstream.model import Features, Learn2Diss
 
 FRAME_TASKS = ("pr", "asr", "ks", "ic", "sf")
 UTTERANCE_TASKS = ("sid", "asv", "er")
@@ -49,14 +49,6 @@ def check_feature_key(key: str) -> str:
         raise InputError(f"unknown upstream feature key -s {key!r}; learn2diss upstreams output: "
                          f"{', '.join(FEATURE_KEYS)}")
     return key
-
-
-def utterance_layers(model: Learn2Diss, output: UtteranceOutput) -> list[Tensor]:
-    """The terms of eq. 9 (right) per frame: [A^1 z^1, ..., A^{L-1} z^{L-1}, z^L]; each (batch, frame, d^L)."""
-    projections = model.utterance_encoder.layer_projections
-    projected = [proj(z) for proj, z in zip(projections, output.layers, strict=True)]
-    batch, frames, dim = projected[0].shape
-    return [*projected, output.embedding[:, None, :].expand(batch, frames, dim)]
 
 
 class _Modes:
@@ -90,7 +82,8 @@ class ExpertFeatures(Mapping[str, "list[Tensor] | Tensor"]):
             if level == "frame":
                 compute = lambda: model.frame_hidden_states(features)  # noqa: E731
             else:
-                compute = lambda: utterance_layers(model, model.encode_utterance(features.x, features.lengths))  # noqa: E731
+                compute = lambda: model.utterance_hidden_states(  # noqa: E731
+                    model.encode_utterance(features.x, features.lengths))
             self._groups[level] = self._modes(compute)
         return self._groups[level]
 

@@ -241,10 +241,13 @@ class UtteranceEncoder(nn.Module):
         pooled = self.ecapa.fc(self.ecapa.asp_bn(self.ecapa.asp(h, lengths=relative)))[:, :, 0]  # (batch, d^L)
         return UtteranceOutput([z.transpose(1, 2) for z in layers], pooled, self.head(pooled))
 
+    def project_layers(self, layers: list[Tensor]) -> list[Tensor]:
+        """Eq. 9, the terms of the sum: A^l z^l_{i,t} for l = 1..L-1; each (batch, frame, d^L)."""
+        return [proj(z) for proj, z in zip(self.layer_projections, layers, strict=True)]
+
     def aggregate(self, output: UtteranceOutput) -> Tensor:
         """Eq. 9, right: z̄_{i,t} = z^L_i + Σ_{l=1..L-1} A^l z^l_{i,t}; (batch, frame, d^L)."""
-        projected = sum(proj(z) for proj, z in zip(self.layer_projections, output.layers, strict=True))
-        return output.embedding[:, None, :] + projected
+        return output.embedding[:, None, :] + sum(self.project_layers(output.layers))
 
 
 class Learn2Diss(nn.Module):
@@ -447,6 +450,13 @@ class Learn2Diss(nn.Module):
     def aggregate_utterance_layers(self, output: UtteranceOutput) -> Tensor:
         """Eq. 9, right: z̄ (batch, frame, d^L)."""
         return self.utterance_encoder.aggregate(output)
+
+    def utterance_hidden_states(self, output: UtteranceOutput) -> list[Tensor]:
+        """Inference of the utterance path: the terms of eq. 9 (right) per frame, [A^1 z^1, ..., A^{L-1} z^{L-1},
+        z^L repeated over the frames], each (batch, frame, d^L); their plain sum is z̄."""
+        projected = self.utterance_encoder.project_layers(output.layers)
+        batch, frames, dim = projected[0].shape
+        return [*projected, output.embedding[:, None, :].expand(batch, frames, dim)]
 
     def frame_hidden_states(self, features: Features) -> list[Tensor]:
         """Inference of the frame path: the input of layer 1 and every layer's output (frozen ones first)."""
