@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,8 +13,9 @@ import torch
 from scipy import stats
 from test_synth import require_synthesisers
 
+import learn2diss
 from learn2diss.cli import main
-from learn2diss.study.grid import StudyError, parse_grid
+from learn2diss.study.grid import StudyError, packaged_grids, parse_grid, read_grid
 from learn2diss.study.summary import difference_interval, t_interval
 
 # 10 speakers: 2 test, 2 validation, 6 train; a few steps of each stage (plumbing, not the method)
@@ -33,6 +35,17 @@ def test_grid_overrides_and_errors():
                          ({"settings": {"a": [1]}}, "setting a"), ({"settings": {"a": {}}, "y": 1}, "unknown")):
         with pytest.raises(StudyError, match=message):
             parse_grid(bad, "g.yaml")
+
+
+def test_a_packaged_grid_is_found_by_name(tmp_path):
+    assert "study_club" in packaged_grids()
+    by_name = read_grid("study_club")
+    assert by_name == read_grid(Path(learn2diss.__file__).parent / "configs" / "grids" / "study_club.yaml")
+    assert any(s.name == "lambda-0" for s in by_name.settings)
+    with pytest.raises(StudyError, match="packaged grids: .*study_club"):
+        read_grid("no_such_grid")
+    with pytest.raises(StudyError, match="grid file not found"):
+        read_grid(tmp_path / "study_club.yaml")  # a path is a path, never a packaged name
 
 
 def test_t_interval_and_welch_difference_match_scipy():

@@ -44,7 +44,8 @@ SPLITS = ("val", "test")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--grid", type=Path, required=True, help="YAML file of named settings (see above)")
+    parser.add_argument("--grid", required=True,
+                        help="YAML file of named settings (see above), or a packaged grid's name (study_club)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of each setting (default 0 1 2)")
     parser.add_argument("--corpus", type=Path, required=True,
                         help="corpus in the demo corpus's layout (`learn2diss data synth --val-speakers N` or "

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import yaml
@@ -84,10 +85,23 @@ def parse_grid(data: object, where: str) -> Grid:
     return Grid(tuple(settings), x)
 
 
-def read_grid(path: Path) -> Grid:
-    """Read a grid file (YAML)."""
+def packaged_grids() -> list[str]:
+    """Names of the grids that ship with the package (``learn2diss/configs/grids/*.yaml``)."""
+    return sorted(p.stem for p in _packaged_grid_dir().glob("*.yaml"))
+
+
+def _packaged_grid_dir() -> Path:
+    return Path(str(resources.files("learn2diss") / "configs" / "grids"))
+
+
+def read_grid(name_or_path: str | Path) -> Grid:
+    """Read a grid file (YAML): a path, or the name of a packaged grid (``study_club``)."""
+    path = Path(name_or_path)
+    stem = path.name.removesuffix(".yaml")
+    if not path.is_file() and path.parent == Path(".") and stem in packaged_grids():
+        path = _packaged_grid_dir() / f"{stem}.yaml"
     if not path.is_file():
-        raise StudyError(f"grid file not found: {path}")
+        raise StudyError(f"grid file not found: {name_or_path} (packaged grids: {', '.join(packaged_grids())})")
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
