@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
+import pytest
+import yaml
 from superb_fixtures import REPO, STRIDE, make_checkpoint
 
 PROGRAM = """
@@ -38,3 +41,41 @@ def test_module_runner_registers_before_running_a_program(tmp_path) -> None:
     result = _run(["-m", "learn2diss.s3prl", str(script), str(checkpoint)], REPO)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1].startswith("4 (2, ")
+
+
+ESPNET_PROGRAM = """
+import sys
+import torch
+import yaml
+import learn2diss.s3prl
+from espnet2.asr.frontend.s3prl import S3prlFrontend
+config = yaml.safe_load(open(sys.argv[1]))
+assert config["frontend"] == "s3prl"
+frontend = S3prlFrontend(**config["frontend_conf"])  # what ESPnet's ASR task builds from the config
+feats, lengths = frontend(torch.randn(2, 16000), torch.tensor([16000, 8000]))
+print(tuple(feats.shape), lengths.tolist(), frontend.hop_length, frontend.output_size())
+"""
+
+
+def docs_espnet_config(checkpoint) -> dict:
+    """The ESPnet frontend config of docs/superb.md, with its checkpoint path replaced by ``checkpoint``."""
+    text = (REPO / "docs" / "superb.md").read_text()
+    block = re.search(r"ESPnet frontend config.*?```yaml\n(.*?)```", text, re.DOTALL)
+    assert block, "docs/superb.md has no ESPnet frontend config block"
+    config = yaml.safe_load(block[1])
+    config["frontend_conf"]["frontend_conf"]["path_or_url"] = str(checkpoint)
+    return config
+
+
+def test_espnet_frontend_config_of_the_docs(tmp_path) -> None:
+    """ESPnet's S3prlFrontend built from the docs' config, in a process that imported learn2diss.s3prl
+    (skipped where espnet is not installed: it is not a dependency; docs/superb.md says how it was run)."""
+    pytest.importorskip("espnet2.asr.frontend.s3prl")
+    checkpoint = make_checkpoint(tmp_path / "tiny")
+    config = docs_espnet_config(checkpoint)
+    assert config["frontend_conf"]["frontend_conf"]["upstream"] == "learn2diss_local"
+    (tmp_path / "asr.yaml").write_text(yaml.safe_dump(config))
+    result = _run(["-c", ESPNET_PROGRAM, str(tmp_path / "asr.yaml")], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    frames = 16000 // STRIDE
+    assert result.stdout.strip().splitlines()[-1] == f"(2, {frames}, 32) [{frames}, {8000 // STRIDE}] {STRIDE} 32"
