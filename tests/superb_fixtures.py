@@ -27,6 +27,19 @@ def tone(seconds: float, pitch: float, rng: np.random.Generator) -> np.ndarray:
     return wav.astype(np.float32)
 
 
+def sine(seconds: float, hz: float, rng: np.random.Generator, phase: float | None = None) -> np.ndarray:
+    """A sine at ``hz`` with a little noise; ``phase`` None: a random phase."""
+    t = np.arange(int(seconds * SR)) / SR
+    phase = rng.uniform(0, 6) if phase is None else phase
+    return (0.2 * np.sin(2 * np.pi * hz * t + phase) + 0.01 * rng.standard_normal(t.shape)).astype(np.float32)
+
+
+def class_hz(k: int, classes: int) -> float:
+    """The frequency of class ``k`` of ``classes``: log-spaced over 300-7000 Hz. The random tiny checkpoint's
+    first convolution (10 taps) tells such sines apart; harmonic tones below ~2 kHz it barely does."""
+    return float(300.0 * (7000.0 / 300.0) ** (k / max(1, classes - 1)))
+
+
 def write_wav(path: Path, wav: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(path, wav, SR)
@@ -45,21 +58,41 @@ def make_checkpoint(directory: Path) -> Path:
     return save_model(Learn2Diss(config), directory)
 
 
+# LibriSpeech: every letter has its own sound (a sine far from the others' frequencies: a random 10-tap first
+# convolution cannot tell harmonic tones below ~2 kHz apart), words are separated by a short pause, and the
+# splits share a 4-word vocabulary (every sentence says the 4 words in a random order, so every utterance has
+# the same letters), so a smoke run's ASR head can spell words of dev-clean right (WER < 100 %)
+LETTER_HZ = {"G": 400.0, "O": 1500.0, "N": 3500.0, "S": 6500.0}
+LEXICON = {"GO": "G OW1", "NO": "N OW1", "ON": "AA1 N", "SO": "S OW1"}
+LIBRI_UTTERANCES = {"train-clean-100": 32, "dev-clean": 8, "test-clean": 8}
+
+
+def spoken(text: str, rng: np.random.Generator) -> np.ndarray:
+    """``text`` as audio: 0.1 s per letter (its sine), 0.06 s of faint noise between words and at both ends."""
+    pause = (0.005 * rng.standard_normal(int(0.06 * SR))).astype(np.float32)
+    parts = [pause]
+    for word in text.split():
+        parts += [sine(0.1, LETTER_HZ[letter], rng) for letter in word] + [pause]
+    return np.concatenate(parts)
+
+
 def make_librispeech(root: Path, seed: int = 0) -> Path:
-    """LibriSpeech layout (2 utterances per split) and a word -> phones lexicon at root/librispeech-lexicon.txt."""
+    """LibriSpeech layout (2 speakers per split, sentences of the words of ``LEXICON``) and a word -> phones
+    lexicon at root/librispeech-lexicon.txt."""
     rng = np.random.default_rng(seed)
-    lexicon = {"HELLO": "HH AH0 L OW1", "WORLD": "W ER1 L D", "SPEECH": "S P IY1 CH", "TEST": "T EH1 S T"}
-    texts = ["HELLO WORLD", "SPEECH TEST"]
-    for split in ("train-clean-100", "dev-clean", "test-clean"):
-        chapter = root / split / "19" / "198"
-        lines = []
-        for n, text in enumerate(texts):
-            uid = f"19-198-{n:04d}"
+    words = sorted(LEXICON)
+    for s, (split, count) in enumerate(LIBRI_UTTERANCES.items()):
+        for speaker in (10 * s + 19, 10 * s + 20):
+            chapter = root / split / str(speaker) / "198"
             chapter.mkdir(parents=True, exist_ok=True)
-            sf.write(chapter / f"{uid}.flac", tone(0.6, 120.0 + 30 * n, rng), SR)
-            lines.append(f"{uid} {text}")
-        (chapter / "19-198.trans.txt").write_text("\n".join(lines) + "\n")
-    (root / "librispeech-lexicon.txt").write_text("".join(f"{w}\t{p}\n" for w, p in lexicon.items()))
+            lines = []
+            for n in range(count // 2):
+                uid = f"{speaker}-198-{n:04d}"
+                text = " ".join(rng.permutation(words))
+                sf.write(chapter / f"{uid}.flac", spoken(text, rng), SR)
+                lines.append(f"{uid} {text}")
+            (chapter / f"{speaker}-198.trans.txt").write_text("\n".join(lines) + "\n")
+    (root / "librispeech-lexicon.txt").write_text("".join(f"{w}\t{p}\n" for w, p in LEXICON.items()))
     return root
 
 
@@ -69,12 +102,12 @@ def make_voxceleb1(root: Path, speakers: int = 3, seed: int = 0) -> Path:
     split_lines, trials = [], []
     for s in range(speakers):
         speaker = f"id1000{s + 1}"
-        pitch = 110.0 + 60.0 * s
-        for n in range(3):  # SID: 1 train + 1 dev + 1 test utterance, all in dev/wav; ASV trains on all of them
-            write_wav(root / "dev" / "wav" / speaker / "vid0" / f"0000{n + 1}.wav", tone(2.2, pitch, rng))
-            split_lines.append(f"{n + 1} {speaker}/vid0/0000{n + 1}.wav")
+        hz = class_hz(s, speakers)
+        for n, part in enumerate((1, 1, 1, 1, 2, 3)):  # SID: 4 train, 1 dev, 1 test utterance, all in dev/wav
+            write_wav(root / "dev" / "wav" / speaker / "vid0" / f"0000{n + 1}.wav", sine(2.2, hz, rng))
+            split_lines.append(f"{part} {speaker}/vid0/0000{n + 1}.wav")  # ASV trains on all of them
         for n in range(2):
-            write_wav(root / "test" / "wav" / speaker / "vidT" / f"0000{n + 1}.wav", tone(1.0, pitch, rng))
+            write_wav(root / "test" / "wav" / speaker / "vidT" / f"0000{n + 1}.wav", sine(1.0, hz, rng))
     for s in range(speakers):
         a, b, other = f"id1000{s + 1}", f"id1000{s + 1}", f"id1000{(s + 1) % speakers + 1}"
         trials.append(f"1 {a}/vidT/00001.wav {b}/vidT/00002.wav")
@@ -94,10 +127,10 @@ def make_speech_commands(data_root: Path, seed: int = 0) -> Path:
     dev_speakers, train_speakers = _hashed_speakers()
     for w, word in enumerate(words):
         for speaker in [*train_speakers, *dev_speakers]:
-            write_wav(train / word / f"{speaker}_nohash_0.wav", tone(0.5, 100.0 + 40 * w, rng))
+            write_wav(train / word / f"{speaker}_nohash_0.wav", sine(0.5, class_hz(w, 12), rng))
     write_wav(train / "_background_noise_" / "noise.wav", (0.01 * rng.standard_normal(SR * 2)).astype(np.float32))
     for c, name in enumerate([*words[:10], "_unknown_", "_silence_"]):
-        write_wav(test / name / f"test{c}_nohash_0.wav", tone(0.5, 100.0 + 40 * c, rng))
+        write_wav(test / name / f"test{c}_nohash_0.wav", sine(0.5, class_hz(c, 12), rng))
     return data_root
 
 
@@ -139,7 +172,7 @@ def make_fluent_commands(root: Path, seed: int = 0) -> Path:
         for speaker in speakers:
             for i, (action, obj, location) in enumerate(intents):
                 path = f"wavs/speakers/{speaker}/{split}-{i}.wav"
-                write_wav(root / path, tone(0.5, 110.0 + 50 * i, rng))
+                write_wav(root / path, sine(0.5, class_hz(i, len(intents)), rng))
                 lines.append(f"{len(lines)},{path},{speaker},{action} the {obj},{action},{obj},{location}\n")
         (root / "data").mkdir(parents=True, exist_ok=True)
         (root / "data" / f"{split}_data.csv").write_text(header + "".join(lines))
@@ -147,7 +180,7 @@ def make_fluent_commands(root: Path, seed: int = 0) -> Path:
 
 
 SNIPS_SENTENCES = [  # (words, slot tags, intent), as in all.iob.snips.txt
-    ("PLAY SOME JAZZ", "O O genre", "PlayMusic"),
+    ("PLAY JAZZ", "O genre", "PlayMusic"),
     ("RAIN IN PARIS", "O O city", "GetWeather"),
 ]
 
@@ -156,13 +189,20 @@ def make_snips(root: Path, seed: int = 0) -> Path:
     """Audio SNIPS as s3prl's preparation leaves it: {train,valid,test}/<Speaker>-snips-<split>-<n>.wav,
     all.iob.snips.txt (``uid BOS words EOS<TAB>O tags intent``) and slots.txt (first line skipped by s3prl)."""
     rng = np.random.default_rng(seed)
-    speakers = {"train": ["Ivy", "Joanna"], "valid": ["Aditi"], "test": ["Brian"]}
+    vocabulary = sorted({word for words, _, _ in SNIPS_SENTENCES for word in words.split()})
+    speakers = {"train": ["Ivy", "Joanna", "Kendra", "Salli"], "valid": ["Aditi"], "test": ["Brian"]}
     labels = []
     for split, names in speakers.items():
         for speaker in names:
             for n, (words, tags, intent) in enumerate(SNIPS_SENTENCES):
                 uid = f"{speaker}-snips-{split}-{n}"
-                write_wav(root / split / f"{uid}.wav", tone(0.8, 120.0 + 60 * n, rng))
+                # every word its own sine, always from phase 0 (a speaker who says it the same way each time):
+                # from 8 training utterances a smoke run's head learns to tag the slot, but not phase invariance
+                pause = (0.005 * rng.standard_normal(int(0.06 * SR))).astype(np.float32)
+                audio = [pause]
+                for word in words.split():
+                    audio += [sine(0.3, class_hz(vocabulary.index(word), len(vocabulary)), rng, phase=0.0), pause]
+                write_wav(root / split / f"{uid}.wav", np.concatenate(audio))
                 labels.append(f"{uid} BOS {words} EOS\tO {tags} {intent}")
     (root / "all.iob.snips.txt").write_text("\n".join(labels) + "\n")
     (root / "slots.txt").write_text("O\ncity\ngenre")
@@ -177,7 +217,7 @@ def make_iemocap(root: Path, seed: int = 0) -> Path:
         lines = []
         for i, emotion in enumerate(("neu", "exc", "ang", "sad", "hap", "fru")):
             uid = f"Ses0{n}F_impro01_F00{i}"
-            write_wav(session / "sentences" / "wav" / f"Ses0{n}F_impro01" / f"{uid}.wav", tone(0.6, 100.0 + 40 * i, rng))
+            write_wav(session / "sentences" / "wav" / f"Ses0{n}F_impro01" / f"{uid}.wav", sine(0.6, class_hz(i, 6), rng))
             lines.append(f"[{i}.0 - {i + 1}.0]\t{uid}\t{emotion}\t[2.5, 2.5, 2.5]")
         (session / "dialog" / "EmoEvaluation").mkdir(parents=True, exist_ok=True)
         (session / "dialog" / "EmoEvaluation" / f"Ses0{n}F_impro01.txt").write_text(

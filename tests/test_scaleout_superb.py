@@ -76,7 +76,8 @@ def test_superb_grid_on_the_local_executor_survives_a_preemption(tmp_path, cache
     runs, results = tmp_path / "runs", tmp_path / "superb.csv"
     grid = ["superb", "run", "--upstream", "learn2diss_local", "-k", str(checkpoint), "--tasks", "ks,asv",
             "--lrs", "1e-3", "--data-root", str(data), "--out", str(runs), "--results", str(results), "--smoke",
-            "--override", "config.runner.save_step=10,,config.runner.max_keep=2", "--model-name", "tiny",
+            "--override", "config.runner.total_steps=20,,config.runner.save_step=10,,config.runner.max_keep=2",
+            "--model-name", "tiny",
             "--device", "cpu"]
     cluster = ["--launcher", "local", "--gpus-per-node", "0", "--cpus-per-task", "1", "--time", "60"]
     try:

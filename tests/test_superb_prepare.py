@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from superb_fixtures import make_librispeech, make_voxceleb1, tone
+from superb_fixtures import LEXICON, LIBRI_UTTERANCES, make_librispeech, make_voxceleb1, tone
 
 from learn2diss.downstream_runs import compat
 from learn2diss.downstream_runs.ctc_corpus import LibriPhoneDataset
@@ -55,17 +55,21 @@ def test_librispeech_and_lexicon_checks(tmp_path) -> None:
     config = prepare(TASKS["asr"], tmp_path, tmp_path / "meta", TASKS["asr"].config())
     datarc = config["downstream_expert"]["datarc"]
     table = (tmp_path / "meta" / "len_for_bucket" / "test-clean.csv").read_text().splitlines()
-    assert table[0] == ",file_path,length,label" and table[1].split(",")[1].startswith("test-clean/19/198/")
-    assert int(table[1].split(",")[2]) == int(0.6 * 16000)
+    assert table[0] == ",file_path,length,label" and len(table) == 1 + LIBRI_UTTERANCES["test-clean"]
+    first = table[1].split(",")[1]
+    assert first.startswith("test-clean/") and int(table[1].split(",")[2]) == sf.info(root / first).frames
     counts = [(line.split()[0], int(line.split()[1])) for line in Path(datarc["dict_path"]).read_text().splitlines()]
     assert {s for s, _ in counts} == set("ABCDEFGHIJKLMNOPQRSTUVWXYZ'|")
-    assert dict(counts)["|"] == 4 and dict(counts)["L"] == 3 and dict(counts)["Q"] == 0  # HELLO WORLD, SPEECH TEST
+    texts = [line.split(" ", 1)[1] for file in (root / "train-clean-100").rglob("*.trans.txt")
+             for line in file.read_text().splitlines()]
+    words = sum(len(text.split()) for text in texts)
+    assert dict(counts)["|"] == words and dict(counts)["O"] == words and dict(counts)["Q"] == 0  # every word has one O
     assert [c for _, c in counts] == sorted((c for _, c in counts), reverse=True)
     (root / "librispeech-lexicon.txt").unlink()
     with pytest.raises(LayoutError, match=r"missing PR lexicon .*LibriSpeech/librispeech-lexicon.txt"):
         prepare(TASKS["pr"], tmp_path, tmp_path / "meta", TASKS["pr"].config())
-    (root / "dev-clean" / "19" / "198" / "19-198-0001.flac").unlink()
-    with pytest.raises(LayoutError, match=r"audio listed in 19-198.trans.txt: .*dev-clean/19/198/19-198-0001.flac"):
+    (root / "dev-clean" / "29" / "198" / "29-198-0001.flac").unlink()
+    with pytest.raises(LayoutError, match=r"audio listed in 29-198.trans.txt: .*dev-clean/29/198/29-198-0001.flac"):
         prepare(TASKS["asr"], tmp_path, tmp_path / "meta", TASKS["asr"].config())
 
 
@@ -77,13 +81,16 @@ def test_libriphone_corpus_reader(tmp_path) -> None:
     tokenizer = load_text_encoder(**config["downstream_expert"]["text"])
     corpus = config["downstream_expert"]["corpus"]
     single = LibriPhoneDataset(["test-clean"], tokenizer, 1, corpus["path"], corpus["lexicon"])
-    assert len(single) == 2
-    path, ids = single[0]  # sorted by label length: SPEECH TEST (8 phones) before HELLO WORLD (8) is a tie
-    assert path.parent == root / "test-clean" / "19" / "198"
-    assert tokenizer.decode(ids).split() in (["S", "P", "IY1", "CH", "T", "EH1", "S", "T"],
-                                             ["HH", "AH0", "L", "OW1", "W", "ER1", "L", "D"])
+    assert len(single) == LIBRI_UTTERANCES["test-clean"]
+    transcripts = {line.split(" ", 1)[0]: line.split(" ", 1)[1] for file in (root / "test-clean").rglob("*.trans.txt")
+                   for line in file.read_text().splitlines()}
+    for index in range(len(single)):
+        path, ids = single[index]
+        assert path.parent.parent.parent == root / "test-clean"
+        phones = [p for word in transcripts[path.stem].split() for p in LEXICON[word].split()]
+        assert tokenizer.decode(ids).split() == phones
     bucket = LibriPhoneDataset(["train-clean-100"], tokenizer, 2, corpus["path"], corpus["lexicon"])
-    assert len(bucket[1]) == 2  # a bucket of 2 utterances, clipped at the end
+    assert len(bucket[1]) == 2  # a bucket of 2 utterances
 
 
 def test_iemocap_folds(tmp_path) -> None:

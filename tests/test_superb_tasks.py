@@ -72,8 +72,10 @@ def test_frame_tasks_pr_asr_sf_ic(setup, tmp_path, capsys) -> None:
     for task in ("pr", "asr", "sf", "ic"):
         (lr,) = (tmp_path / "runs" / task).iterdir()
         assert f"The selected feature {task}'s downsample rate is 80" in (lr / "learn2diss_train.log").read_text()
-    # SF's smoke run picks its checkpoint by CER, so s3prl wrote a dev-best one
-    assert any((tmp_path / "runs" / "sf").glob("*/dev-best.ckpt"))
+    # 4 steps tag no slot yet: no dev-best.ckpt (s3prl wants slot-type F1 > 0), the last checkpoint is scored
+    assert not any((tmp_path / "runs" / "sf").glob("*/dev-best.ckpt"))
+    sf_rows = [row for row in read_rows(tmp_path / "superb.csv") if row.condition.startswith("frame/SF")]
+    assert all(row.status == "last-checkpoint" and "slot-type F1 > 0" in row.details for row in sf_rows)
     assert cli(["superb", "submit", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "submission"),
                 "--results", str(tmp_path / "superb.csv")]) == 0
     with zipfile.ZipFile(tmp_path / "submission" / "predict.zip") as archive:
@@ -95,7 +97,7 @@ def test_failing_task_in_the_middle_does_not_stop_sid_and_er(setup, tmp_path, ca
     assert set(found) == {"sid", "er"}
     printed = capsys.readouterr().out
     assert "| ic | failed |" in printed and str(missing) in printed and "1 failed" in printed
-    assert (tmp_path / "runs" / "er" / "lr0.0001" / "fold1" / "test_fold1_predict.txt").exists()  # smoke: fold1
+    assert (tmp_path / "runs" / "er" / "lr0.01" / "fold1" / "test_fold1_predict.txt").exists()  # smoke: lr, fold1
     # --fail-fast stops at the first failure, with the error itself
     shutil.rmtree(tmp_path / "runs" / "ic")
     with pytest.raises(RunError, match="missing audio listed in test_data.csv"):
@@ -119,14 +121,20 @@ def check_rows_except(tmp_path, failed: str, ok: list[str]) -> dict[str, dict[st
 
 @pytest.mark.slow
 def test_the_eight_task_smoke_grid(setup, tmp_path, capsys) -> None:
+    """The documented smoke grid: every task writes its dev-best checkpoint (status ok), then the submission."""
     checkpoint, data = setup
     assert cli(superb_run(checkpoint, data, tmp_path, "all")) == 0
     found = check_rows(tmp_path, list(TASKS))
     assert set(found) == set(TASKS)
-    printed = capsys.readouterr().out
-    assert "8 tasks: " in printed and "0 failed" in printed
+    assert {row.status for row in read_rows(tmp_path / "superb.csv")} == {""}
+    for task in TASKS.values():
+        if task.dev_split:  # ASV has no dev set
+            assert next((tmp_path / "runs" / task.name).rglob(task.best_checkpoint), None), task.name
+    summary = capsys.readouterr().out
+    assert "8 tasks: 8 ok, 0 last-checkpoint, 0 failed" in summary
     assert cli(["superb", "submit", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "submission"),
                 "--results", str(tmp_path / "superb.csv")]) == 0
     with zipfile.ZipFile(tmp_path / "submission" / "predict.zip") as archive:
         assert len(archive.namelist()) == 7  # ER is left out: a smoke run has fold1 only
     assert "missing er: missing ER fold2" in capsys.readouterr().out
+    print(summary)  # the task x metric x wall time table (pytest -rP shows it)

@@ -73,7 +73,7 @@ def grid_runs(tasks: list, spec: Any, lrs: list[float] | None) -> list[tuple[Gri
 
     out = []
     for task in tasks:
-        task_lrs = lrs or default_lrs(task)
+        task_lrs = lrs or default_lrs(task, spec)
         out += [(GridRun(task.name, lr, fold), len(task_lrs) > 1) for lr in task_lrs for fold in task_folds(task, spec)]
     return out
 

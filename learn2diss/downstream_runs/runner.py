@@ -35,7 +35,7 @@ from pathlib import Path
 import yaml
 from tqdm import tqdm
 
-from learn2diss.downstream_runs.smoke import smoke_options
+from learn2diss.downstream_runs import smoke
 from learn2diss.downstream_runs.tasks import Task
 from learn2diss.errors import Learn2DissError
 from learn2diss.eval.results import ResultRow, append_rows, checkpoint_hash, write_atomic
@@ -72,9 +72,9 @@ def feature_key(task: Task, spec: RunSpec) -> str:
     return task.feature_key if spec.upstream.startswith("learn2diss_") else "hidden_states"
 
 
-def default_lrs(task: Task) -> list[float]:
-    """The learning rate of the task config (s3prl's default), when no sweep is asked for."""
-    return [float(task.config()["optimizer"]["lr"])]
+def default_lrs(task: Task, spec: RunSpec) -> list[float]:
+    """The learning rate when no sweep is asked for: the task config's (s3prl's default), ``smoke.LR`` for --smoke."""
+    return [smoke.LR] if spec.smoke else [float(task.config()["optimizer"]["lr"])]
 
 
 def lr_dir(out: Path, task: Task, lr: float, fold: str | None = None) -> Path:
@@ -130,7 +130,7 @@ def train(task: Task, spec: RunSpec, lr: float, fold: str | None) -> Path:
     if _states(expdir):
         arguments = ["-m", "train", "-e", str(expdir)]
     else:
-        options = [*(smoke_options(task) if spec.smoke else []), f"config.optimizer.lr={lr!r}"]
+        options = [*(smoke.smoke_options(task) if spec.smoke else []), f"config.optimizer.lr={lr!r}"]
         if fold:
             options.append(f"config.downstream_expert.datarc.test_fold='{fold}'")
         if spec.override:
@@ -231,7 +231,7 @@ def task_folds(task: Task, spec: RunSpec) -> tuple[str | None, ...]:
 def run_task(task: Task, spec: RunSpec, lrs: list[float] | None = None) -> dict[float, dict]:
     """Train and evaluate ``task`` at every learning rate; ER's per-lr result is the mean over its folds."""
     results: dict[float, dict] = {}
-    lrs = lrs or default_lrs(task)
+    lrs = lrs or default_lrs(task, spec)
     for lr in tqdm(lrs, desc=f"{task.name} learning rates", leave=False):
         per_fold = [evaluate(task, spec, train(task, spec, lr, fold), need_dev=len(lrs) > 1)
                     for fold in task_folds(task, spec)]
