@@ -41,8 +41,8 @@ import torch
 
 from learn2diss.data.audio import AudioError, read_audio
 from learn2diss.errors import MissingInputError
+from learn2diss.upstream.config import SAMPLE_RATE
 
-SAMPLE_RATE = 16_000
 _PYTHON_EFFECTS = {"channels", "rate", "gain"}
 
 
