@@ -51,3 +51,17 @@ def test_bad_audio_names_the_file(tmp_path, kind):
         sf.write(path, wav, 16000, subtype="FLOAT")
     with pytest.raises(AudioError, match=str(path)):
         read_audio(path)
+
+
+def test_the_sample_rate_is_defined_once():
+    """16 kHz is written in one place (upstream/config.py, which upstream/ and the rest both import)."""
+    import re
+    from pathlib import Path
+
+    import learn2diss
+    from learn2diss.upstream.config import SAMPLE_RATE
+
+    package = Path(learn2diss.__file__).parent
+    defined = [p.relative_to(package).as_posix() for p in sorted(package.rglob("*.py"))
+               if re.search(r"^SAMPLE_RATE\s*=", p.read_text(encoding="utf-8"), re.M)]
+    assert defined == ["upstream/config.py"] and SAMPLE_RATE == 16000
