@@ -121,9 +121,9 @@ class PretrainJob(_Checkpointable):
 
     def __call__(self) -> str:
         _export_distributed_environment()
-        from learn2diss.cli import main
+        from learn2diss.commands import run_command
 
-        main(["pretrain", *self.argv])
+        run_command("pretrain", *self.argv)
         return self.argv[self.argv.index("--out") + 1]
 
 

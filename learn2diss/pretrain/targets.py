@@ -21,6 +21,7 @@ import torch
 from learn2diss import io as lio
 from learn2diss.errors import InputError
 from learn2diss.io import atomic_path
+from learn2diss.upstream.config import SAMPLE_RATE
 
 __all__ = ["fit_kmeans", "assign", "knee_point", "plot_knee", "mfcc_features", "FrameLabels", "save_npy"]
 
@@ -74,7 +75,7 @@ def mfcc_features(wav: torch.Tensor, frames: int, frame_shift_ms: float = 20.0) 
     if wav.shape[0] < 400:  # shorter than one 25 ms window
         wav = torch.nn.functional.pad(wav, (0, 400 - wav.shape[0]))
     with torch.autocast(wav.device.type, enabled=False):  # float32 even inside a bf16 region
-        ceps = mfcc(wav[None], sample_frequency=16_000, frame_shift=frame_shift_ms, use_energy=False).T  # (13, T)
+        ceps = mfcc(wav[None], sample_frequency=SAMPLE_RATE, frame_shift=frame_shift_ms, use_energy=False).T  # (13, T)
         delta = compute_deltas(ceps)
         feats = torch.cat([ceps, delta, compute_deltas(delta)]).T  # (T, 39)
     if len(feats) < frames:
