@@ -7,7 +7,7 @@ import csv
 import pytest
 
 from learn2diss.cli import main
-from learn2diss.eval.results import ResultRow, append_rows, read_rows
+from learn2diss.eval.results import ResultRow, append_rows, checkpoint_hash, read_rows
 from learn2diss.eval.tables import GROUPS, TABLES, build_table, paper_values, resolve_names
 
 
@@ -93,3 +93,27 @@ def test_tables_command_regenerates_all_formats(tmp_path, capsys):
     assert "| L2D-W12 | yours | 40.00 |" in (out / "tableprobes.md").read_text()
     assert "95.00" in (out / "table2.md").read_text()
     assert "Table 8" in capsys.readouterr().out
+
+
+def test_checkpoint_hash_is_of_the_weights_not_the_file_bytes(tmp_path):
+    """safetensors orders its header metadata differently in each process: equal weights saved by two
+    processes must still get one hash, and any change of a tensor's values, name or shape a new one."""
+    import subprocess
+    import sys
+
+    save = ("import sys, torch; from safetensors.torch import save_file; "
+            "torch.manual_seed(0); w = {'b': torch.randn(3, 2), 'a': torch.arange(4.0)}; "
+            "w.update(eval(sys.argv[2])); "
+            "save_file(w, sys.argv[1], metadata={'format': 'learn2diss', 'version': '1', 'x': 'y', 'z': 'w'})")
+    variants = {"same-0": "{}", "same-1": "{}", "same-2": "{}", "same-3": "{}", "value": "{'a': torch.arange(4.0) + 1}",
+                "name": "{'c': w.pop('a')}", "shape": "{'a': torch.arange(4.0).reshape(2, 2)}"}
+    hashes, files = {}, set()
+    for name, change in variants.items():
+        path = tmp_path / name / "model.safetensors"
+        path.parent.mkdir()
+        subprocess.run([sys.executable, "-c", save, str(path), change], check=True)
+        hashes[name] = checkpoint_hash(path.parent)
+        files.add(path.read_bytes())
+    assert len({hashes[f"same-{i}"] for i in range(4)}) == 1
+    assert len({hashes["same-0"], hashes["value"], hashes["name"], hashes["shape"]}) == 4
+    assert len(files) > 4, "the four equal saves gave identical files: the test no longer shows the header order"

@@ -13,12 +13,15 @@ import csv
 import datetime as _dt
 import hashlib
 import io
+import json
 import os
-from collections.abc import Iterable
+import struct
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import BinaryIO
 
-from learn2diss.errors import MissingInputError
+from learn2diss.errors import InputError, MissingInputError
 from learn2diss.io import FileReadError, locked, read_text, write_text
 
 # Columns of every results CSV, in order. ``KEY_COLUMNS`` identify a row.
@@ -72,7 +75,12 @@ class ResultRow:
 
 
 def checkpoint_digest(path: str | os.PathLike[str]) -> str:
-    """SHA-256 (hex) of a checkpoint's weights: ``model.safetensors`` inside a checkpoint folder, or the file."""
+    """SHA-256 (hex) of a checkpoint's weights: ``model.safetensors`` inside a checkpoint folder, or the file.
+
+    For a safetensors file it covers each tensor's name, dtype, shape and bytes in name order, not the header:
+    safetensors writes its metadata in a different order in each process, so equal weights saved by two runs
+    give two different files.
+    """
     target = Path(path)
     if target.is_dir():
         target = target / "model.safetensors"
@@ -81,11 +89,30 @@ def checkpoint_digest(path: str | os.PathLike[str]) -> str:
     digest = hashlib.sha256()
     try:
         with open(target, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+            if target.suffix == ".safetensors":
+                _digest_tensors(handle, digest.update, target)
+            else:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
     except OSError as err:
         raise FileReadError(f"{target}: cannot read the checkpoint weights: {err.strerror or err}") from None
     return digest.hexdigest()
+
+
+def _digest_tensors(handle: BinaryIO, update: Callable[[bytes], None], path: Path) -> None:
+    """Feed a safetensors file's tensors (name, dtype, shape, bytes; sorted by name) to ``update``."""
+    try:
+        size = struct.unpack("<Q", handle.read(8))[0]
+        header = json.loads(handle.read(size))
+    except (struct.error, ValueError) as err:
+        raise InputError(f"{path}: not a safetensors file ({err})") from None
+    start = 8 + size
+    for name in sorted(k for k in header if k != "__metadata__"):
+        entry = header[name]
+        begin, end = entry["data_offsets"]
+        update(json.dumps([name, entry["dtype"], entry["shape"]]).encode())
+        handle.seek(start + begin)
+        update(handle.read(end - begin))
 
 
 def checkpoint_hash(path: str | os.PathLike[str] | None) -> str:
