@@ -14,8 +14,10 @@ exactly the batches an uninterrupted run would have seen, without any sampler st
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import dataclasses
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Self
 
 import numpy as np
 import torch
@@ -26,7 +28,7 @@ from learn2diss.upstream.config import SAMPLE_RATE
 
 IGNORE = -100  # frame label of padding (torch's cross-entropy ignore_index)
 
-__all__ = ["IGNORE", "Batch", "SecondsBatchSampler", "UtteranceDataset", "collate", "frames_for_samples",
+__all__ = ["IGNORE", "Batch", "PaddedBatch", "pad_waveforms", "SecondsBatchSampler", "UtteranceDataset", "collate", "frames_for_samples",
            "sample_segments", "inference_batches"]
 
 
@@ -195,8 +197,36 @@ class UtteranceDataset(torch.utils.data.Dataset):
         return item
 
 
+class PaddedBatch:
+    """What every training batch dataclass shares: ``waveforms``/``lengths`` fields, the audio seconds it holds,
+    and moving or pinning all its tensor fields (the data loader and the trainer call these)."""
+
+    @property
+    def audio_seconds(self) -> float:
+        return float(self.lengths.sum()) / SAMPLE_RATE
+
+    def pin_memory(self) -> Self:
+        return self._apply(lambda t: t.pin_memory())
+
+    def to(self, device: torch.device | str) -> Self:
+        return self._apply(lambda t: t.to(device, non_blocking=True))
+
+    def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> Self:
+        return dataclasses.replace(self, **{f.name: fn(value) for f in dataclasses.fields(self)
+                                            if isinstance(value := getattr(self, f.name), torch.Tensor)})
+
+
+def pad_waveforms(waves: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero-padded ``(B, S)`` float32 waveforms and their ``(B,)`` int64 lengths."""
+    lengths = np.array([len(w) for w in waves], dtype=np.int64)
+    padded = np.zeros((len(waves), int(lengths.max())), dtype=np.float32)
+    for row, wav in enumerate(waves):
+        padded[row, : len(wav)] = wav
+    return torch.from_numpy(padded), torch.from_numpy(lengths)
+
+
 @dataclass
-class Batch:
+class Batch(PaddedBatch):
     """A padded training batch (CPU tensors; :meth:`to` moves them).
 
     Attributes:
@@ -217,31 +247,11 @@ class Batch:
     epoch: int
     index: int
 
-    @property
-    def audio_seconds(self) -> float:
-        return float(self.lengths.sum()) / SAMPLE_RATE
-
-    def pin_memory(self) -> Batch:
-        return self._apply(lambda t: t.pin_memory())
-
-    def to(self, device: torch.device | str) -> Batch:
-        return self._apply(lambda t: t.to(device, non_blocking=True))
-
-    def _apply(self, fn) -> Batch:
-        def f(t):
-            return None if t is None else fn(t)
-
-        return Batch(f(self.waveforms), f(self.lengths), f(self.frame_targets), f(self.utt_targets),
-                     f(self.segment_starts), f(self.segment_valid), f(self.utterances), self.epoch, self.index)
-
 
 def collate(items: list[dict], conv_layers: Sequence[Sequence[int]], segment_frames: int, seed: int) -> Batch:
     """Pad a list of :class:`UtteranceDataset` items and pick the segment pairs."""
-    lengths = np.array([len(it["wav"]) for it in items], dtype=np.int64)
-    waveforms = np.zeros((len(items), int(lengths.max())), dtype=np.float32)
-    for row, it in enumerate(items):
-        waveforms[row, : len(it["wav"])] = it["wav"]
-    frames = frames_for_samples(lengths, conv_layers)
+    waveforms, lengths = pad_waveforms([it["wav"] for it in items])
+    frames = frames_for_samples(lengths.numpy(), conv_layers)
     frame_targets = None
     if "frame_labels" in items[0]:
         frame_targets = np.full((len(items), int(frames.max())), IGNORE, dtype=np.int64)
@@ -252,8 +262,8 @@ def collate(items: list[dict], conv_layers: Sequence[Sequence[int]], segment_fra
     epoch, index = items[0]["epoch"], items[0]["batch"]
     starts, eligible = sample_segments(frames, segment_frames, _rng(seed, 1, epoch, index))
     return Batch(
-        waveforms=torch.from_numpy(waveforms),
-        lengths=torch.from_numpy(lengths),
+        waveforms=waveforms,
+        lengths=lengths,
         frame_targets=frame_targets,
         utt_targets=utt_targets,
         segment_starts=torch.from_numpy(starts),

@@ -19,13 +19,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from learn2diss.data.batching import PaddedBatch, pad_waveforms
 from learn2diss.errors import InputError, MissingInputError
 from learn2diss.eval.ctc.vocab import encode, normalize_text
 from learn2diss.eval.features import AUDIO_EXTENSIONS
-from learn2diss.upstream.config import SAMPLE_RATE
 
 SPLITS = {"1h": ("librispeech_finetuning/1h",), "10h": ("librispeech_finetuning/1h", "librispeech_finetuning/9h"),
           "100h": ("train-clean-100",)}
@@ -89,7 +88,7 @@ def read_split(root: str | os.PathLike[str], name: str) -> list[LabelledUtteranc
 
 
 @dataclass
-class CtcBatch:
+class CtcBatch(PaddedBatch):
     """A padded CTC training batch (CPU tensors; :meth:`to` moves them).
 
     Attributes:
@@ -104,18 +103,6 @@ class CtcBatch:
     target_lengths: torch.Tensor
     epoch: int
     index: int
-
-    @property
-    def audio_seconds(self) -> float:
-        return float(self.lengths.sum()) / SAMPLE_RATE
-
-    def pin_memory(self) -> CtcBatch:
-        return CtcBatch(*(t.pin_memory() for t in (self.waveforms, self.lengths, self.targets, self.target_lengths)),
-                        self.epoch, self.index)
-
-    def to(self, device: torch.device | str) -> CtcBatch:
-        return CtcBatch(*(t.to(device, non_blocking=True) for t in (self.waveforms, self.lengths, self.targets,
-                                                                    self.target_lengths)), self.epoch, self.index)
 
 
 class CtcDataset(torch.utils.data.Dataset):
@@ -137,11 +124,8 @@ class CtcDataset(torch.utils.data.Dataset):
 
 def collate_ctc(items: list[dict]) -> CtcBatch:
     """Pad the waveforms and concatenate the targets of :class:`CtcDataset` items."""
-    lengths = np.array([len(it["wav"]) for it in items], dtype=np.int64)
-    waveforms = np.zeros((len(items), int(lengths.max())), dtype=np.float32)
-    for row, it in enumerate(items):
-        waveforms[row, : len(it["wav"])] = it["wav"]
-    return CtcBatch(torch.from_numpy(waveforms), torch.from_numpy(lengths),
+    waveforms, lengths = pad_waveforms([it["wav"] for it in items])
+    return CtcBatch(waveforms, lengths,
                     torch.tensor([t for it in items for t in it["targets"]], dtype=torch.long),
                     torch.tensor([len(it["targets"]) for it in items], dtype=torch.long),
                     items[0]["epoch"], items[0]["batch"])
