@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -134,6 +135,26 @@ def read_yaml(path: str | Path) -> Any:
         return read(path, "config file")
     except FileReadError as err:
         raise ConfigError(str(err)) from None
+
+
+def packaged_folder(folder: str) -> Path:
+    """``learn2diss/<folder>`` of the installed package (package data, found with importlib.resources)."""
+    return Path(str(resources.files("learn2diss").joinpath(*folder.split("/"))))
+
+
+def packaged_names(folder: str) -> list[str]:
+    """Names (stems) of the YAML files shipped in ``learn2diss/<folder>``."""
+    return sorted(p.stem for p in packaged_folder(folder).glob("*.yaml"))
+
+
+def packaged_yaml(name: str | Path, folder: str) -> Path | None:
+    """The shipped ``learn2diss/<folder>/<name>.yaml`` of a bare name (``l2d_w12`` or ``l2d_w12.yaml``, no
+    folder part), or None when ``name`` is not one."""
+    path = Path(name)
+    stem = path.name.removesuffix(".yaml")
+    if path.parent != Path(".") or stem not in packaged_names(folder):
+        return None
+    return packaged_folder(folder) / f"{stem}.yaml"
 
 
 def deep_merge(base: dict, override: dict) -> dict:

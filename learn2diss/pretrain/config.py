@@ -12,7 +12,6 @@ key; ``--set a.b=value`` overrides go through the same checks. docs/pretraining.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Literal
 
@@ -22,6 +21,8 @@ from learn2diss.schema import (
     check_ranges,
     deep_merge,
     from_dict,
+    packaged_names,
+    packaged_yaml,
     read_yaml,
     to_dict,
 )
@@ -265,19 +266,12 @@ class Config:
                       f"<= model.parent.num_layers = {layers}, or mfcc"))
 
 
-def _packaged_dir() -> Path:
-    return Path(str(resources.files("learn2diss") / "configs"))
+CONFIGS = "configs"  # the packaged run configs: learn2diss/configs/*.yaml
 
 
 def packaged_configs() -> list[str]:
     """Names of the run configs that ship with the package (``learn2diss/configs/*.yaml``)."""
-    return sorted(p.stem for p in _packaged_dir().glob("*.yaml"))
-
-
-def _packaged(name: str) -> Path | None:
-    """The packaged file of ``name`` (``l2d_w12`` or ``l2d_w12.yaml``, no folder), or None."""
-    stem = name.removesuffix(".yaml")
-    return _packaged_dir() / f"{stem}.yaml" if "/" not in name and stem in packaged_configs() else None
+    return packaged_names(CONFIGS)
 
 
 def config_path(name_or_path: str | Path) -> Path:
@@ -285,7 +279,7 @@ def config_path(name_or_path: str | Path) -> Path:
     path = Path(name_or_path)
     if path.is_file():
         return path
-    packaged = _packaged(str(name_or_path))
+    packaged = packaged_yaml(name_or_path, CONFIGS)
     if packaged is not None:
         return packaged
     hint = f" (the configs moved into the package: --config {path.stem})" if path.stem in packaged_configs() else ""
@@ -311,7 +305,7 @@ def _read(path: Path, chain: tuple[Path, ...]) -> dict:
     if not isinstance(base, str) or not base:
         raise ConfigError(f"{path}: base: expected a config name or a path, got {base!r}")
     beside = path.parent / base
-    base_path = beside if beside.is_file() else _packaged(base)
+    base_path = beside if beside.is_file() else packaged_yaml(base, CONFIGS)
     if base_path is None:
         raise ConfigError(f"{path}: base: {base!r} is neither a file ({beside}) nor a packaged config; packaged: "
                           f"{', '.join(packaged_configs())}")

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import yaml
 
 from learn2diss.errors import Learn2DissError
+from learn2diss.schema import packaged_names, packaged_yaml
 
 DEFAULT_X = "joint.club.weight"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
@@ -85,21 +85,19 @@ def parse_grid(data: object, where: str) -> Grid:
     return Grid(tuple(settings), x)
 
 
+GRIDS = "configs/grids"  # the packaged grids: learn2diss/configs/grids/*.yaml
+
+
 def packaged_grids() -> list[str]:
     """Names of the grids that ship with the package (``learn2diss/configs/grids/*.yaml``)."""
-    return sorted(p.stem for p in _packaged_grid_dir().glob("*.yaml"))
-
-
-def _packaged_grid_dir() -> Path:
-    return Path(str(resources.files("learn2diss") / "configs" / "grids"))
+    return packaged_names(GRIDS)
 
 
 def read_grid(name_or_path: str | Path) -> Grid:
     """Read a grid file (YAML): a path, or the name of a packaged grid (``study_club``)."""
     path = Path(name_or_path)
-    stem = path.name.removesuffix(".yaml")
-    if not path.is_file() and path.parent == Path(".") and stem in packaged_grids():
-        path = _packaged_grid_dir() / f"{stem}.yaml"
+    if not path.is_file():
+        path = packaged_yaml(name_or_path, GRIDS) or path
     if not path.is_file():
         raise StudyError(f"grid file not found: {name_or_path} (packaged grids: {', '.join(packaged_grids())})")
     try:

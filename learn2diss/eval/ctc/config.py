@@ -8,12 +8,19 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 from learn2diss.eval.ctc.decode import DecodeConfig
 from learn2diss.pretrain.config import TrainConfig, TriStageOptimizerConfig
-from learn2diss.schema import ConfigError, apply_overrides, check_ranges, from_dict, read_yaml
+from learn2diss.schema import (
+    ConfigError,
+    apply_overrides,
+    check_ranges,
+    from_dict,
+    packaged_names,
+    packaged_yaml,
+    read_yaml,
+)
 
 
 @dataclass(frozen=True)
@@ -53,17 +60,18 @@ class CtcConfig:
 
 
 def packaged_configs() -> list[str]:
-    return sorted(p.name.removesuffix(".yaml") for p in resources.files("learn2diss.eval").iterdir()
-                  if p.name.startswith("ctc_") and p.name.endswith(".yaml"))
+    """Names of the CTC configs that ship with the package (``learn2diss/eval/ctc_*.yaml``)."""
+    return packaged_names("eval")
 
 
 def load_ctc_config(name_or_path: str | os.PathLike[str], overrides: list[str] | None = None) -> tuple[str, CtcConfig]:
     """``(name, config)`` from a packaged name (``ctc_10h``) or a YAML path, with ``a.b=value`` overrides."""
     path = Path(name_or_path)
     if not path.suffix:
-        if str(name_or_path) not in packaged_configs():
+        packaged = packaged_yaml(name_or_path, "eval")
+        if packaged is None:
             raise ConfigError(f"unknown CTC config {name_or_path!r}; packaged: {packaged_configs()}, or give a path")
-        path = Path(str(resources.files("learn2diss.eval").joinpath(f"{name_or_path}.yaml")))
+        path = packaged
     data = read_yaml(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping with finetune, train and decode sections")
