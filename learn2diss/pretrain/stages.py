@@ -230,7 +230,8 @@ def _target_features(model: Learn2Diss, wav: Tensor, lengths: Tensor, layer: int
     if layer != "mfcc":
         return layer_features(model, wav, lengths, layer)
     n = torch.as_tensor(frames_for_samples(lengths.cpu().numpy(), model.config.parent.conv_layers))
-    feats = [mfcc_features(wav[b, : int(lengths[b])], int(n[b])) for b in range(len(lengths))]
+    shift_ms = 1000 * model.config.parent.stride / SAMPLE_RATE  # one MFCC frame per model frame
+    feats = [mfcc_features(wav[b, : int(lengths[b])], int(n[b]), shift_ms) for b in range(len(lengths))]
     return torch.nn.utils.rnn.pad_sequence(feats, batch_first=True), n
 
 

@@ -57,8 +57,8 @@ def mfcc_features(wav: torch.Tensor, frames: int, frame_shift_ms: float = 20.0) 
     """HuBERT iteration-1 targets' features (Hsu et al. 2021 §IV-A; fairseq ``dump_mfcc_feature.py``).
 
     Kaldi MFCC (13 coefficients, 25 ms window, no energy, torchaudio's ``compliance.kaldi``) with first
-    and second deltas: 39-d, unnormalised. The shift is 20 ms instead of fairseq's 10 ms, so that frame
-    i lies on the model's 50 Hz grid; the result is cut (or its last frame repeated) to ``frames``,
+    and second deltas: 39-d, unnormalised. The shift is the model's frame period (``frame_shift_ms``: its conv
+    stride, 20 ms for every parent here) instead of fairseq's 10 ms, so that frame i lies on the model's grid; the result is cut (or its last frame repeated) to ``frames``,
     the count of the model's convolutional encoder.
 
     Args:
