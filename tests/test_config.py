@@ -38,6 +38,8 @@ def _write(tmp_path: Path, edit) -> Path:
          r"frame_targets\.layer = 13, must be <= model\.parent\.num_layers = 12, or mfcc$"),
         (lambda d: d["model"]["parent"].update(embed_dim=770),
          r"model\.parent\.embed_dim = 770, must be a multiple of num_heads \(12\)$"),
+        (lambda d: (d["model"]["frame"].update(num_frozen_layers=6), d["joint"].update(feature_grad_mult=0.1)),
+         r"joint\.feature_grad_mult = 0\.1, must be 0 when model\.frame\.num_frozen_layers > 0"),
     ],
 )
 def test_bad_config_names_file_and_key(tmp_path, edit, message):

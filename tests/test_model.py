@@ -88,6 +88,28 @@ def test_gradients_reach_only_g_and_h(waveforms):
     assert all(p.grad is not None for p in model.utterance_encoder.layer_projections.parameters())
 
 
+def test_a_parent_can_train_its_front_end_with_a_scaled_conv_gradient(waveforms):
+    """HuBERT's feature_grad_mult: the conv encoder's gradient is scaled, the rest of the front end's is not."""
+    grads = {}
+    for scale in (1.0, 0.1):
+        torch.manual_seed(0)  # the same weights and dropout for both scales
+        model = Learn2Diss(tiny_config("hubert", 0)).train()
+        front_end = model.train_front_end(scale)
+        assert {id(p) for p in front_end} == {id(p) for m in model.front_end_modules() for p in m.parameters()}
+        assert model.feature_extractor.training and not list(model.frozen_modules())
+        features = model.extract(waveforms)
+        model.encode_frames(features).logits.sum().backward()
+        assert all(p.grad is not None for p in front_end)
+        grads[scale] = (model.feature_extractor.conv_layers[0].conv.weight.grad,
+                        model.feature_projection.projection.weight.grad)
+    torch.testing.assert_close(grads[0.1][0], 0.1 * grads[1.0][0])
+    torch.testing.assert_close(grads[0.1][1], grads[1.0][1])
+    with torch.no_grad():
+        assert not model.extract(waveforms).x.requires_grad
+    with pytest.raises(ValueError, match="num_frozen_layers = 0"):
+        Learn2Diss(tiny_config("hubert", 1)).train_front_end(0.1)
+
+
 def test_frozen_part_stays_in_eval_mode():
     model = Learn2Diss(tiny_config("hubert", 2)).train()
     assert not model.feature_extractor.training and not model.layers[0].training

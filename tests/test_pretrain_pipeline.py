@@ -95,6 +95,19 @@ def test_joint_stage_runs_logs_and_exports(prepared, corpus, tmp_path):
     assert len(out.frame_hidden_states) == 3 and out.utt_embedding.shape == (1, 16)
 
 
+@pytest.mark.parametrize("mult", [0.0, 0.1])
+def test_only_a_parents_own_run_trains_the_front_end(prepared, corpus, tmp_path, mult):
+    """joint.feature_grad_mult > 0 trains the conv encoder, projection and positional conv; 0 leaves f as it was."""
+    run = tmp_path / "run"
+    shutil.copytree(prepared, run)
+    assert pretrain(corpus, run, "joint", "--set", f"joint.feature_grad_mult={mult}") == 0
+    before = torch.load(prepared / "utt_simclr" / "checkpoints" / "step_0000003.pt", weights_only=True)["model"]
+    after = torch.load(run / "joint" / "checkpoints" / "step_0000004.pt", weights_only=True)["model"]
+    for prefix in ("feature_extractor.", "feature_projection.", "pos_conv_embed."):
+        changed = [k for k in before if k.startswith(prefix) and not torch.equal(before[k], after[k])]
+        assert bool(changed) == bool(mult), prefix
+
+
 def test_resume_after_kill_repeats_the_same_losses(prepared, corpus, tmp_path, monkeypatch):
     """Killed after the checkpoint of step 2, --resume gives steps 3..7 exactly as an uninterrupted run."""
     steps = ["--set", "joint.steps=7", "--set", "joint.grad_accum=1"]  # accumulation: the other tests

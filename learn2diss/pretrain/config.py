@@ -235,6 +235,10 @@ class JointConfig:
     steps: int
     grad_accum: int
     loss_frames: Literal["masked", "all"]  # frames of L_CE^g and L_PC^g (HuBERT: masked only)
+    # 0: f frozen (Learn2Diss, §3.2.1). > 0: a parent's own pretraining trains the front end too (conv encoder,
+    # feature projection, positional conv) with the frame optimiser, the conv gradient times this (HuBERT's
+    # feature_grad_mult, 0.1); needs model.frame.num_frozen_layers = 0
+    feature_grad_mult: float
     frame_optimizer: OptimizerConfig  # g (+ W_g)
     utterance_optimizer: OptimizerConfig  # h (+ W_h, A^l)
     pseudo_con: PseudoConConfig
@@ -245,6 +249,7 @@ class JointConfig:
         check_ranges(
             ("steps", self.steps, self.steps >= 0, ">= 0"),
             ("grad_accum", self.grad_accum, self.grad_accum >= 1, ">= 1"),
+            ("feature_grad_mult", self.feature_grad_mult, self.feature_grad_mult >= 0, ">= 0 (0: f frozen)"),
         )
 
 
@@ -263,7 +268,10 @@ class Config:
     def __post_init__(self) -> None:
         layer, layers = self.frame_targets.layer, self.model.parent.num_layers
         check_ranges(("frame_targets.layer", layer, layer == "mfcc" or layer <= layers,
-                      f"<= model.parent.num_layers = {layers}, or mfcc"))
+                      f"<= model.parent.num_layers = {layers}, or mfcc"),
+                     ("joint.feature_grad_mult", self.joint.feature_grad_mult,
+                      not self.joint.feature_grad_mult or not self.model.frame.num_frozen_layers,
+                      "0 when model.frame.num_frozen_layers > 0 (a trainable front end is for a parent, N = 0)"))
 
 
 CONFIGS = "configs"  # the packaged run configs: learn2diss/configs/*.yaml

@@ -157,7 +157,8 @@ class JointObjective(nn.Module):
             return JointOutput(frame_ce, pseudo_con, zero, zero, ybar, zbar)
         starts = batch.segment_starts[keep]
         rows = keep.nonzero()[:, 0]
-        x_views = gather_segments(features.x, starts, self.segment_frames, rows)  # (2, n, S, d)
+        # (2, n, S, d); h never trains f (only a parent's own run trains its front end: joint.feature_grad_mult)
+        x_views = gather_segments(features.x.detach(), starts, self.segment_frames, rows)
         lengths = torch.full((2 * n,), self.segment_frames, dtype=torch.long, device=x_views.device)
         utt = model.encode_utterance(x_views.flatten(0, 1), lengths)
         z1, z2 = utt.embedding[:n], utt.embedding[n:]

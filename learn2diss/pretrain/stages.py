@@ -433,9 +433,10 @@ def joint(run: Run) -> None:
         q_train = torch.nn.parallel.DistributedDataParallel(
             q, device_ids=[run.ctx.device.index] if run.ctx.device.type == "cuda" else None)
     q_opt = make_adam(list(q.parameters()), club.optimizer)
+    front_end = model.train_front_end(cfg.feature_grad_mult) if cfg.feature_grad_mult else []  # a parent's own run
     stage = TrainingStage(
         name="joint", model=model, objective=JointObjective(model, cfg, run.segment_frames),
-        optimizers={"frame": (make_adam(model.frame_parameters(), cfg.frame_optimizer), cfg.frame_optimizer),
+        optimizers={"frame": (make_adam(model.frame_parameters() + front_end, cfg.frame_optimizer), cfg.frame_optimizer),
                     "utterance": (make_adam(model.utterance_parameters(), cfg.utterance_optimizer),
                                   cfg.utterance_optimizer)},
         loss=joint_loss(cfg, q, q_train, q_opt), steps=cfg.steps, grad_accum=cfg.grad_accum,

@@ -1,7 +1,8 @@
 """The Learn2Diss dual encoder (paper §3.2, Fig. 1, Table 1).
 
 * f, the frozen feature extractor: the parent's convolutional encoder, feature projection and
-  positional convolution, plus its first N transformer layers (§3.2.1);
+  positional convolution, plus its first N transformer layers (§3.2.1); a *parent* trained by this
+  code (N = 0) may train the front end instead (:meth:`Learn2Diss.train_front_end`);
 * g, the frame-level encoder: the parent's layers N+1..12, span masking with a learned mask
   embedding, and W_g to K targets (§3.2.2);
 * h, the utterance-level encoder: speechbrain's ECAPA-TDNN with its per-frame layers exposed,
@@ -120,6 +121,11 @@ def normalize_waveforms(waveforms: Tensor, lengths: Tensor, has_padding: bool) -
     mean = (waveforms * valid).sum(1, keepdim=True) / count
     var = ((waveforms - mean).square() * valid).sum(1, keepdim=True) / count
     return ((waveforms - mean) * torch.rsqrt(var + 1e-5)).masked_fill(~valid, 0.0)
+
+
+def scale_gradient(x: Tensor, scale: float) -> Tensor:
+    """``x`` in the forward pass, its gradient times ``scale`` in the backward pass (fairseq's GradMultiply)."""
+    return x * scale + x.detach() * (1.0 - scale)
 
 
 def masked_group_norm(x: Tensor, norm: nn.GroupNorm, lengths: Tensor) -> Tensor:
@@ -272,6 +278,7 @@ class Learn2Diss(nn.Module):
         self.utterance_encoder = UtteranceEncoder(config.utterance, dim)
         self._is_wavlm = config.parent.kind == "wavlm"
         self._stacked_pos_conv = isinstance(self.pos_conv_embed, StackedPositionalConv)
+        self.front_end_grad_scale = 0.0  # 0: f frozen (Learn2Diss); > 0: see train_front_end
         for module in self.frozen_modules():
             module.requires_grad_(False)
 
@@ -279,12 +286,34 @@ class Learn2Diss(nn.Module):
     def num_frozen_layers(self) -> int:
         return self.config.frame.num_frozen_layers
 
-    def frozen_modules(self) -> Iterator[nn.Module]:
-        """The modules of f: conv encoder, feature projection, positional conv, pre-layer norm, layers 1..N."""
+    def front_end_modules(self) -> Iterator[nn.Module]:
+        """The front end of f: conv encoder, feature projection, positional conv and the pre-layer norm."""
         yield from (self.feature_extractor, self.feature_projection, self.pos_conv_embed)
         if self.norm_before_layers:
             yield self.encoder_layer_norm
+
+    def frozen_modules(self) -> Iterator[nn.Module]:
+        """The modules of f: the front end (unless :meth:`train_front_end` was called) and layers 1..N."""
+        if not self.front_end_grad_scale:
+            yield from self.front_end_modules()
         yield from self.layers[: self.num_frozen_layers]
+
+    def train_front_end(self, grad_scale: float) -> list[nn.Parameter]:
+        """Make the front end trainable, for pretraining a *parent* (HuBERT, WavLM train theirs); returns its
+        parameters. The convolutional encoder's gradient is multiplied by ``grad_scale`` (HuBERT's
+        ``feature_grad_mult``, 0.1 for its base models); the projection and positional convolution get the full
+        gradient. Learn2Diss itself keeps f frozen (§3.2.1), so this needs N = 0 frozen layers.
+        """
+        if self.num_frozen_layers:
+            raise ValueError(f"a trainable front end needs num_frozen_layers = 0 (a parent), got {self.num_frozen_layers}")
+        if grad_scale <= 0:
+            raise ValueError(f"grad_scale must be > 0, got {grad_scale}")
+        self.front_end_grad_scale = float(grad_scale)
+        params = [p for module in self.front_end_modules() for p in module.parameters()]
+        for p in params:
+            p.requires_grad_(True)
+        self.train(self.training)
+        return params
 
     def frame_parameters(self) -> list[nn.Parameter]:
         """Trainable parameters of g: layers N+1..12, the mask embedding, W_g (and a final layer norm if any)."""
@@ -395,16 +424,20 @@ class Learn2Diss(nn.Module):
         return x.transpose(1, 2), lengths
 
     def extract(self, waveforms: Tensor, lengths: Tensor | None = None, sample_rate: int = SAMPLE_RATE) -> Features:
-        """f: waveforms (batch, samples) at 16 kHz, lengths (batch,) valid samples → X' (no gradient).
+        """f: waveforms (batch, samples) at 16 kHz, lengths (batch,) valid samples → X' (no gradient, unless the
+        front end is trained: :meth:`train_front_end`).
 
         Parents trained on normalised waveforms (``normalize_waveform``) get each utterance normalised here,
         so training, the s3prl expert and feature extraction all see what the parent expects.
         """
         lengths, has_padding = self.check_input(waveforms, lengths, sample_rate)
-        with torch.no_grad():
+        trained = bool(self.front_end_grad_scale) and torch.is_grad_enabled()
+        with torch.set_grad_enabled(trained):
             if self.config.parent.normalize_waveform:
                 waveforms = normalize_waveforms(waveforms, lengths, has_padding)
             x, frame_lengths = self._conv_features(waveforms, lengths, has_padding)
+            if trained and self.front_end_grad_scale != 1.0:
+                x = scale_gradient(x, self.front_end_grad_scale)
             padding_mask = ~valid_frames(frame_lengths, x.shape[1])
             x = self.feature_projection(x)
             if has_padding:
