@@ -123,6 +123,17 @@ def checkpoint_hash(path: str | os.PathLike[str] | None) -> str:
     return checkpoint_digest(path)[:12] if path else ""
 
 
+def state_hash(tensors: dict) -> str:
+    """:func:`checkpoint_hash` that the weights ``tensors`` (name -> CPU tensor) get once saved: a model in memory
+    compared with result rows."""
+    from safetensors.torch import save
+
+    digest = hashlib.sha256()
+    state = {name: tensor.detach().contiguous().cpu() for name, tensor in tensors.items()}
+    _digest_tensors(io.BytesIO(save(state)), digest.update, Path("<memory>"))
+    return digest.hexdigest()[:12]
+
+
 def write_atomic(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` to ``path`` atomically (:func:`learn2diss.io.write_text`: temporary file, fsync, rename)."""
     write_text(path, text)

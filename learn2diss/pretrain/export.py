@@ -1,11 +1,18 @@
-"""Export a pretraining run as a Learn2Diss checkpoint (config.yaml + model.safetensors) that the upstream loads.
+"""Export a pretraining run as a Learn2Diss checkpoint, or its frame encoder as a plain HuBERT/WavLM/wav2vec 2.0/data2vec one.
 
 Takes the joint stage's final checkpoint (or, with --step, an earlier one, or the latest one of an
-unfinished run with --latest); q_phi and the optimiser states are left out.
+unfinished run with --latest; or one of our checkpoint folders); q_phi and the optimiser states are left
+out. --format ours (the default): config.yaml + model.safetensors, the whole model, what learn2diss and
+its s3prl entries load. --format huggingface: the frame path (f then g) as a HubertModel / WavLMModel /
+Wav2Vec2Model / Data2VecAudioModel folder (config.json, model.safetensors, preprocessor_config.json) with a
+model card (README.md) generated from the run; --format fairseq: model.pt in the parent's original layout
+(what s3prl's hubert_local / wavlm_local / wav2vec2_local / data2vec_local read) with the same card.
 
-Example::
+Examples::
 
     learn2diss export runs/l2d_w12 --out checkpoints/l2d_w12
+    learn2diss export runs/l2d_w12 --format huggingface --out hf/l2d_w12 --results results
+    learn2diss export runs/l2d_w12 --format fairseq --out fairseq/l2d_w12 --license mit
 """
 
 from __future__ import annotations
@@ -14,15 +21,26 @@ import argparse
 import sys
 from pathlib import Path
 
-from learn2diss.errors import MissingInputError
+from learn2diss.errors import MissingInputError, UsageError
+
+FORMATS = ("ours", "huggingface", "fairseq")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", help="the --out folder of `learn2diss pretrain`")
+    parser.add_argument("run_dir", help="the --out folder of `learn2diss pretrain`, or one of our checkpoint folders")
     parser.add_argument("--out", required=True, help="checkpoint folder to write")
+    parser.add_argument("--format", choices=FORMATS, default="ours",
+                        help="ours (default): the whole model for learn2diss; huggingface / fairseq: the frame "
+                             "encoder as a plain parent checkpoint with a model card")
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--step", type=int, help="export joint/checkpoints/step_STEP.pt instead of the final one")
     which.add_argument("--latest", action="store_true", help="export the latest joint checkpoint, finished or not")
+    card = parser.add_argument_group("model card (--format huggingface / fairseq)")
+    card.add_argument("--results", type=Path, action="append", default=None, metavar="DIR",
+                      help="results folder searched (recursively) for rows of these weights, repeatable "
+                           "(default: results/ when it exists)")
+    card.add_argument("--license", help="licence of the exported weights (default: the parent's, where it is known)")
+    card.add_argument("--name", help="model name in the card (default: the --out folder's name)")
 
 
 def find_checkpoint(run_dir: Path, step: int | None = None, latest: bool = False) -> tuple[Path, dict]:
@@ -58,16 +76,47 @@ def find_checkpoint(run_dir: Path, step: int | None = None, latest: bool = False
     return load_latest_checkpoint(ckpt_dir, lambda message: print(message, file=sys.stderr))
 
 
-def run(args: argparse.Namespace) -> int:
+def load_source(source: Path, step: int | None, latest: bool) -> tuple[object, Path | None, str, int | None]:
+    """(model, its pretraining run or None, where it was read, step) of a run folder or one of our checkpoints."""
     from learn2diss.schema import from_dict
-    from learn2diss.upstream.checkpoints import save_model
+    from learn2diss.upstream.checkpoints import CONFIG_FILE, WEIGHTS_FILE, load_model
     from learn2diss.upstream.config import ModelConfig
     from learn2diss.upstream.model import Learn2Diss
 
-    path, state = find_checkpoint(Path(args.run_dir), args.step, args.latest)
+    if (source / WEIGHTS_FILE).is_file():  # one of our checkpoints, e.g. an earlier `learn2diss export`
+        if step is not None or latest:
+            raise UsageError(f"{source} is a checkpoint folder: --step and --latest choose among a run's checkpoints")
+        from learn2diss.io import read_yaml
+
+        extra = (read_yaml(source / CONFIG_FILE, "checkpoint config") or {}).get("extra") or {}
+        run = Path(extra["run"]) if extra.get("run") and Path(extra["run"]).is_dir() else None
+        return load_model(source), run, str(source), extra.get("step")
+    path, state = find_checkpoint(source, step, latest)
     model = Learn2Diss(from_dict(ModelConfig, state["model_config"], "model"))
     model.load_state_dict(state["model"])
-    save_model(model, args.out, extra={"run": str(Path(args.run_dir).resolve()), "checkpoint": path.name,
-                                       "step": int(state["step"])})
-    print(f"{args.out}: Learn2Diss checkpoint from {path} (step {state['step']})")
+    return model, source.resolve(), str(path), int(state["step"])
+
+
+def run(args: argparse.Namespace) -> int:
+    from learn2diss.upstream.checkpoints import export_frame_path, save_model
+
+    model, run_dir, where, step = load_source(Path(args.run_dir), args.step, args.latest)
+    if args.format == "ours":
+        save_model(model, args.out, extra={"run": str(run_dir or where), "checkpoint": Path(where).name,
+                                           "step": step})
+        print(f"{args.out}: Learn2Diss checkpoint from {where} (step {step})")
+        return 0
+    from learn2diss.eval.results import state_hash
+    from learn2diss.pretrain.model_card import model_card
+
+    results = args.results if args.results is not None else [p for p in (Path("results"),) if p.is_dir()]
+    missing = [str(r) for r in results if not r.is_dir()]
+    if missing:
+        raise MissingInputError(f"--results: no such folder: {', '.join(missing)}")
+    out = Path(args.out)
+    card = model_card(model.eval(), args.format, args.name or out.name, state_hash(model.state_dict()), run_dir, step,
+                      results, args.license)
+    export_frame_path(model, out, args.format, files={"README.md": card})
+    what = "a Hugging Face model folder" if args.format == "huggingface" else "model.pt in the fairseq layout"
+    print(f"{out}: the frame encoder of {where} (step {step}) as {what}, with README.md")
     return 0

@@ -16,8 +16,8 @@ Ours: a directory with ``config.yaml`` (the :class:`ModelConfig`) and ``model.sa
 from __future__ import annotations
 
 import argparse
-import ast
 import json
+import os
 import pickle
 import re
 from pathlib import Path
@@ -28,19 +28,21 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import Tensor
 
-from learn2diss.errors import Learn2DissError
-from learn2diss.io import FileReadError, atomic_dir, read_yaml, save_safetensors
+from learn2diss.io import FileReadError, atomic_dir, read_yaml, save_safetensors, save_torch
 from learn2diss.schema import ConfigError, from_dict, to_dict
-from learn2diss.upstream.config import ModelConfig, ParentConfig
+from learn2diss.upstream import formats
+from learn2diss.upstream.config import SAMPLE_RATE, ModelConfig, ParentConfig
+from learn2diss.upstream.formats import MASK_EMBEDDING_KEY, CheckpointError
 from learn2diss.upstream.model import Learn2Diss, build_parent
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.yaml"
 WEIGHTS_FILE = "model.safetensors"
+FAIRSEQ_FILE = "model.pt"  # the checkpoint inside a `learn2diss export --format fairseq` folder
+EXPORT_FORMATS = ("huggingface", "fairseq")
 
-
-class CheckpointError(Learn2DissError, ValueError):
-    """A checkpoint that cannot be used, with the file and the reason."""
+__all__ = ["CheckpointError", "MASK_EMBEDDING_KEY", "load_untrusted", "read_parent", "import_parent", "frame_path",
+           "export_frame_path", "save_model", "load_model", "read_model_config"]
 
 
 class _InertObject:
@@ -80,248 +82,52 @@ def load_untrusted(path: str | Path) -> dict:
     return state
 
 
-def _parse_conv_layers(expr: str) -> tuple[tuple[int, int, int], ...]:
-    """fairseq's ``conv_feature_layers`` string, e.g. "[(512,10,5)] + [(512,3,2)] * 4", without eval."""
-
-    def value(node: ast.AST) -> object:
-        if isinstance(node, ast.Constant) and isinstance(node.value, int):
-            return node.value
-        if isinstance(node, ast.Tuple | ast.List):
-            items = [value(e) for e in node.elts]
-            return tuple(items) if isinstance(node, ast.Tuple) else items
-        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add | ast.Mult):
-            left, right = value(node.left), value(node.right)
-            return left + right if isinstance(node.op, ast.Add) else left * right
-        raise CheckpointError(f"cannot parse conv_feature_layers {expr!r}")
-
-    layers = value(ast.parse(expr, mode="eval").body)
-    return tuple((int(c), int(k), int(s)) for c, k, s in layers)
-
-
-def _as_dict(cfg: object) -> dict:
-    return vars(cfg) if isinstance(cfg, argparse.Namespace) else dict(cfg or {})
-
-
-def _fairseq_config(ckpt: dict) -> tuple[dict, dict]:
-    """(model config, task config) of a fairseq/WavLM checkpoint; old ``args`` checkpoints hold both in one."""
-    cfg = _as_dict(ckpt.get("cfg") if ckpt.get("cfg") is not None else ckpt["args"])
-    if isinstance(cfg.get("model"), dict | argparse.Namespace):  # fairseq hydra: {"model": ..., "task": ...}
-        return _as_dict(cfg["model"]), _as_dict(cfg.get("task"))
-    return cfg, cfg
-
-
-def _fairseq_kind(path: Path, cfg: dict, keys: set[str]) -> str:
-    """The parent kind from the published parameter names, else from the config's model name."""
-    name = str(cfg.get("_name") or cfg.get("arch") or "")
-    if any(".relative_attention_bias." in k or ".grep_linear." in k for k in keys):
-        return "wavlm"
-    if "_ema" in keys or int(cfg.get("pos_conv_depth", 1)) > 1 or name.startswith("data2vec"):
-        return "data2vec"
-    if "label_embs_concat" in keys or name.startswith("hubert"):
-        return "hubert"
-    if any(k.startswith(("quantizer.", "project_q.")) for k in keys) or name.startswith("wav2vec"):
-        return "wav2vec2"
-    raise CheckpointError(f"{path}: cannot tell the model (cfg name {name!r}); expected a HuBERT, WavLM, "
-                          "wav2vec 2.0 or data2vec audio pretraining checkpoint")
-
-
-def _fairseq_parent_config(path: Path, cfg: dict, task: dict, kind: str) -> ParentConfig:
-    """The architecture from a fairseq/WavLM config; options this model cannot build are named in one error."""
-    unsupported = [f"{key} {cfg[key]!r} (supported: {ok!r})"
-                   for key, ok in (("layer_type", "transformer"), ("activation_fn", "gelu"))
-                   if cfg.get(key, ok) != ok]
-    if cfg.get("extractor_mode", "default") not in ("default", "layer_norm"):
-        unsupported.append(f"extractor_mode {cfg['extractor_mode']!r} (supported: 'default', 'layer_norm')")
-    if kind == "wavlm":
-        unsupported += [f"{key} False (torchaudio's WavLM needs it)" for key in ("relative_position_embedding",
-                                                                                "gru_rel_pos") if not cfg.get(key, True)]
-    if unsupported:
-        raise CheckpointError(f"{path}: unsupported parent architecture: " + "; ".join(unsupported))
-    depth = int(cfg.get("pos_conv_depth", 1))
-    conv_pos = int(cfg.get("conv_pos", 128))
-    return ParentConfig(
-        kind=kind,
-        conv_layers=_parse_conv_layers(cfg.get("conv_feature_layers", "[(512,10,5)] + [(512,3,2)] * 4 + [(512,2,2)] * 2")),
-        extractor_mode="group_norm" if cfg.get("extractor_mode", "default") == "default" else "layer_norm",
-        conv_bias=bool(cfg.get("conv_bias", False)),
-        embed_dim=int(cfg.get("encoder_embed_dim", 768)),
-        num_layers=int(cfg.get("encoder_layers", 12)),
-        num_heads=int(cfg.get("encoder_attention_heads", 12)),
-        ffn_dim=int(cfg.get("encoder_ffn_embed_dim", 3072)),
-        pos_conv_kernel=max(3, conv_pos // depth) if depth > 1 else conv_pos,  # fairseq's TransformerEncoder
-        pos_conv_groups=int(cfg.get("conv_pos_groups", 16)),
-        pos_conv_layers=depth,
-        layer_norm_first=bool(cfg.get("layer_norm_first", False)),
-        num_buckets=int(cfg.get("num_buckets", 320)),
-        max_distance=int(cfg.get("max_distance", 800)),
-        normalize_waveform=bool(cfg.get("normalize", False) or task.get("normalize", False)),
-        dropout=0.1, attention_dropout=0.1,  # training settings, not compared with the run config's
-    )
-
-
-# fairseq / Microsoft WavLM key → torchaudio Wav2Vec2Model key (``\1`` etc. are regex groups).
-_FAIRSEQ_KEYS = [
-    (r"feature_extractor\.conv_layers\.(\d+)\.0\.(weight|bias)", r"feature_extractor.conv_layers.\1.conv.\2"),
-    (r"feature_extractor\.conv_layers\.0\.2\.(weight|bias)", r"feature_extractor.conv_layers.0.layer_norm.\1"),
-    (r"feature_extractor\.conv_layers\.(\d+)\.2\.1\.(weight|bias)", r"feature_extractor.conv_layers.\1.layer_norm.\2"),
-    (r"post_extract_proj\.(weight|bias)", r"encoder.feature_projection.projection.\1"),
-    (r"layer_norm\.(weight|bias)", r"encoder.feature_projection.layer_norm.\1"),
-    (r"encoder\.pos_conv\.0\.bias", "encoder.transformer.pos_conv_embed.conv.bias"),
-    (r"encoder\.pos_conv\.0\.weight_g", "encoder.transformer.pos_conv_embed.conv.parametrizations.weight.original0"),
-    (r"encoder\.pos_conv\.0\.weight_v", "encoder.transformer.pos_conv_embed.conv.parametrizations.weight.original1"),
-    (r"encoder\.pos_conv\.(\d+)\.0\.(weight|bias)", r"encoder.transformer.pos_conv_embed.layers.\1.conv.\2"),  # data2vec
-    (r"encoder\.layer_norm\.(weight|bias)", r"encoder.transformer.layer_norm.\1"),
-    (r"encoder\.layers\.(\d+)\.self_attn\.((?:k|v|q|out)_proj\.(?:weight|bias))", r"encoder.transformer.layers.\1.attention.\2"),
-    (r"encoder\.layers\.(\d+)\.self_attn\.relative_attention_bias\.weight", r"encoder.transformer.layers.\1.attention.rel_attn_embed.weight"),
-    (r"encoder\.layers\.(\d+)\.self_attn\.grep_linear\.(weight|bias)", r"encoder.transformer.layers.\1.attention.gru_rel_pos_linear.\2"),
-    (r"encoder\.layers\.(\d+)\.self_attn\.grep_a", r"encoder.transformer.layers.\1.attention.gru_rel_pos_const"),
-    (r"encoder\.layers\.(\d+)\.self_attn_layer_norm\.(weight|bias)", r"encoder.transformer.layers.\1.layer_norm.\2"),
-    (r"encoder\.layers\.(\d+)\.fc1\.(weight|bias)", r"encoder.transformer.layers.\1.feed_forward.intermediate_dense.\2"),
-    (r"encoder\.layers\.(\d+)\.fc2\.(weight|bias)", r"encoder.transformer.layers.\1.feed_forward.output_dense.\2"),
-    (r"encoder\.layers\.(\d+)\.final_layer_norm\.(weight|bias)", r"encoder.transformer.layers.\1.final_layer_norm.\2"),
-]
-_FAIRSEQ_PRETRAINING_ONLY = re.compile(
-    r"(label_embs_concat|final_proj\.|untie_final_proj|quantizer|input_quantizer|project_q|project_inp|target_glu|_ema$)"
-)
-# The parent's trained mask embedding travels in the state under this key (outside torchaudio's names).
-MASK_EMBEDDING_KEY = "mask_embedding"
-
-
-def _fuse_wavlm_qkv(state: dict[str, Tensor], num_layers: int) -> None:
-    """torchaudio's WavLM attention keeps q, k, v in one ``nn.MultiheadAttention`` in_proj (in that order)."""
-    for i in range(num_layers):
-        prefix = f"encoder.transformer.layers.{i}.attention."
-        for kind in ("weight", "bias"):
-            parts = [state.pop(f"{prefix}{p}_proj.{kind}") for p in ("q", "k", "v")]
-            state[f"{prefix}attention.in_proj_{kind}"] = torch.cat(parts)
-            state[f"{prefix}attention.out_proj.{kind}"] = state.pop(f"{prefix}out_proj.{kind}")
-
-
 def _read_fairseq(path: Path) -> tuple[ParentConfig, dict[str, Tensor]]:
-    ckpt = load_untrusted(path)
-    if "model" not in ckpt or not ("cfg" in ckpt or "args" in ckpt):
-        raise CheckpointError(f"{path}: expected a fairseq/WavLM checkpoint with 'cfg' (or 'args') and 'model' keys, "
-                              f"found {sorted(ckpt)}")
-    cfg, task = _fairseq_config(ckpt)
-    weights = {key.removeprefix("w2v_model."): tensor for key, tensor in ckpt["model"].items()}
-    kind = _fairseq_kind(path, cfg, set(weights))
-    parent = _fairseq_parent_config(path, cfg, task, kind)
-    state: dict[str, Tensor] = {}
-    for key, tensor in weights.items():
-        if key == "mask_emb":
-            state[MASK_EMBEDDING_KEY] = tensor
-            continue
-        if _FAIRSEQ_PRETRAINING_ONLY.match(key):
-            continue
-        for pattern, replacement in _FAIRSEQ_KEYS:
-            if re.fullmatch(pattern, key):
-                state[re.sub(pattern, replacement, key)] = tensor
-                break
-        else:
-            raise CheckpointError(f"{path}: unexpected parameter {key!r} for a {kind} checkpoint")
-    if kind == "wavlm":
-        _fuse_wavlm_qkv(state, parent.num_layers)
-    return parent, state
-
-
-# Hugging Face model_type → (our kind, config class, model class, weight prefix of the task heads' wrapper).
-_HF_KINDS = {
-    "hubert": ("hubert", "HubertConfig", "HubertModel", "hubert."),
-    "wavlm": ("wavlm", "WavLMConfig", "WavLMModel", "wavlm."),
-    "wav2vec2": ("wav2vec2", "Wav2Vec2Config", "Wav2Vec2Model", "wav2vec2."),
-    "data2vec-audio": ("data2vec", "Data2VecAudioConfig", "Data2VecAudioModel", "data2vec_audio."),
-}
-_HF_HEADS = ("lm_head.", "projector.", "classifier.", "quantizer.", "project_q.", "project_hid.", "dropout_features.")
-
-
-def _huggingface_unsupported(hf_config: object) -> list[str]:
-    """Hugging Face options that the torchaudio modules cannot build, named."""
-    expected = {"hidden_act": "gelu", "feat_extract_activation": "gelu", "conv_pos_batch_norm": False,
-                "add_adapter": False, "feat_proj_layer_norm": True}
-    return [f"{key} {getattr(hf_config, key)!r} (supported: {ok!r})" for key, ok in expected.items()
-            if getattr(hf_config, key, None) not in (None, ok)]
+    return formats.from_fairseq(str(path), load_untrusted(path))
 
 
 def _read_huggingface(directory: Path) -> tuple[ParentConfig, dict[str, Tensor]]:
-    """A Hugging Face directory, checked by loading it into the ``transformers`` model its config.json describes.
-
-    config.json does not record waveform normalisation (``preprocessor_config.json`` does, unreliably: the hub's
-    wav2vec 2.0 base says yes, fairseq trained it without); it is taken as fairseq's rule, normalised input
-    exactly when the conv encoder uses layer norm (the Large models, data2vec), which every released parent follows.
-    """
+    """A Hugging Face directory, checked by loading it into the ``transformers`` model its config.json describes."""
     import transformers
-    from torchaudio.models.wav2vec2.utils import import_huggingface_model
 
     config_path = directory / "config.json"
     config = json.loads(config_path.read_text())
     model_type = config.get("model_type")
-    if model_type not in _HF_KINDS:
-        raise CheckpointError(f"{config_path}: model_type {model_type!r} is not one of {', '.join(_HF_KINDS)}")
+    kinds = {hf_type: kind for kind, (hf_type, *_) in formats.HUGGINGFACE_KINDS.items()}
+    if model_type not in kinds:
+        raise CheckpointError(f"{config_path}: model_type {model_type!r} is not one of {', '.join(kinds)}")
     if (directory / "model.safetensors").is_file():
         weights = load_file(directory / "model.safetensors")
     elif (directory / "pytorch_model.bin").is_file():
         weights = load_untrusted(directory / "pytorch_model.bin")
     else:
         raise CheckpointError(f"{directory}: no model.safetensors or pytorch_model.bin next to config.json")
-    kind, config_name, model_name, prefix = _HF_KINDS[model_type]
+    kind = kinds[model_type]
+    _, config_name, model_name, prefix = formats.HUGGINGFACE_KINDS[kind]
     hf_config = getattr(transformers, config_name).from_dict(config)
-    unsupported = _huggingface_unsupported(hf_config)
+    unsupported = formats.huggingface_unsupported(hf_config)
     if unsupported:
         raise CheckpointError(f"{config_path}: unsupported parent architecture: " + "; ".join(unsupported))
     hf_model = getattr(transformers, model_name)(hf_config)
     weights = {k.removeprefix(prefix): v for k, v in weights.items()}
-    weights = {k: v for k, v in weights.items() if not k.startswith(_HF_HEADS)}
-    missing, unexpected = hf_model.load_state_dict(weights, strict=False)
+    weights = {k: v for k, v in weights.items() if not k.startswith(formats.HUGGINGFACE_HEADS)}
+    missing, unexpected = hf_model.load_state_dict(weights, strict=False)  # also renames old weight_g/weight_v
     missing = [k for k in missing if k != "masked_spec_embed"]
     if missing or unexpected:
         raise CheckpointError(f"{directory}: weights do not match config.json (missing {missing[:5]}, "
                               f"unexpected {unexpected[:5]})")
-    mask_embedding = weights.get("masked_spec_embed")  # absent when saved with mask_time_prob = mask_feature_prob = 0
-    data2vec = kind == "data2vec"
-    extractor_mode = "layer_norm" if data2vec else f"{hf_config.feat_extract_norm}_norm"
-    parent = ParentConfig(
-        kind=kind,
-        conv_layers=tuple(zip(hf_config.conv_dim, hf_config.conv_kernel, hf_config.conv_stride, strict=True)),
-        extractor_mode=extractor_mode,
-        conv_bias=hf_config.conv_bias,
-        embed_dim=hf_config.hidden_size,
-        num_layers=hf_config.num_hidden_layers,
-        num_heads=hf_config.num_attention_heads,
-        ffn_dim=hf_config.intermediate_size,
-        pos_conv_kernel=hf_config.conv_pos_kernel_size if data2vec else hf_config.num_conv_pos_embeddings,
-        pos_conv_groups=hf_config.num_conv_pos_embedding_groups,
-        pos_conv_layers=hf_config.num_conv_pos_embeddings if data2vec else 1,
-        layer_norm_first=False if data2vec else hf_config.do_stable_layer_norm,
-        num_buckets=getattr(hf_config, "num_buckets", 320),
-        max_distance=getattr(hf_config, "max_bucket_distance", 800),
-        normalize_waveform=extractor_mode == "layer_norm",
-        dropout=0.1, attention_dropout=0.1,  # training settings, not compared with the run config's
-    )
-    if data2vec:  # torchaudio has no data2vec importer; HF's names are torchaudio's below these prefixes
-        renames = {"feature_extractor.": "feature_extractor.", "feature_projection.": "encoder.feature_projection.",
-                   "encoder.": "encoder.transformer."}
-        state = {renames[p] + k.removeprefix(p): v for k, v in hf_model.state_dict().items()
-                 for p in renames if k.startswith(p)}
-    else:
-        state = import_huggingface_model(hf_model).state_dict()
-    if mask_embedding is not None:
-        state[MASK_EMBEDDING_KEY] = mask_embedding
-    return parent, state
+    parent = formats.parent_from_huggingface(kind, hf_config)
+    hf_state = hf_model.state_dict()
+    if "masked_spec_embed" not in weights:  # saved with mask_time_prob = mask_feature_prob = 0: none trained
+        hf_state.pop("masked_spec_embed", None)
+    return parent, formats.from_huggingface(parent, hf_state)
 
 
-def _read_ours(directory: Path) -> tuple[ParentConfig, dict[str, Tensor]]:
-    """f and g of one of our checkpoints, under torchaudio's ``Wav2Vec2Model`` names."""
-    model = load_model(directory)
-    renames = {"feature_extractor.": "feature_extractor.", "feature_projection.": "encoder.feature_projection.",
-               "pos_conv_embed.": "encoder.transformer.pos_conv_embed.",
-               "encoder_layer_norm.": "encoder.transformer.layer_norm.", "layers.": "encoder.transformer.layers."}
-    state = {}
-    for key, tensor in model.state_dict().items():
-        prefix = next((p for p in renames if key.startswith(p)), None)
-        if prefix is not None:
-            state[renames[prefix] + key.removeprefix(prefix)] = tensor
-    state[MASK_EMBEDDING_KEY] = model.mask_embedding.detach()
-    return model.config.parent, state
+def frame_path(model: Learn2Diss) -> tuple[ParentConfig, dict[str, Tensor]]:
+    """f then g of ``model``, which is its parent's whole architecture: the config and torchaudio-named weights
+    (the mask embedding under ``MASK_EMBEDDING_KEY``). h, W_g, W_h and the A^l have no place in a parent."""
+    state, _ = formats.rename(model.state_dict(), formats.LEARN2DISS_KEYS, to_torchaudio=True)
+    return model.config.parent, {key: tensor.detach() for key, tensor in state.items()}
 
 
 def read_parent(path: str | Path) -> tuple[ParentConfig, dict[str, Tensor]]:
@@ -332,7 +138,9 @@ def read_parent(path: str | Path) -> tuple[ParentConfig, dict[str, Tensor]]:
     path = Path(path)
     if path.is_dir():
         if (path / CONFIG_FILE).is_file():
-            return _read_ours(path)
+            return frame_path(load_model(path))
+        if (path / FAIRSEQ_FILE).is_file() and not (path / "config.json").is_file():
+            return _read_fairseq(path / FAIRSEQ_FILE)
         if not (path / "config.json").is_file():
             raise CheckpointError(f"{path}: a Hugging Face model directory needs config.json "
                                   f"(or {CONFIG_FILE} for a learn2diss checkpoint)")
@@ -365,7 +173,8 @@ def import_parent(model: Learn2Diss, path: str | Path) -> None:
     diffs = architecture_differences(ours, parent_config)
     if diffs:
         hint = ("; the parent's normalize_waveform comes from fairseq's task.normalize / WavLM's cfg.normalize, "
-                "and for a Hugging Face directory from its conv encoder (layer norm = normalised input)"
+                "and for a Hugging Face directory from its conv encoder (layer norm = normalised input) unless "
+                f"config.json records it under {formats.HUGGINGFACE_EXTRA!r}"
                 if ours.normalize_waveform != parent_config.normalize_waveform else "")
         raise CheckpointError(f"{path}: parent architecture differs from model.parent: " + "; ".join(diffs) + hint)
     mask_embedding = state.pop(MASK_EMBEDDING_KEY, None)
@@ -377,15 +186,54 @@ def import_parent(model: Learn2Diss, path: str | Path) -> None:
         parent.load_state_dict(state, strict=True)
     except RuntimeError as err:
         raise CheckpointError(f"{path}: weights do not fit the architecture: {err}") from None
-    transformer = parent.encoder.transformer
-    model.feature_extractor.load_state_dict(parent.feature_extractor.state_dict())
-    model.feature_projection.load_state_dict(parent.encoder.feature_projection.state_dict())
-    model.pos_conv_embed.load_state_dict(transformer.pos_conv_embed.state_dict())
-    model.encoder_layer_norm.load_state_dict(transformer.layer_norm.state_dict())
-    model.layers.load_state_dict(transformer.layers.state_dict())
+    ours_state, _ = formats.rename(parent.state_dict(), formats.LEARN2DISS_KEYS, to_torchaudio=False)
     if mask_embedding is not None:
-        with torch.no_grad():
-            model.mask_embedding.copy_(mask_embedding)
+        ours_state["mask_embedding"] = mask_embedding
+    _, unexpected = model.load_state_dict(ours_state, strict=False)
+    if unexpected:  # formats.LEARN2DISS_KEYS names a part the model does not have
+        raise RuntimeError(f"no place in Learn2Diss for the parent's {unexpected}")
+
+
+def _write_huggingface(parent: ParentConfig, state: dict[str, Tensor], directory: Path) -> None:
+    """config.json + model.safetensors (through the ``transformers`` model, which must take every weight) and
+    preprocessor_config.json (16 kHz, the parent's waveform normalisation; attention masks for layer-norm
+    convolutions, which ignore padding)."""
+    import transformers
+
+    _, _, model_name, _ = formats.HUGGINGFACE_KINDS[parent.kind]
+    hf_model = getattr(transformers, model_name)(formats.huggingface_config(parent))
+    hf_model.load_state_dict(formats.to_huggingface(parent, state), strict=True)
+    hf_model.save_pretrained(directory, safe_serialization=True)
+    extractor = transformers.Wav2Vec2FeatureExtractor(
+        feature_size=1, sampling_rate=SAMPLE_RATE, padding_value=0.0, do_normalize=parent.normalize_waveform,
+        return_attention_mask=parent.extractor_mode == "layer_norm")
+    extractor.save_pretrained(directory)
+    umask = os.umask(0)
+    os.umask(umask)
+    for written in directory.iterdir():  # safetensors creates its file 0600; a model to share is readable as usual
+        written.chmod(0o666 & ~umask)
+
+
+def export_frame_path(model: Learn2Diss, directory: str | Path, fmt: str, files: dict[str, str] | None = None) -> Path:
+    """Write the frame path (f then g) of ``model`` as a plain parent checkpoint folder, atomically.
+
+    ``fmt``: ``huggingface`` (config.json, model.safetensors, preprocessor_config.json) or ``fairseq``
+    (``model.pt``, the layout of :func:`learn2diss.upstream.formats.to_fairseq`, plain tensors and dicts that
+    ``torch.load(weights_only=True)`` reads). ``files`` (name -> text, e.g. a model card) are written beside.
+    """
+    if fmt not in EXPORT_FORMATS:
+        raise CheckpointError(f"unknown export format {fmt!r}; choose from {', '.join(EXPORT_FORMATS)}")
+    parent, state = frame_path(model)
+    formats.check_representable(parent, fmt)
+    directory = Path(directory)
+    with atomic_dir(directory) as tmp:
+        if fmt == "huggingface":
+            _write_huggingface(parent, state, tmp)
+        else:
+            save_torch(tmp / FAIRSEQ_FILE, formats.to_fairseq(parent, state))
+        for name, text in (files or {}).items():
+            (tmp / name).write_text(text, encoding="utf-8")
+    return directory
 
 
 def save_model(model: Learn2Diss, directory: str | Path, extra: dict | None = None) -> Path:
