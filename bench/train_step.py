@@ -1,35 +1,102 @@
-"""One joint training step of L2D-W12 / L2D-H12 against a fwd + bwd step of the parent alone, in one run.
+"""The training step users run, timed: the L2D joint step against the parent's fwd + bwd step, in one run.
 
-The joint step is the real one (``JointObjective`` + ``joint_loss``: masked g with CE + pseudo-con,
-h on two 1-s views with InfoNCE + CE, q_phi's inner NLL steps, the CLUB term, backward, gradient
-clipping and the Adam steps of g and h). The parent baselines run torchaudio's HuBERT/WavLM base
-on the same batch with a K = 2048 CE head on every frame, backward and Adam: once fully
-trainable, once with its convolutional encoder frozen (the same frozen part as L2D-x12, N = 0).
-Steps alternate between the variants so that machine noise hits all of them; random weights and
-random targets. bf16 autocast on CUDA. Prints a markdown table with audio-seconds/s, the step's
-peak memory above the resident weights (optimiser state, gradients, activations) and the ratio of
-throughputs, joint / baseline (goal on a GPU: >= 0.8 against the frozen-conv parent).
+Every row is one optimiser step of the training loop (``learn2diss.training.loop.Trainer.step``, the code
+``learn2diss pretrain`` runs), on the same batch:
 
-    python bench/train_step.py                                          # CPU, 2 x 2.5 s
-    python bench/train_step.py --device cuda --batch 32 --seconds 12.5 --steps 10
+* **parent, all trainable**: the parent (torchaudio's HuBERT/WavLM) with a K-target CE head on every frame,
+  backward and Adam: the objective of a parent's own pretraining, without masking;
+* **parent, conv frozen**: the same with its convolutional encoder frozen: the same frozen part as L2D-x12
+  (N = 0), the fair baseline;
+* **L2D joint**: the joint stage as ``learn2diss pretrain joint`` builds it (``joint_stage``): masked g
+  with CE + pseudo-con, h on two 1-s views with InfoNCE + CE, q_phi's inner NLL steps, the CLUB term, the
+  Adam steps of g and h.
+
+Steps alternate between the rows so that machine noise hits all of them; random weights and random
+targets; bf16 autocast on CUDA (``train.precision``). Prints a markdown table: ms/step (median and
+spread), audio-seconds/s, the ratio to the conv-frozen parent's throughput (goal on a GPU: >= 0.8 for
+the joint step) and the step's peak memory above the resident weights (CUDA only).
+
+    python bench/train_step.py                                         # CPU, 2 x 2.5 s, L2D-W12 and L2D-H12
+    python bench/train_step.py --configs tiny --batch 2 --seconds 2    # tiny shapes
+    python bench/train_step.py --device cuda --batch 32 --seconds 12.5 --steps 10 --warmup 3
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import itertools
 import statistics
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
 import torchaudio
+from torch import Tensor, nn
 
-from learn2diss.data.batching import Batch, sample_segments
-from learn2diss.pretrain.club import GaussianCLUBNetwork
-from learn2diss.pretrain.config import load_config
-from learn2diss.pretrain.objectives import JointObjective, joint_loss
-from learn2diss.pretrain.trainer import make_adam
+from learn2diss.data.batching import Batch, frames_for_samples, sample_segments
+from learn2diss.pretrain.config import Config, load_config
+from learn2diss.pretrain.stages import joint_stage
+from learn2diss.training.ddp import DistributedContext
+from learn2diss.training.loop import (
+    Objective,
+    Progress,
+    StepLoss,
+    Trainer,
+    TrainingStage,
+    make_adam,
+)
+from learn2diss.training.metrics import MetricsLogger
+from learn2diss.upstream.config import SAMPLE_RATE
 from learn2diss.upstream.model import Learn2Diss, build_parent
+
+
+class ParentForward(nn.Module):
+    """The parent with a CE head on every frame; ``freeze_conv``: its convolutional encoder runs without gradient."""
+
+    def __init__(self, config: Config, freeze_conv: bool) -> None:
+        super().__init__()
+        self.parent = build_parent(config.model.parent)
+        self.head = nn.Linear(config.model.parent.embed_dim, config.model.frame.num_targets)
+        self.freeze_conv = freeze_conv
+        if freeze_conv:
+            self.parent.feature_extractor.requires_grad_(False)
+
+    def forward(self, batch: Batch, generator: torch.Generator) -> tuple[Tensor]:
+        del generator
+        if self.freeze_conv:
+            with torch.no_grad():
+                x, _ = self.parent.feature_extractor(batch.waveforms, None)
+            x = self.parent.encoder(x)
+        else:
+            x, _ = self.parent(batch.waveforms)  # the final layer, all frames (equal lengths: no padding)
+        logits = self.head(x)
+        targets = batch.frame_targets[:, : logits.shape[1]]
+        return (nn.functional.cross_entropy(logits.float().flatten(0, 1), targets.flatten()),)
+
+
+class ParentObjective(Objective):
+    def loss(self, outputs: tuple[Tensor], step: int) -> StepLoss:
+        return StepLoss(outputs[0], {"frame_ce": outputs[0]})
+
+
+def _parent_stage(config: Config, freeze_conv: bool, device: torch.device) -> TrainingStage:
+    forward = ParentForward(config, freeze_conv).to(device)
+    opt_cfg = config.joint.frame_optimizer
+    params = [p for p in forward.parameters() if p.requires_grad]
+    return TrainingStage("parent", forward, ParentObjective(forward), {"parent": (make_adam(params, opt_cfg), opt_cfg)},
+                         steps=1, grad_accum=1)
+
+
+def _batch(config: Config, batch: int, samples: int, segment_frames: int, device: torch.device) -> Batch:
+    g = torch.Generator().manual_seed(0)
+    frames = frames_for_samples(samples, config.model.parent.conv_layers)
+    starts, valid = sample_segments(np.full(batch, frames), segment_frames, np.random.default_rng(0))
+    return Batch(torch.randn(batch, samples, generator=g), torch.full((batch,), samples, dtype=torch.long),
+                 torch.randint(0, config.model.frame.num_targets, (batch, frames), generator=g),
+                 torch.randint(0, config.model.utterance.num_targets, (batch,), generator=g),
+                 torch.from_numpy(starts), torch.from_numpy(valid), torch.arange(batch), 0, 0).to(device)
 
 
 def _sync(device: torch.device) -> None:
@@ -37,117 +104,36 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def _batch(model: Learn2Diss, batch: int, samples: int, segment_frames: int, device: torch.device) -> Batch:
-    g = torch.Generator().manual_seed(0)
-    wav = torch.randn(batch, samples, generator=g)
-    lengths = torch.full((batch,), samples, dtype=torch.long)
-    with torch.no_grad():
-        frames = model.extract(wav[:1, :samples], lengths[:1]).x.shape[1]
-    starts, valid = sample_segments(np.full(batch, frames), segment_frames, np.random.default_rng(0))
-    cfg = model.config
-    return Batch(wav, lengths, torch.randint(0, cfg.frame.num_targets, (batch, frames), generator=g),
-                 torch.randint(0, cfg.utterance.num_targets, (batch,), generator=g), torch.from_numpy(starts),
-                 torch.from_numpy(valid), torch.arange(batch), 0, 0).to(device)
-
-
-def _joint_step_fn(name: str, batch: Batch, device: torch.device, autocast: torch.autocast):
-    config = load_config(f"l2d_{name}")
-    joint = config.joint
-    model = Learn2Diss(config.model).to(device).train()
-    segment_frames = round(config.data.segment_seconds * 16000 / config.model.parent.stride)
-    q = GaussianCLUBNetwork(config.model.utterance.embed_dim, config.model.parent.embed_dim, joint.club.hidden_dim,
-                            joint.club.logvar_activation).to(device)
-    loss_fn = joint_loss(joint, q, q, make_adam(list(q.parameters()), joint.club.optimizer))
-    objective = JointObjective(model, joint, segment_frames)
-    optimizers = [(make_adam(model.frame_parameters(), joint.frame_optimizer), joint.frame_optimizer),
-                  (make_adam(model.utterance_parameters(), joint.utterance_optimizer), joint.utterance_optimizer)]
-    generator = torch.Generator(device=device).manual_seed(0)
+def _stepper(stage: TrainingStage, config: Config, ctx: DistributedContext, batch: Batch) -> Callable[[], None]:
+    """One optimiser step of the training loop on ``batch``, as many times as called."""
+    trainer = Trainer(stage, config.train, ctx)
+    progress, logger = Progress(), MetricsLogger(None, None, False)
+    stage.objective.module.train()
+    stream = itertools.repeat(batch)
 
     def step() -> None:
-        with autocast:
-            out = objective(batch, generator)
-        total, _ = loss_fn(out, 0)
-        total.backward()
-        for opt, cfg in optimizers:
-            params = [p for group in opt.param_groups for p in group["params"] if p.grad is not None]
-            torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad_norm)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
+        progress.step = 0  # the learning rates of step 0, every time
+        trainer.step(stream, progress, logger)
+        logger.sums.clear()
 
     return step
 
 
-def _parent_step_fn(config, wav: torch.Tensor, device: torch.device, autocast: torch.autocast, freeze_conv: bool):
-    parent = build_parent(config.model.parent).to(device).train()
-    head = torch.nn.Linear(config.model.parent.embed_dim, config.model.frame.num_targets).to(device)
-    if freeze_conv:
-        parent.feature_extractor.requires_grad_(False)
-    params = [p for p in [*parent.parameters(), *head.parameters()] if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=1e-5)
-    frames = None
-
-    def step() -> None:
-        nonlocal frames
-        with autocast:
-            if freeze_conv:
-                with torch.no_grad():
-                    x, _ = parent.feature_extractor(wav, None)
-                x = parent.encoder(x)
-            else:
-                x, _ = parent(wav)  # the final layer, all frames (equal lengths: no padding)
-            logits = head(x)
-        if frames is None:
-            frames = torch.randint(0, logits.shape[-1], logits.shape[:2], device=device)
-        loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), frames.flatten())
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 10.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-
-    return step
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--batch", type=int, default=2)
-    parser.add_argument("--seconds", type=float, default=2.5)
-    parser.add_argument("--steps", type=int, default=2, help="timed steps per variant")
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--models", default="w12,h12", help="comma list of w12, h12, w6, h6")
-    args = parser.parse_args()
-    device = torch.device(args.device)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
-    samples = int(args.seconds * 16000)
-    audio = args.batch * args.seconds
-    print(f"device: {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'} "
-          f"({torch.get_num_threads()} threads), torch {torch.__version__}, torchaudio {torchaudio.__version__}, "
-          f"batch {args.batch} x {args.seconds} s, {'bf16 autocast' if device.type == 'cuda' else 'fp32'}, "
-          f"random weights\n")
-    print("| step | ms/step (mean ± std) | audio-s/s | step peak GiB | joint / this |")
-    print("|---|---:|---:|---:|---:|")
-    for name in args.models.split(","):
-        try:
-            _bench_model(name, args, device, autocast, samples, audio)
-        except torch.cuda.OutOfMemoryError as err:  # keep the other rows of a one-shot GPU run
-            print(f"| L2D-{name.upper()} | out of memory: {str(err).splitlines()[0]} | | | |", flush=True)
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-
-
-def _bench_model(name: str, args: argparse.Namespace, device: torch.device, autocast: torch.autocast, samples: int,
-                 audio: float) -> None:
-    config = load_config(f"l2d_{name}")
-    probe = Learn2Diss(config.model)
-    segment_frames = round(config.data.segment_seconds * 16000 / config.model.parent.stride)
-    batch = _batch(probe, args.batch, samples, segment_frames, device)
-    del probe
+def _bench(name: str, args: argparse.Namespace, ctx: DistributedContext) -> list[tuple[str, list[float], float | None]]:
+    config = load_config(name, args.set)
+    config = dataclasses.replace(config, joint=dataclasses.replace(config.joint, grad_accum=1))
+    device = ctx.device
+    samples = int(args.seconds * SAMPLE_RATE)
+    segment_frames = round(config.data.segment_seconds * SAMPLE_RATE / config.model.parent.stride)
+    batch = _batch(config, args.batch, samples, segment_frames, device)
+    torch.manual_seed(0)
+    model = Learn2Diss(config.model).to(device)
     kind = config.model.parent.kind
-    fns = {f"L2D-{name.upper()} joint": _joint_step_fn(name, batch, device, autocast),
-           f"{kind} base, conv frozen": _parent_step_fn(config, batch.waveforms, device, autocast, True),
-           f"{kind} base, all trainable": _parent_step_fn(config, batch.waveforms, device, autocast, False)}
-    peaks: dict[str, float] = {}
-    for key, fn in fns.items():  # peak above what is resident before the step (all models' weights)
+    steps = {f"{kind} parent, all trainable": _stepper(_parent_stage(config, False, device), config, ctx, batch),
+             f"{kind} parent, conv frozen": _stepper(_parent_stage(config, True, device), config, ctx, batch),
+             f"L2D joint ({name})": _stepper(joint_stage(model, config.joint, segment_frames), config, ctx, batch)}
+    peaks: dict[str, float | None] = {}
+    for key, fn in steps.items():  # warm-up; the peak above what is resident before the step (all weights)
         _sync(device)
         if device.type == "cuda":
             resident = torch.cuda.memory_allocated(device)
@@ -155,26 +141,53 @@ def _bench_model(name: str, args: argparse.Namespace, device: torch.device, auto
         for _ in range(args.warmup):
             fn()
         _sync(device)
-        if device.type == "cuda":
-            peaks[key] = (torch.cuda.max_memory_allocated(device) - resident) / 2**30
-    times: dict[str, list[float]] = {k: [] for k in fns}
+        peaks[key] = (torch.cuda.max_memory_allocated(device) - resident) / 2**30 if device.type == "cuda" else None
+    times: dict[str, list[float]] = {k: [] for k in steps}
     for _ in range(args.steps):
-        for key, fn in fns.items():
+        for key, fn in steps.items():
             _sync(device)
             start = time.perf_counter()
             fn()
             _sync(device)
             times[key].append(time.perf_counter() - start)
-    joint_key = next(iter(fns))
-    joint_mean = statistics.mean(times[joint_key])
-    for key, values in times.items():
-        mean = statistics.mean(values)
-        std = statistics.stdev(values) if len(values) > 1 else 0.0
-        peak = f"{peaks[key]:.1f}" if key in peaks else "-"
-        ratio = mean / joint_mean  # = (joint audio-s/s) / (this audio-s/s)
-        rate = audio / mean
-        print(f"| {key} | {1000 * mean:.0f} ± {1000 * std:.0f} | {rate:.{0 if rate >= 100 else 2}f} | {peak} | "
-              f"{ratio:.2f} |", flush=True)
+    return [(key, times[key], peaks[key]) for key in steps]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=2.5)
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per row")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--configs", default="l2d_w12,l2d_h12", help="comma list of run configs (names or paths)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
+    args = parser.parse_args()
+    ctx = DistributedContext(0, 0, 1, torch.device(args.device))
+    device = ctx.device
+    print(f"device: {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'} "
+          f"({torch.get_num_threads()} threads), torch {torch.__version__}, torchaudio {torchaudio.__version__}, "
+          f"batch {args.batch} x {args.seconds} s, {args.steps} timed steps per row after {args.warmup}, "
+          f"random weights\n")
+    print("| step | ms/step (median, min-max) | audio-s/s | / conv-frozen parent | step peak GiB |")
+    print("|---|---:|---:|---:|---:|")
+    audio = args.batch * args.seconds
+    for name in args.configs.split(","):
+        try:
+            rows = _bench(name, args, ctx)
+        except torch.cuda.OutOfMemoryError as err:  # keep the other rows of a one-shot GPU run
+            print(f"| {name} | out of memory: {str(err).splitlines()[0]} | | | |", flush=True)
+            continue
+        finally:
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+        baseline = statistics.median(rows[1][1])
+        for key, values, peak in rows:
+            median = statistics.median(values)
+            rate = audio / median
+            print(f"| {key} | {1000 * median:.0f} ({1000 * min(values):.0f}-{1000 * max(values):.0f}) | "
+                  f"{rate:.{0 if rate >= 100 else 2}f} | {baseline / median:.2f} | "
+                  f"{'-' if peak is None else f'{peak:.1f}'} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -103,7 +103,7 @@ def _export_distributed_environment() -> None:
     import submitit
 
     if submitit.JobEnvironment().num_tasks > 1:
-        # every task sees all the node's GPUs; learn2diss.pretrain.ddp picks cuda:LOCAL_RANK
+        # every task sees all the node's GPUs; learn2diss.training.ddp picks cuda:LOCAL_RANK
         submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
 
 

@@ -42,16 +42,16 @@ def make_corpus(root: Path, per_speaker: int = 4, seed: int = 0) -> Path:
 
 def kill_after_checkpoint(monkeypatch: pytest.MonkeyPatch, step: int, run: Callable[[], object]) -> None:
     """Call ``run`` as if the process were killed right after writing the checkpoint of ``step``."""
-    import learn2diss.pretrain.trainer as trainer_module
+    import learn2diss.training.loop as loop_module
 
-    real_save = trainer_module.save_checkpoint
+    real_save = loop_module.save_checkpoint
 
     def die_after(path, state):
         if state["step"] > step:
             raise KeyboardInterrupt("killed")
         real_save(path, state)
 
-    monkeypatch.setattr(trainer_module, "save_checkpoint", die_after)
+    monkeypatch.setattr(loop_module, "save_checkpoint", die_after)
     with pytest.raises(KeyboardInterrupt):
         run()
-    monkeypatch.setattr(trainer_module, "save_checkpoint", real_save)
+    monkeypatch.setattr(loop_module, "save_checkpoint", real_save)

@@ -1,4 +1,4 @@
-"""CTC fine-tuning as a stage of the pretraining trainer (issue 15): exact resume after a kill, NaN updates
+"""CTC fine-tuning as an objective of the training loop: exact resume after a kill, NaN updates
 skipped and counted, the checkpoint reader, DDP through the command."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from test_eval_ctc import logged, tiny_config
 from learn2diss.eval.ctc.data import read_transcribed_folder
 from learn2diss.eval.ctc.finetune import CtcModel, emissions, finetune, load_ctc_checkpoint
 from learn2diss.eval.results import read_rows
-from learn2diss.pretrain.trainer import NonFiniteLossError
+from learn2diss.training.loop import NonFiniteLossError
 from learn2diss.upstream.checkpoints import CheckpointError
 from learn2diss.upstream.model import Learn2Diss
 

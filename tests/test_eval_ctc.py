@@ -27,9 +27,8 @@ from learn2diss.eval.ctc.decode import (
 from learn2diss.eval.ctc.finetune import CtcModel, finetune
 from learn2diss.eval.ctc.vocab import INDEX, TOKENS, encode, greedy_decode
 from learn2diss.eval.results import read_rows
-from learn2diss.pretrain.config import TrainConfig, TriStageOptimizerConfig
-from learn2diss.pretrain.trainer import lr_at
 from learn2diss.schema import ConfigError
+from learn2diss.training.config import TrainConfig, TriStageOptimizerConfig
 from learn2diss.upstream.model import Learn2Diss
 
 
@@ -100,15 +99,15 @@ def test_wer_uses_jiwer_counts():
 
 
 def test_tri_stage_schedule():
-    """fairseq's tri-stage schedule as a kind of the trainer's lr_at (ctc_10h: 2k / 8k / 10k of 20k updates)."""
+    """fairseq's tri-stage schedule, a schedule of the training loop (ctc_10h: 2k / 8k / 10k of 20k updates)."""
     finetune_cfg = load_ctc_config("ctc_10h")[1].finetune
     config, total = finetune_cfg.optimizer, finetune_cfg.max_updates
     assert config.schedule == "tri_stage" and config.betas == (0.9, 0.98) and config.eps == 1e-8
-    assert lr_at(config, 0, total) == pytest.approx(5e-7)
-    assert lr_at(config, 1000, total) == pytest.approx(5e-7 + (5e-5 - 5e-7) / 2)
-    assert lr_at(config, 2000, total) == lr_at(config, 9999, total) == pytest.approx(5e-5)
-    assert lr_at(config, 15000, total) == pytest.approx(5e-5 * math.sqrt(0.05))
-    assert lr_at(config, 30000, total) == pytest.approx(5e-5 * 0.05)
+    assert config.learning_rate(0, total) == pytest.approx(5e-7)
+    assert config.learning_rate(1000, total) == pytest.approx(5e-7 + (5e-5 - 5e-7) / 2)
+    assert config.learning_rate(2000, total) == config.learning_rate(9999, total) == pytest.approx(5e-5)
+    assert config.learning_rate(15000, total) == pytest.approx(5e-5 * math.sqrt(0.05))
+    assert config.learning_rate(30000, total) == pytest.approx(5e-5 * 0.05)
 
 
 def test_every_packaged_ctc_config_loads_and_the_yaml_is_the_one_source():

@@ -8,8 +8,8 @@ import pytest
 import torch
 from conftest import tiny_config
 
+from learn2diss.club import GaussianCLUBNetwork
 from learn2diss.eval.variance import RunningMoments, feature_variance
-from learn2diss.pretrain.club import GaussianCLUBNetwork
 from learn2diss.upstream.model import Learn2Diss, valid_frames
 
 

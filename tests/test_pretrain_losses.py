@@ -7,13 +7,16 @@ import math
 import pytest
 import torch
 
-from learn2diss.pretrain.club import GaussianCLUBNetwork
-from learn2diss.pretrain.losses import (
+from learn2diss.club import (
+    GaussianCLUBNetwork,
     club_negative_term,
     club_nll,
     club_upper_bound,
-    frame_cross_entropy,
     gaussian_log_likelihood,
+    standardize_features,
+)
+from learn2diss.pretrain.losses import (
+    frame_cross_entropy,
     info_nce_loss,
     pseudo_con_loss,
     utterance_cross_entropy,
@@ -174,23 +177,42 @@ def _joint_config(**club):
     return dataclasses.replace(cfg, club=dataclasses.replace(cfg.club, **club))
 
 
-def _outputs(n: int, scale: float = 1.0, seed: int = 0):
+def _outputs(n: int, scale: float = 1.0, seed: int = 0, standardize: str = "none"):
+    """Joint-stage outputs with n MI pairs, standardised as the forward pass does (``joint.club.standardize``)."""
     from learn2diss.pretrain.objectives import JointOutput
 
     g = torch.Generator().manual_seed(seed)
     zbar = torch.randn(n, 6, 16, generator=g)
     ybar = scale * (zbar[..., :8].repeat(1, 1, 4) + 0.5 * torch.randn(n, 6, 32, generator=g))
     terms = [torch.tensor(v) for v in (1.0, 2.0, 3.0, 4.0)]  # frame_ce, pseudo_con, infonce, utt_ce
-    return JointOutput(*terms, ybar=ybar.requires_grad_(), zbar=zbar.requires_grad_())
+    ybar, zbar = (standardize_features(x.requires_grad_(), standardize) for x in (ybar, zbar))
+    return JointOutput(*terms, ybar=ybar, zbar=zbar)
 
 
 def _club(cfg, seed: int = 0):
-    from learn2diss.pretrain.objectives import joint_loss
+    """q_phi, its optimiser and ``outputs -> StepLoss``: the training loop's auxiliary steps, then the joint loss."""
+    from conftest import tiny_config
+
+    from learn2diss.pretrain.config import load_config
+    from learn2diss.pretrain.objectives import JointObjective
+    from learn2diss.training.ddp import DistributedContext
+    from learn2diss.training.loop import StepLoss, Trainer, TrainingStage
+    from learn2diss.upstream.model import Learn2Diss
 
     torch.manual_seed(seed)
     q = GaussianCLUBNetwork(16, 32, 24, cfg.club.logvar_activation, cfg.club.standardize)
     opt = torch.optim.Adam(q.parameters(), lr=1e-3)
-    return q, opt, joint_loss(cfg, q, q, opt)
+    model = Learn2Diss(tiny_config())
+    objective = JointObjective(model, cfg, 6, q, opt)
+    trainer = Trainer(TrainingStage("joint", model, objective, {}, 1, 1), load_config("tiny").train,
+                      DistributedContext(0, 0, 1, torch.device("cpu")))
+
+    def loss(outputs, step):
+        logged = trainer.auxiliary_steps(outputs)
+        total, terms = objective.loss(outputs, step)
+        return StepLoss(total, {**terms, **{k.removeprefix("loss/"): v for k, v in logged.items()}})
+
+    return q, opt, loss
 
 
 @pytest.mark.parametrize("pairs", [0, 1])
@@ -218,14 +240,15 @@ def test_batch_with_mi_pairs_steps_q_and_adds_the_estimate():
     assert terms[MI_SKIPPED].item() == 0.0 and "mi_club" in terms and "q_nll" in terms
     assert total.item() == pytest.approx(10.0 + 1e-3 * terms["mi_club"].item(), rel=1e-6)
     assert not all(torch.equal(a, b) for a, b in zip(before, q.parameters(), strict=True))
+    assert all(int(state["step"]) == 3 for state in opt.state.values())  # the loop took the 3 inner steps
 
 
 def test_logger_averages_each_term_over_the_batches_that_report_it(tmp_path):
     import json
 
-    from learn2diss.pretrain.trainer import _Logger
+    from learn2diss.training.metrics import MetricsLogger
 
-    logger = _Logger(tmp_path, tmp_path / "tb", True)
+    logger = MetricsLogger(tmp_path, tmp_path / "tb", True)
     logger.add({"loss/mi_club": torch.tensor(6.0), "count/mi_skipped_batches": torch.tensor(0.0)})
     logger.add({"grad_norm/frame": torch.tensor(1.0)})  # once per step: must not dilute the loss means
     logger.add({"count/mi_skipped_batches": torch.tensor(1.0)})  # a batch without pairs
@@ -236,14 +259,12 @@ def test_logger_averages_each_term_over_the_batches_that_report_it(tmp_path):
     assert json.loads((tmp_path / "metrics.jsonl").read_text())["loss/mi_club"] == 4.0
 
 
-@pytest.mark.parametrize("mode", ["batch", "running"])
-def test_standardized_estimate_ignores_the_scale_of_the_features(mode):
+def test_standardized_estimate_ignores_the_scale_of_the_features():
     results = []
     for scale in (1.0, 0.1):
-        cfg = _joint_config(weight=1e-3, inner_steps=2, standardize=mode, logvar_activation="none")
+        cfg = _joint_config(weight=1e-3, inner_steps=2, standardize="batch", logvar_activation="none")
         q, _, loss = _club(cfg)
-        for step in range(3 if mode == "running" else 1):  # running statistics: after a few batches
-            _, terms = loss(_outputs(4, scale, seed=step), step)
+        _, terms = loss(_outputs(4, scale, standardize="batch"), 0)
         results.append((terms["mi_club"].item(), terms["q_nll"].item()))
     assert results[0][0] == pytest.approx(results[1][0], rel=2e-3, abs=1e-3)
     assert results[0][1] == pytest.approx(results[1][1], rel=2e-3, abs=1e-3)
@@ -256,8 +277,6 @@ def test_unstandardized_estimate_depends_on_the_scale():
 
 
 def test_standardize_features_batch_is_zero_mean_unit_variance():
-    from learn2diss.pretrain.club import standardize_features
-
     x = 5.0 + 3.0 * torch.randn(4, 10, 6)
     y = standardize_features(x, "batch")
     flat = y.reshape(-1, 6)

@@ -1,5 +1,5 @@
-"""Trainer behaviour: the paper's LR schedule, NaN/inf steps skipped and counted, the joint loss falls on a fixed
-batch, unknown config keys are named."""
+"""The training loop: the paper's LR schedule, NaN/inf steps skipped and counted, the joint loss falls on a fixed
+batch through the loop's step, unknown config keys are named."""
 
 from __future__ import annotations
 
@@ -14,19 +14,23 @@ from pretrain_helpers import CONFIG
 from torch import nn
 
 from learn2diss.data.batching import Batch, collate, frames_for_samples
-from learn2diss.pretrain.club import GaussianCLUBNetwork
-from learn2diss.pretrain.config import ConfigError, OptimizerConfig, load_config
-from learn2diss.pretrain.ddp import DistributedContext
-from learn2diss.pretrain.objectives import JointObjective, joint_loss
-from learn2diss.pretrain.trainer import (
+from learn2diss.pretrain.config import ConfigError, load_config
+from learn2diss.pretrain.stages import joint_stage
+from learn2diss.training.checkpoint import load_checkpoint
+from learn2diss.training.config import OptimizerConfig
+from learn2diss.training.ddp import DistributedContext
+from learn2diss.training.loop import (
+    Auxiliary,
     NonFiniteLossError,
+    Objective,
+    Progress,
     StepLoss,
+    Trainer,
     TrainingStage,
-    load_checkpoint,
-    lr_at,
     make_adam,
     train,
 )
+from learn2diss.training.metrics import MetricsLogger
 from learn2diss.upstream.model import Learn2Diss
 
 CPU = DistributedContext(0, 0, 1, torch.device("cpu"))
@@ -34,11 +38,11 @@ CPU = DistributedContext(0, 0, 1, torch.device("cpu"))
 
 def test_frame_encoder_schedule_of_the_paper():
     cfg = load_config(CONFIG.parents[0] / "l2d_w12.yaml").joint.frame_optimizer
-    assert lr_at(cfg, 0, 100_000) == pytest.approx(1e-6)
-    assert lr_at(cfg, 5_000, 100_000) == pytest.approx((1e-6 + 1e-4) / 2)
-    assert lr_at(cfg, 10_000, 100_000) == pytest.approx(1e-4)
-    assert lr_at(cfg, 55_000, 100_000) == pytest.approx((1e-4 + 1e-6) / 2)
-    assert lr_at(cfg, 100_000, 100_000) == pytest.approx(1e-6)
+    assert cfg.learning_rate(0, 100_000) == pytest.approx(1e-6)
+    assert cfg.learning_rate(5_000, 100_000) == pytest.approx((1e-6 + 1e-4) / 2)
+    assert cfg.learning_rate(10_000, 100_000) == pytest.approx(1e-4)
+    assert cfg.learning_rate(55_000, 100_000) == pytest.approx((1e-4 + 1e-6) / 2)
+    assert cfg.learning_rate(100_000, 100_000) == pytest.approx(1e-6)
 
 
 def test_unknown_config_key_is_named(tmp_path):
@@ -70,12 +74,19 @@ def _toy_batches(position: tuple[int, int]):
                     torch.zeros(2, dtype=torch.bool), torch.tensor([0, 1]), 0, index)
 
 
-def _toy_stage(poisoned: set[int], steps: int) -> tuple[TrainingStage, _Toy]:
+class _ToyObjective(Objective):
+    def loss(self, outputs: torch.Tensor, step: int) -> StepLoss:
+        return StepLoss(outputs, {"x": outputs})
+
+
+_OPT = OptimizerConfig(lr=0.1, schedule="constant", initial_lr=0.1, final_lr=0.1, warmup_steps=0,
+                       betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, clip_grad_norm=0.0)
+
+
+def _toy_stage(poisoned: set[int], steps: int, auxiliaries: list[Auxiliary] | None = None) -> tuple[TrainingStage, _Toy]:
     toy = _Toy(poisoned)
-    opt_cfg = OptimizerConfig(lr=0.1, schedule="constant", initial_lr=0.1, final_lr=0.1, warmup_steps=0,
-                              betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, clip_grad_norm=0.0)
-    stage = TrainingStage("toy", toy, toy, {"main": (make_adam(list(toy.parameters()), opt_cfg), opt_cfg)},
-                          loss=lambda out, step: StepLoss(out, {"x": out}), steps=steps, grad_accum=1)
+    stage = TrainingStage("toy", toy, _ToyObjective(toy, auxiliaries),
+                          {"main": (make_adam(list(toy.parameters()), _OPT), _OPT)}, steps=steps, grad_accum=1)
     return stage, toy
 
 
@@ -104,11 +115,11 @@ def test_nonfinite_steps_are_skipped_counted_then_abort(tmp_path):
 def test_a_stage_of_zero_steps_checkpoints_every_part(tmp_path):
     """The checkpoint dict is built in one place: with steps = 0 it still holds the extra modules and optimisers."""
     train_cfg = load_config(CONFIG).train
-    stage, toy = _toy_stage(set(), steps=0)
     extra = nn.Linear(2, 2)
-    stage.extra_modules = {"extra": extra}
-    stage.extra_optimizers = {"extra": (make_adam(list(extra.parameters()), stage.optimizers["main"][1]),
-                                        stage.optimizers["main"][1])}
+    auxiliary = Auxiliary("extra", extra, make_adam(list(extra.parameters()), _OPT), _OPT, steps=1,
+                          loss=lambda module, out: module(out.new_ones(2)).sum(), items=lambda out: 1, min_items=1,
+                          log_name="extra")
+    stage, toy = _toy_stage(set(), steps=0, auxiliaries=[auxiliary])
     final = train(stage, _toy_batches, tmp_path / "a", tmp_path / "tb", train_cfg, CPU, resume=False,
                   checkpoint_extra={"config": {"k": 1}})
     state = load_checkpoint(final)
@@ -132,28 +143,51 @@ def _fixed_batch(config, num_targets_k: int, num_targets_q: int) -> Batch:
     return collate(items, conv, segment_frames=25, seed=0)
 
 
+def test_auxiliary_steps_belong_to_the_loop(tmp_path):
+    """The loop takes the auxiliary's steps on each micro-batch's outputs, before the loss, and logs its last loss;
+    a micro-batch with fewer items than min_items gets none."""
+    train_cfg = dataclasses.replace(load_config(CONFIG).train, checkpoint_every=100)
+    extra = nn.Linear(3, 1)
+    seen: list[torch.Tensor] = []
+
+    def aux_loss(module: nn.Module, out: torch.Tensor) -> torch.Tensor:
+        seen.append(out.detach())
+        return module(torch.ones(3)).pow(2).sum()
+
+    auxiliary = Auxiliary("extra", extra, make_adam(list(extra.parameters()), _OPT), _OPT, steps=2, loss=aux_loss,
+                          items=lambda out: 2, min_items=2, log_name="extra_loss")
+    stage, _ = _toy_stage(set(), steps=3, auxiliaries=[auxiliary])
+    train(stage, _toy_batches, tmp_path / "a", tmp_path / "tb", train_cfg, CPU, resume=False)
+    assert len(seen) == 6 and all(int(s["step"]) == 6 for s in auxiliary.optimizer.state.values())
+    metrics = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert all("loss/extra_loss" in m and "lr/extra" in m for m in metrics)
+    assert set(load_checkpoint(tmp_path / "a" / "checkpoints" / "step_0000003.pt")["modules"]) == {"extra"}
+
+    auxiliary.items = lambda out: 1
+    stage, _ = _toy_stage(set(), steps=2, auxiliaries=[auxiliary])
+    seen.clear()
+    train(stage, _toy_batches, tmp_path / "b", tmp_path / "tb", train_cfg, CPU, resume=False)
+    assert not seen
+
+
 def test_total_loss_falls_on_a_fixed_batch():
+    """The joint stage's objective, q_phi and optimisers (:func:`joint_stage`) through the loop's own step."""
     config = load_config(CONFIG)
     torch.manual_seed(0)
     model = Learn2Diss(config.model).train()
-    joint = config.joint
+    joint = dataclasses.replace(config.joint, grad_accum=1,
+                                frame_optimizer=dataclasses.replace(config.joint.frame_optimizer, lr=1e-3,
+                                                                    schedule="constant"))
     batch = _fixed_batch(config, config.model.frame.num_targets, config.model.utterance.num_targets)
-    q = GaussianCLUBNetwork(16, 32, joint.club.hidden_dim)
-    q_opt = make_adam(list(q.parameters()), joint.club.optimizer)
-    loss_fn = joint_loss(joint, q, q, q_opt)
-    objective = JointObjective(model, joint, segment_frames=25)
-    frame_opt = make_adam(model.frame_parameters(), dataclasses.replace(joint.frame_optimizer, lr=1e-3))
-    utt_opt = make_adam(model.utterance_parameters(), joint.utterance_optimizer)
+    stage = joint_stage(model, joint, segment_frames=25)
+    trainer, progress, logger = Trainer(stage, config.train, CPU), Progress(), MetricsLogger(None, None, False)
     totals = []
-    for step in range(50):
-        out = objective(batch, torch.Generator().manual_seed(step % 3))
-        total, terms = loss_fn(out, step)
-        assert all(torch.isfinite(v) for v in terms.values())
-        total.backward()
-        for opt in (frame_opt, utt_opt):
-            opt.step()
-            opt.zero_grad()
-        totals.append(total.item())
+    for _ in range(50):
+        trainer.step(itertools.repeat(batch), progress, logger)
+        means = logger.write(progress.step, {})
+        assert all(np.isfinite(v) for v in means.values())
+        totals.append(means["loss/total"])
+    assert "loss/q_nll" in means and "loss/mi_club" in means
     assert np.mean(totals[-5:]) < 0.8 * np.mean(totals[:5]), totals
 
 
@@ -172,10 +206,10 @@ def test_batch_without_two_segment_utterances_has_no_utterance_terms():
     model = Learn2Diss(config.model).train()
     batch = _fixed_batch(config, config.model.frame.num_targets, config.model.utterance.num_targets)
     batch.segment_valid[:] = False
-    q = GaussianCLUBNetwork(16, 32, config.joint.club.hidden_dim)
-    loss_fn = joint_loss(config.joint, q, q, make_adam(list(q.parameters()), config.joint.club.optimizer))
-    out = JointObjective(model, config.joint, segment_frames=25)(batch, torch.Generator().manual_seed(0))
-    total, terms = loss_fn(out, 0)
+    objective = joint_stage(model, config.joint, segment_frames=25).objective
+    out = objective.module(batch, torch.Generator().manual_seed(0))
+    assert objective.mi_pairs(out) == 0
+    total, terms = objective.loss(out, 0)
     assert terms["infonce"] == 0 and terms["utt_ce"] == 0
     assert "mi_club" not in terms and terms["count/mi_skipped_batches"] == 1  # no CLUB term without pairs
     assert torch.isfinite(total) and terms["frame_ce"] > 0

@@ -19,7 +19,7 @@ import torch
 from pretrain_helpers import CONFIG, make_corpus
 
 from learn2diss.cli import console, main
-from learn2diss.pretrain.trainer import load_checkpoint
+from learn2diss.training.checkpoint import load_checkpoint
 from learn2diss.upstream.checkpoints import CheckpointError, load_model
 
 # torch's own hint to retry with the unsafe loader, which our messages must never give

@@ -342,7 +342,7 @@ def shard_batches(
     indices: np.ndarray, max_batch_samples: int, seed: int, rank: int, world_size: int, num_workers: int,
     shuffle_buffer: int, pin_memory: bool,
 ) -> Callable[[tuple[int, int]], Iterator[Batch]]:
-    """``(epoch, batch index) -> iterator of Batch`` from shards, for :func:`learn2diss.pretrain.trainer.train`.
+    """``(epoch, batch index) -> iterator of Batch`` from shards, for :func:`learn2diss.training.loop.train`.
 
     Targets stored in the shards are used when their fingerprints match the run's (``dataset``'s
     frame labels, read from ``centroids.npy`` beside them, and utterance labels), else it is an

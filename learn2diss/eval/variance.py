@@ -28,7 +28,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from learn2diss.pretrain.club import standardize_features
+from learn2diss.club import standardize_features
 from learn2diss.upstream.model import Learn2Diss, valid_frames
 
 __all__ = ["feature_variance", "RunningMoments"]
@@ -74,7 +74,7 @@ def feature_variance(
     Args:
         model: a Learn2Diss model (run in eval mode; its mode is restored after).
         batches: ``(waveforms (B, samples) at 16 kHz, lengths (B,) valid samples)`` on the model's device.
-        q: optional q_phi (:class:`learn2diss.pretrain.club.GaussianCLUBNetwork`) of the same run.
+        q: optional q_phi (:class:`learn2diss.club.GaussianCLUBNetwork`) of the same run.
         seed: seed of the span masks of the masked pass.
         floor_tolerance: a log-variance below ``-1 + floor_tolerance`` counts as at the tanh floor.
         z_source: q_phi's input, as the run's ``joint.club.z_source``: eq. 9's aggregate z-bar, or z^L.
@@ -108,8 +108,7 @@ def feature_variance(
                     zbar = model.aggregate_utterance_layers(utt)
                 else:
                     zbar = utt.embedding[:, None, :].expand(-1, valid.shape[1], -1)
-                mode = getattr(q, "standardize_mode", "none")
-                zbar = standardize_features(zbar, mode, getattr(q, "z_norm", None), valid)
+                zbar = standardize_features(zbar, getattr(q, "standardize_mode", "none"), valid)
                 _, logvar = q(zbar)
                 logvar = logvar[valid].float()
                 floor_hits += int((logvar < -1.0 + floor_tolerance).sum())

@@ -48,8 +48,8 @@ def run(args: argparse.Namespace) -> int:
         return submit_pretrain(args, args.wait)
     from learn2diss.data.manifest import read_manifest
     from learn2diss.pretrain.config import load_config
-    from learn2diss.pretrain.ddp import setup_distributed, teardown
     from learn2diss.pretrain.stages import STAGES, prepare_run, run_stage
+    from learn2diss.training.ddp import setup_distributed, teardown
 
     config = load_config(args.config, args.set)
     manifest = read_manifest(args.data)

@@ -26,6 +26,7 @@ from learn2diss.schema import (
     read_yaml,
     to_dict,
 )
+from learn2diss.training.config import OptimizerConfig, TrainConfig
 from learn2diss.upstream.config import ModelConfig
 
 __all__ = ["Config", "ConfigError", "config_path", "config_to_dict", "load_config", "packaged_configs", "read_config"]
@@ -54,61 +55,6 @@ class DataConfig:
             ("num_workers", self.num_workers, self.num_workers >= 0, ">= 0"),
             ("shuffle_buffer", self.shuffle_buffer, self.shuffle_buffer >= 1, ">= 1"),
         )
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Engineering settings shared by the two training stages (utt-simclr and joint)."""
-
-    seed: int  # model init (random parent), dropout
-    checkpoint_every: int  # optimiser steps between checkpoints
-    keep_checkpoints: int  # older ones are deleted
-    log_every: int  # optimiser steps between TensorBoard points
-    max_nonfinite_steps: int  # abort after this many skipped steps (NaN/inf loss) in a stage
-    precision: Literal["bf16", "fp32"]  # autocast dtype on CUDA; the CPU always runs fp32
-
-    def __post_init__(self) -> None:
-        check_ranges(*((name, getattr(self, name), getattr(self, name) >= 1, ">= 1")
-                       for name in ("checkpoint_every", "keep_checkpoints", "log_every")),
-                     ("max_nonfinite_steps", self.max_nonfinite_steps, self.max_nonfinite_steps >= 0, ">= 0"))
-
-
-@dataclass(frozen=True)
-class OptimizerConfig:
-    """Adam (Kingma & Ba) with a constant or warm-up + linear-decay learning rate."""
-
-    lr: float  # peak (or constant) learning rate
-    schedule: Literal["constant", "warmup_linear"]  # warmup_linear: initial_lr -> lr over warmup_steps, then -> final_lr
-    initial_lr: float
-    final_lr: float
-    warmup_steps: int
-    betas: tuple[float, float]
-    eps: float
-    weight_decay: float
-    clip_grad_norm: float  # 0 disables clipping
-
-    def __post_init__(self) -> None:
-        check_ranges(*((name, getattr(self, name), getattr(self, name) >= 0, ">= 0")
-                       for name in ("lr", "initial_lr", "final_lr", "warmup_steps", "clip_grad_norm")))
-
-
-@dataclass(frozen=True)
-class TriStageOptimizerConfig(OptimizerConfig):
-    """An optimiser that may also follow fairseq's tri-stage schedule (CTC fine-tuning, ``finetune.optimizer``):
-    ``initial_lr -> lr`` linearly over ``warmup_steps``, ``lr`` for ``hold_steps``, exponential decay to
-    ``final_lr`` over ``decay_steps``, then ``final_lr``."""
-
-    schedule: Literal["constant", "warmup_linear", "tri_stage"]
-    hold_steps: int
-    decay_steps: int
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        tri_stage = self.schedule == "tri_stage"
-        check_ranges(("hold_steps", self.hold_steps, self.hold_steps >= 0, ">= 0"),
-                     ("decay_steps", self.decay_steps, self.decay_steps >= 0, ">= 0"),
-                     *((name, getattr(self, name), not tri_stage or getattr(self, name) > 0,
-                        "> 0 with schedule tri_stage (exponential decay)") for name in ("lr", "final_lr")))
 
 
 @dataclass(frozen=True)
@@ -216,7 +162,7 @@ class CLUBConfig:
     frame_reduction: Literal["sum", "mean"]  # eq. 8 sums over frames and averages over utterances
     # not in the paper (docs/pretraining.md "Where the CLUB estimate can cheat"): y-bar, z-bar standardised per
     # dimension (no learned scale) before q_phi and the estimate, so that rescaling the features cannot lower it
-    standardize: Literal["none", "batch", "running"]
+    standardize: Literal["none", "batch"]
     frame_pass: Literal["masked", "unmasked"]  # y-bar from the masked g pass, or an extra unmasked one
     z_source: Literal["aggregate", "last"]  # z-bar: eq. 9's aggregate, or z^L alone (y-bar unchanged)
 

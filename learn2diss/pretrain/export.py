@@ -51,7 +51,7 @@ def find_checkpoint(run_dir: Path, step: int | None = None, latest: bool = False
     """
     from learn2diss.io import read_json
     from learn2diss.pretrain.stages import stage_checkpoint
-    from learn2diss.pretrain.trainer import (
+    from learn2diss.training.checkpoint import (
         latest_checkpoint,
         load_checkpoint,
         load_latest_checkpoint,

@@ -19,7 +19,7 @@ from learn2diss.data.audio import read_audio
 from learn2diss.data.batching import inference_batches
 from learn2diss.data.manifest import Manifest
 from learn2diss.io import atomic_path
-from learn2diss.pretrain.ddp import DistributedContext, barrier
+from learn2diss.training.ddp import DistributedContext, barrier
 
 __all__ = ["iterate_batches", "map_utterances", "read_chunks", "chunk_lengths"]
 

@@ -1,4 +1,5 @@
-"""The Learn2Diss training losses, one function per paper equation (Krishna & Ganapathy, §3.2).
+"""The Learn2Diss training losses of g and h, one function per paper equation (Krishna & Ganapathy, §3.2, eq. 3-7;
+the CLUB terms, eq. 1, 2 and 8, are in :mod:`learn2diss.club`).
 
 Every function takes tensors and returns a scalar tensor (or per-frame values where noted); all
 hyperparameters are arguments that come from the config. Losses are computed in float32 whatever
@@ -9,12 +10,10 @@ Decisions where the paper is ambiguous (docs/pretraining.md has the reasoning):
 - pseudo-con (eq. 3) is printed without a log; :func:`pseudo_con_loss` is the supervised
   contrastive (SupCon) form, ``-mean_p log softmax(...)``, and skips anchors without positives.
 - InfoNCE (eq. 5) takes a temperature; ``denominator="all_others"`` is SimCLR's NT-Xent.
-- CLUB (eq. 8) is per frame with the negative term in closed form (no B x B x T x D tensor).
 """
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 import torch
@@ -26,13 +25,8 @@ __all__ = [
     "pseudo_con_loss",
     "info_nce_loss",
     "utterance_cross_entropy",
-    "gaussian_log_likelihood",
-    "club_nll",
-    "club_negative_term",
-    "club_upper_bound",
 ]
 
-_LOG_2PI = math.log(2 * math.pi)
 _EXCLUDED = -1e9  # logit of a pair left out of a softmax denominator: finite, so empty rows give no NaN gradient
 
 
@@ -149,100 +143,3 @@ def utterance_cross_entropy(logits1: Tensor, logits2: Tensor, targets: Tensor) -
     if logits1.shape[0] == 0:
         return (logits1.sum() + logits2.sum()) * 0.0
     return 0.5 * (F.cross_entropy(logits1.float(), targets) + F.cross_entropy(logits2.float(), targets))
-
-
-def gaussian_log_likelihood(mu: Tensor, logvar: Tensor, y: Tensor) -> Tensor:
-    """log q_phi(y | x) for a diagonal Gaussian with mean ``mu`` and log-variance ``logvar``.
-
-    The normalised density (with the 1/2 and log 2 pi terms), summed over the last dimension.
-    Shapes broadcast; returns ``(...)`` for inputs ``(..., dim)``.
-    """
-    mu, logvar, y = mu.float(), logvar.float(), y.float()
-    return -0.5 * ((y - mu).pow(2) * torch.exp(-logvar) + logvar + _LOG_2PI).sum(dim=-1)
-
-
-def club_nll(mu: Tensor, logvar: Tensor, y: Tensor, valid: Tensor | None = None) -> Tensor:
-    """L(phi) of eq. 2: the negative log-likelihood of the pairs (y_i, x_i) under q_phi.
-
-    Args:
-        mu, logvar: (batch, frame, dim_y) q_phi's parameters given x = z-bar_{i,t}.
-        y: (batch, frame, dim_y) y-bar_{i,t}.
-        valid: (batch, frame) bool, frames to use (all when None).
-
-    Returns:
-        The mean over valid frames of -log q_phi(y | x).
-    """
-    ll = gaussian_log_likelihood(mu, logvar, y)  # (batch, frame)
-    if valid is None:
-        return -ll.mean()
-    return -(ll * valid).sum() / valid.sum().clamp(min=1)
-
-
-def club_negative_term(
-    mu: Tensor,
-    logvar: Tensor,
-    y: Tensor,
-    valid: Tensor | None = None,
-    negatives: Literal["same_time", "all_frames"] = "same_time",
-) -> Tensor:
-    """The negative term of eq. 8, ``1/B sum_j log q_phi(y-bar_{i,t} | z-bar_{j,t})``, in closed form.
-
-    For a diagonal Gaussian, ``log q(y | x_j) = -1/2 sum_d [y_d^2 v_jd - 2 y_d mu_jd v_jd
-    + mu_jd^2 v_jd + logvar_jd + log 2 pi]`` with v = exp(-logvar), so the mean over j only needs
-    the per-dimension means of v, mu v, mu^2 v and logvar over the negatives: O(B T D) instead of
-    the O(B^2 T D) pairwise tensor. ``"same_time"`` takes the j at the same frame index t (eq. 8 as
-    printed); ``"all_frames"`` takes every valid frame (j, t') of the batch.
-
-    Args:
-        mu, logvar, y: (batch, frame, dim_y); ``mu, logvar = q_phi(z-bar)``.
-        valid: (batch, frame) bool; invalid frames are neither anchors' negatives nor counted.
-
-    Returns:
-        (batch, frame) the negative term per frame (meaningless at invalid frames).
-    """
-    mu, logvar, y = mu.float(), logvar.float(), y.float()
-    if valid is None:
-        valid = torch.ones(mu.shape[:2], dtype=torch.bool, device=mu.device)
-    w = valid.float()[..., None]  # (batch, frame, 1)
-    inv_var = torch.exp(-logvar)
-    stats = torch.stack([inv_var, mu * inv_var, mu.pow(2) * inv_var, logvar])  # (4, batch, frame, dim)
-    if negatives == "same_time":
-        count = w.sum(dim=0).clamp(min=1)  # (frame, 1)
-        means = (stats * w).sum(dim=1) / count  # (4, frame, dim), broadcast over batch below
-        means = means[:, None]
-    else:
-        count = w.sum().clamp(min=1)
-        means = (stats * w).sum(dim=(1, 2)) / count  # (4, dim)
-        means = means[:, None, None]
-    a, b, c, e = means
-    quad = y.pow(2) * a - 2 * y * b + c + e + _LOG_2PI
-    return -0.5 * quad.sum(dim=-1)
-
-
-def club_upper_bound(
-    mu: Tensor,
-    logvar: Tensor,
-    y: Tensor,
-    valid: Tensor | None = None,
-    negatives: Literal["same_time", "all_frames"] = "same_time",
-    frame_reduction: Literal["sum", "mean"] = "sum",
-) -> Tensor:
-    """L_MI of eq. 8: the CLUB estimate (eq. 1) between y-bar_{i,t} and z-bar_{i,t}, per frame.
-
-    ``1/B sum_i sum_t [log q(y_{i,t} | z_{i,t}) - 1/B sum_j log q(y_{i,t} | z_{j,t})]`` with the
-    negative term from :func:`club_negative_term`. ``frame_reduction="sum"`` sums over frames and
-    averages over utterances as printed; ``"mean"`` averages over all valid frames.
-
-    Args:
-        mu, logvar: (batch, frame, dim_y) ``q_phi(z-bar)``.
-        y: (batch, frame, dim_y) y-bar.
-        valid: (batch, frame) bool valid frames (all when None).
-    """
-    if valid is None:
-        valid = torch.ones(mu.shape[:2], dtype=torch.bool, device=mu.device)
-    positive = gaussian_log_likelihood(mu, logvar, y)
-    negative = club_negative_term(mu, logvar, y, valid, negatives)
-    per_frame = (positive - negative) * valid
-    if frame_reduction == "sum":
-        return per_frame.sum() / max(mu.shape[0], 1)
-    return per_frame.sum() / valid.sum().clamp(min=1)

@@ -1,38 +1,37 @@
-"""The forward passes of the two training stages, as modules that DDP can wrap.
+"""The two Learn2Diss training objectives, as :class:`~learn2diss.training.loop.Objective` s of the training loop.
 
 - :class:`SimCLRObjective` (stage b): f, then h alone on the two 1-s segments of each utterance,
   InfoNCE (eq. 5).
 - :class:`JointObjective` (stage d): f, masked g with L_CE^g + L_PC^g (eq. 3-4), h on the segment
   pairs with InfoNCE + L_CE^h (eq. 5-7), and the paired representations of the MI term: z-bar of
   view 1 (the segment X'_{i,1}) with y-bar of the same frames of the masked-input g pass (eq. 8-9).
-  The CLUB terms need q_phi, which has its own optimiser: :func:`joint_loss` trains it on the
-  returned ``ybar`` / ``zbar`` and adds the estimate to L_total.
+  q_phi is its auxiliary network: the loop takes ``club.inner_steps`` steps of its NLL (eq. 2,
+  :meth:`JointObjective.q_nll`) on each micro-batch's pairs, then :meth:`JointObjective.loss` adds
+  the CLUB estimate to L_total (eq. 10).
 
-Both take a :class:`~learn2diss.data.batching.Batch` and a ``torch.Generator`` on the batch's
-device (span masks, pseudo-con subsampling) and return a named tuple of tensors (:class:`SimCLROutput`,
-:class:`JointOutput`; a named tuple so that DDP finds the tensors in it).
+The forward passes (:class:`SimCLRForward`, :class:`JointForward`: what DDP wraps) take a
+:class:`~learn2diss.data.batching.Batch` and a ``torch.Generator`` on the batch's device (span masks,
+pseudo-con subsampling) and return a named tuple of tensors (:class:`SimCLROutput`, :class:`JointOutput`;
+a named tuple so that DDP finds the tensors in it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
+from learn2diss.club import GaussianCLUBNetwork, club_nll, club_upper_bound, standardize_features
 from learn2diss.data.batching import IGNORE, Batch
-from learn2diss.pretrain.club import GaussianCLUBNetwork
 from learn2diss.pretrain.config import InfoNCEConfig, JointConfig
 from learn2diss.pretrain.losses import (
-    club_nll,
-    club_upper_bound,
     frame_cross_entropy,
     info_nce_loss,
     pseudo_con_loss,
     utterance_cross_entropy,
 )
-from learn2diss.pretrain.trainer import StepLoss
+from learn2diss.training.loop import Auxiliary, Objective, StepLoss
 from learn2diss.upstream.model import (
     Features,
     FrameOutput,
@@ -41,8 +40,8 @@ from learn2diss.upstream.model import (
     aggregate_frame_layers,
 )
 
-__all__ = ["SimCLRObjective", "SimCLROutput", "JointObjective", "JointOutput", "joint_loss", "gather_segments",
-           "mi_frame_layers", "mi_utterance_side", "MI_SKIPPED"]
+__all__ = ["SimCLRObjective", "SimCLRForward", "SimCLROutput", "JointObjective", "JointForward", "JointOutput",
+           "gather_segments", "mi_frame_layers", "mi_utterance_side", "MI_SKIPPED"]
 
 
 class SimCLROutput(NamedTuple):
@@ -57,8 +56,9 @@ class JointOutput(NamedTuple):
     Attributes:
         frame_ce, pseudo_con: L_CE^g and L_PC^g (eq. 3-4), scalars.
         infonce, utt_ce: InfoNCE and L_CE^h (eq. 5-7), scalars (0 without two-segment utterances).
-        ybar: (n, S, d) y-bar of view 1 of the n utterances with two segments (eq. 9).
-        zbar: (n, S, d^L) z-bar of the same frames (``joint.club.z_source``).
+        ybar: (n, S, d) y-bar of view 1 of the n utterances with two segments (eq. 9), float32, as q_phi and the
+            estimate see it (standardised per dimension with ``joint.club.standardize: batch``).
+        zbar: (n, S, d^L) z-bar of the same frames (``joint.club.z_source``), likewise.
     """
 
     frame_ce: Tensor
@@ -103,8 +103,8 @@ def mi_utterance_side(model: Learn2Diss, utt: UtteranceOutput, n: int, z_source:
     return z[:, None, :].expand(n, utt.layers[0].shape[1], z.shape[-1])
 
 
-class SimCLRObjective(nn.Module):
-    """Stage b: InfoNCE of h on the segment pairs (only utterances with two segments are used)."""
+class SimCLRForward(nn.Module):
+    """Stage b's forward: InfoNCE of h on the segment pairs (only utterances with two segments are used)."""
 
     def __init__(self, model: Learn2Diss, infonce: InfoNCEConfig, segment_frames: int) -> None:
         super().__init__()
@@ -124,8 +124,18 @@ class SimCLRObjective(nn.Module):
         return SimCLROutput(info_nce_loss(z1, z2, self.infonce.temperature, self.infonce.denominator))
 
 
-class JointObjective(nn.Module):
-    """Stage d: every term of eq. 10 except the CLUB estimate, plus the pairs (y-bar, z-bar) it needs."""
+class SimCLRObjective(Objective):
+    """Stage b: InfoNCE (eq. 5) is the loss."""
+
+    def __init__(self, model: Learn2Diss, infonce: InfoNCEConfig, segment_frames: int) -> None:
+        super().__init__(SimCLRForward(model, infonce, segment_frames))
+
+    def loss(self, outputs: SimCLROutput, step: int) -> StepLoss:
+        return StepLoss(outputs.infonce, {"infonce": outputs.infonce})
+
+
+class JointForward(nn.Module):
+    """Stage d's forward: every term of eq. 10 except the CLUB estimate, plus the pairs (y-bar, z-bar) it needs."""
 
     def __init__(self, model: Learn2Diss, config: JointConfig, segment_frames: int) -> None:
         super().__init__()
@@ -152,8 +162,8 @@ class JointObjective(nn.Module):
         n = int(keep.sum())
         if n == 0:  # no utterance long enough for two segments: no utterance-level term in this batch
             zero = frames.logits.sum() * 0.0
-            ybar = features.x.new_zeros(0, self.segment_frames, features.x.shape[-1])
-            zbar = features.x.new_zeros(0, self.segment_frames, model.config.utterance.embed_dim)
+            ybar = features.x.new_zeros(0, self.segment_frames, features.x.shape[-1], dtype=torch.float32)
+            zbar = features.x.new_zeros(0, self.segment_frames, model.config.utterance.embed_dim, dtype=torch.float32)
             return JointOutput(frame_ce, pseudo_con, zero, zero, ybar, zbar)
         starts = batch.segment_starts[keep]
         rows = keep.nonzero()[:, 0]
@@ -174,7 +184,9 @@ class JointObjective(nn.Module):
         else:  # Table 6 ablation: final layers only
             ybar = gather_segments(layers[-1], view1, self.segment_frames, rows)[0]
             zbar = z1[:, None, :].expand(n, self.segment_frames, z1.shape[-1])
-        return JointOutput(frame_ce, pseudo_con, infonce, utt_ce, ybar, zbar)
+        mode = cfg.club.standardize
+        return JointOutput(frame_ce, pseudo_con, infonce, utt_ce, standardize_features(ybar.float(), mode),
+                           standardize_features(zbar.float(), mode))
 
     def _pseudo_con(self, y: Tensor, targets: Tensor, selected: Tensor, generator: torch.Generator) -> Tensor:
         cfg = self.config.pseudo_con
@@ -188,64 +200,53 @@ class JointObjective(nn.Module):
 MI_SKIPPED = "count/mi_skipped_batches"  # summed (not averaged) over a logging interval by the trainer's logger
 
 
-def _pairs_anywhere(q_train: torch.nn.Module, n: int, device: torch.device) -> int:
-    """MI pairs of this micro-batch on all ranks (q_phi's DDP steps must run on every rank or on none)."""
-    if not isinstance(q_train, torch.nn.parallel.DistributedDataParallel):
-        return n
-    import torch.distributed as dist
+class JointObjective(Objective):
+    """Stage d: L_total of eq. 10, with q_phi as the auxiliary network trained by its NLL (eq. 2).
 
-    count = torch.tensor([n], device=device)
-    dist.all_reduce(count)
-    return int(count.item())
-
-
-def joint_loss(
-    joint: JointConfig, q: GaussianCLUBNetwork, q_train: torch.nn.Module, q_opt: torch.optim.Optimizer
-) -> Callable[[JointOutput, int], StepLoss]:
-    """The loss of the joint stage: ``club.inner_steps`` NLL steps of q_phi (eq. 2), then L_total (eq. 10).
-
-    ``q_train`` is ``q`` or its DDP wrapper (used for the NLL steps); the CLUB estimate uses q_phi's
-    current weights without gradient into them, so L_MI trains only the encoders. y-bar and z-bar
-    pass through :meth:`GaussianCLUBNetwork.standardize` first (``club.standardize``).
-
-    A micro-batch with fewer than two MI pairs (utterances with two segments) has no CLUB term: its
-    estimate would be 0 by construction (the negatives of eq. 8 are the positives), so q_phi takes
-    no step (with DDP: unless another rank has pairs), ``mi_club`` and ``q_nll`` are not reported
-    for it (the logged means cover the batches with pairs) and ``count/mi_skipped_batches`` counts it.
+    The CLUB estimate uses q_phi's current weights without gradient into them, so L_MI trains only the
+    encoders. A micro-batch with fewer than two MI pairs (utterances with two segments) has no CLUB term: its
+    estimate would be 0 by construction (the negatives of eq. 8 are the positives), so q_phi takes no step
+    (with DDP: unless the other ranks have pairs), ``mi_club`` and ``q_nll`` are not reported for it (the
+    logged means cover the batches with pairs) and ``count/mi_skipped_batches`` counts it.
     """
-    club = joint.club
 
-    def loss(out: JointOutput, step: int) -> StepLoss:
+    def __init__(self, model: Learn2Diss, config: JointConfig, segment_frames: int, q: GaussianCLUBNetwork,
+                 q_optimizer: torch.optim.Optimizer) -> None:
+        club = config.club
+        super().__init__(JointForward(model, config, segment_frames), [Auxiliary(
+            "q_phi", q, q_optimizer, club.optimizer, club.inner_steps, loss=self.q_nll, items=self.mi_pairs,
+            min_items=2, log_name="q_nll")])
+        self.config = config
+        self.q = q
+
+    @staticmethod
+    def mi_pairs(outputs: JointOutput) -> int:
+        """The (y-bar, z-bar) pairs of a micro-batch: its utterances with two segments."""
+        return outputs.ybar.shape[0]
+
+    @staticmethod
+    def q_nll(q: nn.Module, outputs: JointOutput) -> Tensor:
+        """Eq. 2: q_phi's negative log-likelihood of the detached pairs (``q``: q_phi or its DDP wrapper)."""
+        ybar, zbar = outputs.ybar.detach(), outputs.zbar.detach()
+        mu, logvar = q(zbar)
+        return club_nll(mu, logvar, ybar, torch.ones(ybar.shape[:2], dtype=torch.bool, device=ybar.device))
+
+    def loss(self, outputs: JointOutput, step: int) -> StepLoss:
+        """L_total (eq. 10): L_frame + L_utt (eq. 4, 7) + lambda L_MI (eq. 8) with q_phi's current weights."""
         del step
-        terms = {"frame_ce": out.frame_ce.float(), "pseudo_con": out.pseudo_con.float(),
-                 "infonce": out.infonce.float(), "utt_ce": out.utt_ce.float()}
+        joint, club = self.config, self.config.club
+        terms = {"frame_ce": outputs.frame_ce.float(), "pseudo_con": outputs.pseudo_con.float(),
+                 "infonce": outputs.infonce.float(), "utt_ce": outputs.utt_ce.float()}
         total = (terms["frame_ce"] + joint.pseudo_con.weight * terms["pseudo_con"]  # eq. 4
                  + terms["infonce"] + terms["utt_ce"])  # eq. 7
-        ybar, zbar = out.ybar.float(), out.zbar.float()
+        ybar, zbar = outputs.ybar, outputs.zbar
         n = ybar.shape[0]
-        anywhere = _pairs_anywhere(q_train, n, ybar.device) if club.inner_steps else n
         skipped = torch.tensor(float(n < 2), device=ybar.device)
-        if anywhere < 2:
+        if n < 2:
             return StepLoss(total, {**terms, MI_SKIPPED: skipped})
-        ybar, zbar = q.standardize(ybar, zbar)
+        frozen = {name: p.detach() for name, p in self.q.named_parameters()}
+        mu, logvar = torch.func.functional_call(self.q, frozen, (zbar,))
         valid = torch.ones(ybar.shape[:2], dtype=torch.bool, device=ybar.device)
-        y_d, z_d = ybar.detach(), zbar.detach()
-        nll = torch.zeros((), device=ybar.device)
-        for _ in range(club.inner_steps if anywhere >= 2 else 0):  # eq. 2 on detached features, own optimiser
-            mu, logvar = q_train(z_d)
-            nll = club_nll(mu, logvar, y_d, valid)
-            q_opt.zero_grad(set_to_none=True)
-            nll.backward()
-            params = list(q.parameters())
-            norm = torch.nn.utils.clip_grad_norm_(params, club.optimizer.clip_grad_norm or float("inf"))
-            if bool(torch.isfinite(norm)):  # identical on every rank after DDP's gradient all-reduce
-                q_opt.step()
-        if n < 2:  # this rank only took part in the other ranks' q_phi steps
-            return StepLoss(total, {**terms, MI_SKIPPED: skipped})
-        frozen = {name: p.detach() for name, p in q.named_parameters()}
-        mu, logvar = torch.func.functional_call(q, frozen, (zbar,))
         mi = club_upper_bound(mu, logvar, ybar, valid, club.negatives, club.frame_reduction)  # eq. 8
         total = total + club.weight * mi  # eq. 10
-        return StepLoss(total, {**terms, "mi_club": mi.detach(), "q_nll": nll.detach(), MI_SKIPPED: skipped})
-
-    return loss
+        return StepLoss(total, {**terms, "mi_club": mi.detach(), MI_SKIPPED: skipped})

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from learn2diss.club import GaussianCLUBNetwork
 from learn2diss.data.batching import (
     Batch,
     SecondsBatchSampler,
@@ -44,11 +45,9 @@ from learn2diss.io import (
     write_json,
     write_yaml,
 )
-from learn2diss.pretrain.club import GaussianCLUBNetwork
-from learn2diss.pretrain.config import Config, config_to_dict
-from learn2diss.pretrain.ddp import DistributedContext, barrier
+from learn2diss.pretrain.config import Config, JointConfig, config_to_dict
 from learn2diss.pretrain.extract import chunk_lengths, iterate_batches, map_utterances, read_chunks
-from learn2diss.pretrain.objectives import JointObjective, SimCLRObjective, joint_loss
+from learn2diss.pretrain.objectives import JointObjective, SimCLRObjective
 from learn2diss.pretrain.targets import (
     FrameLabels,
     assign,
@@ -58,14 +57,17 @@ from learn2diss.pretrain.targets import (
     plot_knee,
     save_npy,
 )
-from learn2diss.pretrain.trainer import StepLoss, TrainingStage, load_checkpoint, make_adam, train
 from learn2diss.schema import to_dict
+from learn2diss.training.checkpoint import load_checkpoint
+from learn2diss.training.ddp import DistributedContext, barrier
+from learn2diss.training.loop import TrainingStage, make_adam, train
+from learn2diss.training.precision import autocast
 from learn2diss.upstream.checkpoints import PARENT_KEYS_ADDED, import_parent, load_model, save_model
 from learn2diss.upstream.config import ModelConfig
 from learn2diss.upstream.model import SAMPLE_RATE, Learn2Diss
 
-__all__ = ["STAGES", "Run", "prepare_run", "run_stage", "joint_model_config", "layer_features", "StageError",
-           "stage_checkpoint"]
+__all__ = ["STAGES", "Run", "prepare_run", "run_stage", "joint_model_config", "joint_stage", "layer_features",
+           "StageError", "stage_checkpoint"]
 
 STAGES = ("frame-targets", "utt-simclr", "utt-targets", "joint")
 _NEEDS = {"utt-simclr": (), "frame-targets": (), "utt-targets": ("utt-simclr",),
@@ -130,8 +132,7 @@ class Run:
         return round(self.config.data.segment_seconds * SAMPLE_RATE / self.config.model.parent.stride)
 
     def autocast(self) -> torch.autocast:
-        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.ctx.device.type == "cuda"
-                              and self.config.train.precision == "bf16")
+        return autocast(self.ctx.device, self.config.train.precision)
 
     def log(self, message: str) -> None:
         if self.ctx.is_main:
@@ -341,9 +342,7 @@ def utt_simclr(run: Run) -> None:
     optimizer = make_adam(model.utterance_parameters(), cfg.optimizer)
     stage = TrainingStage(
         name="utt-simclr", model=model, objective=SimCLRObjective(model, cfg.infonce, run.segment_frames),
-        optimizers={"utterance": (optimizer, cfg.optimizer)},
-        loss=lambda out, step: StepLoss(out.infonce, {"infonce": out.infonce}),
-        steps=cfg.steps, grad_accum=cfg.grad_accum,
+        optimizers={"utterance": (optimizer, cfg.optimizer)}, steps=cfg.steps, grad_accum=cfg.grad_accum,
     )
     batches = _training_batches(run, _usable(run, model.min_samples, two_segments=True), cfg.max_batch_seconds, None, None)
     final = train(stage, batches, work, run.out / "tensorboard" / "utt_simclr", run.config.train, run.ctx,
@@ -410,6 +409,26 @@ def joint_model_config(config: Config, num_utterance_clusters: int) -> ModelConf
     return dataclasses.replace(config.model, utterance=utterance)
 
 
+def joint_stage(model: Learn2Diss, cfg: JointConfig, segment_frames: int) -> TrainingStage:
+    """The joint stage of ``model`` (on its device): the objective with a fresh q_phi, Adam for g, h and q_phi.
+
+    With ``feature_grad_mult`` (a parent's own run) the front end of f trains with g's optimiser.
+    """
+    club = cfg.club
+    device = next(model.parameters()).device
+    q = GaussianCLUBNetwork(model.config.utterance.embed_dim, model.config.parent.embed_dim, club.hidden_dim,
+                            club.logvar_activation, club.standardize).to(device)
+    q_opt = make_adam(list(q.parameters()), club.optimizer)
+    front_end = model.train_front_end(cfg.feature_grad_mult) if cfg.feature_grad_mult else []  # a parent's own run
+    return TrainingStage(
+        name="joint", model=model, objective=JointObjective(model, cfg, segment_frames, q, q_opt),
+        optimizers={"frame": (make_adam(model.frame_parameters() + front_end, cfg.frame_optimizer), cfg.frame_optimizer),
+                    "utterance": (make_adam(model.utterance_parameters(), cfg.utterance_optimizer),
+                                  cfg.utterance_optimizer)},
+        steps=cfg.steps, grad_accum=cfg.grad_accum,
+    )
+
+
 def joint(run: Run) -> None:
     """Stage d: L_total = L_frame + L_utt + lambda L_MI (eq. 10), q_phi by its NLL (eq. 2)."""
     cfg, work = run.config.joint, run.dir("joint")
@@ -425,23 +444,7 @@ def joint(run: Run) -> None:
         raise StageError(f"the utt-simclr checkpoint does not fit the joint model (missing {missing[:3]}, "
                          f"unexpected {unexpected[:3]})")
     model.to(run.ctx.device)
-    club = cfg.club
-    q = GaussianCLUBNetwork(model_config.utterance.embed_dim, model_config.parent.embed_dim, club.hidden_dim,
-                            club.logvar_activation, club.standardize).to(run.ctx.device)
-    q_train: torch.nn.Module = q
-    if run.ctx.distributed:
-        q_train = torch.nn.parallel.DistributedDataParallel(
-            q, device_ids=[run.ctx.device.index] if run.ctx.device.type == "cuda" else None)
-    q_opt = make_adam(list(q.parameters()), club.optimizer)
-    front_end = model.train_front_end(cfg.feature_grad_mult) if cfg.feature_grad_mult else []  # a parent's own run
-    stage = TrainingStage(
-        name="joint", model=model, objective=JointObjective(model, cfg, run.segment_frames),
-        optimizers={"frame": (make_adam(model.frame_parameters() + front_end, cfg.frame_optimizer), cfg.frame_optimizer),
-                    "utterance": (make_adam(model.utterance_parameters(), cfg.utterance_optimizer),
-                                  cfg.utterance_optimizer)},
-        loss=joint_loss(cfg, q, q_train, q_opt), steps=cfg.steps, grad_accum=cfg.grad_accum,
-        extra_modules={"q_phi": q}, extra_optimizers={"q_phi": (q_opt, club.optimizer)},
-    )
+    stage = joint_stage(model, cfg, run.segment_frames)
     frame_labels = FrameLabels(run.dir("frame-targets"))
     utt_labels = np.load(run.dir("utt-targets") / "labels.npy")
     batches = _training_batches(run, _usable(run, model.min_samples, two_segments=False), run.config.data.max_batch_seconds,

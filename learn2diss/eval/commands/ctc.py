@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from learn2diss.eval.ctc.finetune import emissions, finetune
     from learn2diss.eval.ctc.lexicon import read_word_list
     from learn2diss.eval.results import ResultRow, append_rows, write_atomic
-    from learn2diss.pretrain.ddp import setup_distributed, teardown
+    from learn2diss.training.ddp import setup_distributed, teardown
 
     if args.ckpt is None:
         raise UsageError("CTC fine-tuning needs --ckpt (precomputed features cannot be fine-tuned)")

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from learn2diss.eval.ctc.decode import DecodeConfig
-from learn2diss.pretrain.config import TrainConfig, TriStageOptimizerConfig
 from learn2diss.schema import (
     ConfigError,
     apply_overrides,
@@ -21,6 +20,7 @@ from learn2diss.schema import (
     packaged_yaml,
     read_yaml,
 )
+from learn2diss.training.config import TrainConfig, TriStageOptimizerConfig
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,12 @@
-"""CTC fine-tuning of the frame encoder g on letters (paper §4.3, Tables 4 and 7), as a stage of the pretraining
-trainer (:func:`learn2diss.pretrain.trainer.train`).
+"""CTC fine-tuning of the frame encoder g on letters (paper §4.3, Tables 4 and 7), as an objective of the training
+loop (:func:`learn2diss.training.loop.train`).
 
 The frozen feature extractor f stays frozen; g's transformer layers (and its mask embedding and final
 layer norm) and a new linear head (768 -> 29 letters) are trained with CTC. X' is span-masked during
 training (wav2vec 2.0 fine-tuning), only the head trains for the first ``freeze_updates`` updates, and
 the learning rate follows fairseq's tri-stage schedule (``optimizer.schedule: tri_stage``). Batches come
 from :class:`~learn2diss.data.batching.SecondsBatchSampler` with the audio read in DataLoader workers; the
-trainer adds DDP (``torchrun``), skipped and counted NaN/inf updates, and checkpoints
+loop adds DDP (``torchrun``), skipped and counted NaN/inf updates, and checkpoints
 ``OUT/checkpoints/step_N.pt`` (model with head, optimizer, data position; ``model_config`` and
 ``ctc_config`` beside them) from which a killed run resumes exactly.
 """
@@ -27,7 +27,8 @@ from learn2diss.errors import InputError
 from learn2diss.eval.ctc.config import CtcConfig, FinetuneConfig
 from learn2diss.eval.ctc.data import CtcBatch, CtcDataset, LabelledUtterance, collate_ctc
 from learn2diss.eval.ctc.vocab import INDEX, TOKENS
-from learn2diss.pretrain.ddp import DistributedContext
+from learn2diss.training.ddp import DistributedContext
+from learn2diss.training.loop import Objective, StepLoss
 from learn2diss.upstream.checkpoints import CheckpointError
 from learn2diss.upstream.config import SAMPLE_RATE
 
@@ -68,7 +69,7 @@ class CtcOutput(NamedTuple):
     ctc: Tensor
 
 
-class CtcObjective(nn.Module):
+class CtcForward(nn.Module):
     """The forward pass that DDP wraps: f, span-masked g, the head, and the CTC loss of a :class:`CtcBatch`."""
 
     def __init__(self, ctc: CtcModel, config: FinetuneConfig) -> None:
@@ -86,6 +87,19 @@ class CtcObjective(nn.Module):
                                      update_encoder=self.update_encoder)
         return CtcOutput(nn.functional.ctc_loss(log_probs.transpose(0, 1), batch.targets, frames, batch.target_lengths,
                                                 blank=INDEX["-"], zero_infinity=True))
+
+
+class CtcObjective(Objective):
+    """CTC fine-tuning as an objective of the training loop: the CTC loss, and g frozen for the first updates."""
+
+    def __init__(self, ctc: CtcModel, config: FinetuneConfig) -> None:
+        super().__init__(CtcForward(ctc, config))
+
+    def before_step(self, step: int) -> None:
+        self.module.before_step(step)
+
+    def loss(self, outputs: CtcOutput, step: int) -> StepLoss:
+        return StepLoss(outputs.ctc, {"ctc": outputs.ctc})
 
 
 def _trainable_utterances(train: Sequence[LabelledUtterance], shortest: int,
@@ -139,9 +153,9 @@ def finetune(
     ``ctx``: the process group (``torchrun``); default one process on the CPU. Every rank returns the
     fine-tuned :class:`CtcModel` (in eval mode); ``out_dir/metrics.jsonl`` holds the logged losses.
     """
-    from learn2diss.pretrain.trainer import StepLoss, TrainingStage, make_adam
-    from learn2diss.pretrain.trainer import train as run_stage
     from learn2diss.schema import to_dict
+    from learn2diss.training.loop import TrainingStage, make_adam
+    from learn2diss.training.loop import train as run_stage
 
     ctx = ctx or DistributedContext(0, 0, 1, torch.device("cpu"))
     out_dir = Path(out_dir)
@@ -157,8 +171,7 @@ def finetune(
     opt_cfg = config.finetune.optimizer
     stage = TrainingStage(
         name=STAGE, model=ctc, objective=objective, optimizers={"ctc": (make_adam(trainable, opt_cfg), opt_cfg)},
-        loss=lambda out, step: StepLoss(out.ctc, {"ctc": out.ctc}), steps=config.finetune.max_updates,
-        grad_accum=config.finetune.grad_accum, before_step=objective.before_step,
+        steps=config.finetune.max_updates, grad_accum=config.finetune.grad_accum,
     )
     run_stage(stage, _batches(utterances, samples, config, ctx), out_dir, out_dir / "tensorboard", config.train, ctx,
               resume=True, checkpoint_extra={"model_config": to_dict(model.config), "ctc_config": to_dict(config)})
@@ -172,8 +185,8 @@ def load_ctc_checkpoint(path: str | os.PathLike[str], map_location: str = "cpu")
     ``checkpoints/step_N.pt``. Read through :func:`~learn2diss.upstream.checkpoints.load_untrusted`; every
     error names the file.
     """
-    from learn2diss.pretrain.trainer import load_checkpoint, load_latest_checkpoint
     from learn2diss.schema import ConfigError, from_dict
+    from learn2diss.training.checkpoint import load_checkpoint, load_latest_checkpoint
     from learn2diss.upstream.config import ModelConfig
     from learn2diss.upstream.model import Learn2Diss
 

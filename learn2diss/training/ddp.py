@@ -15,7 +15,7 @@ import torch.distributed as dist
 
 from learn2diss.errors import InputError
 
-__all__ = ["DistributedContext", "setup_distributed", "barrier", "any_true", "teardown"]
+__all__ = ["DistributedContext", "setup_distributed", "barrier", "any_true", "total", "teardown"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,15 @@ def any_true(ctx: DistributedContext, flag: torch.Tensor) -> bool:
     value = flag.to(ctx.device, torch.float32).reshape(1)
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return bool(value.item() > 0)
+
+
+def total(ctx: DistributedContext, count: int) -> int:
+    """``count`` summed over the ranks (all ranks get the same answer)."""
+    if not ctx.distributed:
+        return count
+    value = torch.tensor([count], device=ctx.device)
+    dist.all_reduce(value)
+    return int(value.item())
 
 
 def teardown(ctx: DistributedContext) -> None:
