@@ -4,16 +4,13 @@
     python run_downstream.py -m train -u learn2diss_w12 -d asv -n w12_asv --data-root /data
     python run_downstream.py -m evaluate -e result/downstream/w12_asv/states-200000.ckpt
 
-See learn2diss/downstream_runs/launcher.py and docs/superb.md.
+The same as the installed ``learn2diss-run-downstream`` command (``learn2diss/run_downstream.py``); see
+learn2diss/downstream_runs/launcher.py and docs/superb.md.
 """
 
-import os
 import sys
 
-# before torch starts OpenMP: waiting threads sleep instead of spinning (RNN heads beside other jobs)
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-from learn2diss.downstream_runs.launcher import main  # noqa: E402
+from learn2diss.run_downstream import main
 
 if __name__ == "__main__":
     sys.exit(main())

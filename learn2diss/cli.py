@@ -27,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action=_Version, help="print the package version (and the git commit of a "
+                        "checkout) and exit")
     groups: dict[tuple[str, ...], argparse._SubParsersAction] = {
         (): parser.add_subparsers(dest="command", metavar="COMMAND")
     }
@@ -44,6 +46,19 @@ def build_parser() -> argparse.ArgumentParser:
         module.add_arguments(sub)
         sub.set_defaults(_run=module.run)
     return parser
+
+
+class _Version(argparse.Action):
+    """``--version``: the package version, and the git commit when run from a checkout (read only when asked)."""
+
+    def __init__(self, option_strings: list[str], dest: str, help: str) -> None:
+        super().__init__(option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        from learn2diss.version import version_line
+
+        print(version_line())
+        parser.exit()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -48,6 +48,9 @@ def add_launcher_arguments(parser: argparse.ArgumentParser, multi_node: bool) ->
     group.add_argument("--slurm-option", action="append", default=[], metavar="KEY=VALUE",
                        help="extra #SBATCH option, e.g. account=abc, qos=high, constraint=h100 (repeatable)")
     group.add_argument("--jobs-dir", type=Path, help="submitit logs and job files (default OUT/submitit)")
+    from learn2diss.options import add_wait_argument
+
+    add_wait_argument(group, "follow them with the command the submission prints")
 
 
 def parse_time(text: str) -> int:

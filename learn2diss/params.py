@@ -4,9 +4,10 @@ The paper's count ("# Learnable params") is read here as everything trained in t
 except the CLUB network q_phi: the M transformer layers of g with the mask embedding and W_g, and
 the ECAPA-TDNN h with W_h and the A^l of eq. 9. The frozen feature extractor f is listed apart.
 
-Example:
+Examples::
 
     learn2diss params --config l2d_w12
+    learn2diss params --config demo_l2d
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ raises one :class:`RangeError` that names every failing field, its value and the
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from importlib import resources
@@ -41,6 +42,9 @@ def check_ranges(*checks: tuple[str, Any, bool, str]) -> None:
     problems = [(key, value, allowed) for key, value, ok, allowed in checks if not ok]
     if problems:
         raise RangeError(problems)
+
+
+_EXPONENT_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 def _check_value(tp: Any, value: Any, key: str) -> Any:
@@ -79,6 +83,8 @@ def _check_value(tp: Any, value: Any, key: str) -> Any:
         return value
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, str) and _EXPONENT_FLOAT.fullmatch(value):
+        return float(value)  # YAML 1.1 (PyYAML) reads 1e-3 as a string: it needs a dot, 1.0e-3
     if tp is int and isinstance(value, bool) or not isinstance(value, tp):
         raise ConfigError(f"{key}: expected {tp.__name__}, got {type(value).__name__} {value!r}")
     return value

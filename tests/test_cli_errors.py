@@ -24,7 +24,7 @@ from learn2diss.errors import (
 PACKAGE = Path(learn2diss.__file__).resolve().parent
 # The command-line layer: the `learn2diss` console, `python -m learn2diss`, `python -m learn2diss.s3prl` (its
 # usage line) and run_downstream.py's launcher. Library code below them raises Learn2DissError subclasses.
-CLI_LAYER = {"cli.py", "__main__.py", "s3prl.py", "downstream_runs/launcher.py"}
+CLI_LAYER = {"cli.py", "__main__.py", "s3prl.py", "run_downstream.py", "downstream_runs/launcher.py"}
 EXITS = re.compile(r"\braise SystemExit\b|\bsys\.exit\(|\bos\._exit\(|^\s*(exit|quit)\(", re.M)
 
 

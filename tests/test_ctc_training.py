@@ -13,7 +13,7 @@ import pytest
 import torch
 from eval_helpers import tiny_50hz_config, tiny_checkpoint, write_librispeech
 from pretrain_helpers import kill_after_checkpoint
-from test_eval_ctc import logged, tiny_config
+from test_eval_ctc import logged, tiny_config, tiny_schedule
 
 from learn2diss.eval.ctc.data import read_transcribed_folder
 from learn2diss.eval.ctc.finetune import CtcModel, emissions, finetune, load_ctc_checkpoint
@@ -119,11 +119,11 @@ def test_ctc_command_under_torchrun_trains_with_ddp(corpus, tmp_path):
     write_librispeech(tmp_path / "dev", {"33": ["A CAT"]}, seconds=1.0)
     ckpt = tiny_checkpoint(tmp_path / "ckpt")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "learn2diss.cli",
-           "eval", "ctc", "--ckpt", str(ckpt), "--config", "ctc_demo", "--train", str(corpus), "--eval",
+           "eval", "ctc", "--checkpoint", str(ckpt), "--config", "ctc_demo", "--train", str(corpus), "--eval",
            str(tmp_path / "dev"), "--model-name", "tiny", "--condition", "1h", "--device", "cpu",
            "--results", str(tmp_path / "results"), "--work-dir", str(tmp_path / "work"),
-           "--set", "finetune.max_updates=2", "--set", "finetune.batch_seconds=2", "--set", "finetune.max_seconds=2",
-           "--set", "finetune.num_workers=0", "--set", "finetune.freeze_updates=1", "--set", "train.checkpoint_every=1"]
+           *tiny_schedule(2), "--set", "finetune.batch_seconds=2", "--set", "finetune.max_seconds=2",
+           "--set", "finetune.num_workers=0", "--set", "train.checkpoint_every=1"]
     result = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -134,4 +134,4 @@ def test_ctc_command_under_torchrun_trains_with_ddp(corpus, tmp_path):
     layer = next(k for k in state["model"] if k.startswith("model.layers.2.") and k.endswith("weight"))  # a layer of g
     assert not torch.equal(first["model"][layer], state["model"][layer])  # g trained in update 2
     rows = read_rows(tmp_path / "results" / "ctc.csv")
-    assert [(r.dataset, r.metric) for r in rows] == [("dev", "wer_viterbi")]  # written once, by rank 0
+    assert [(r.dataset, r.metric) for r in rows] == [("dev", "wer_viterbi"), ("dev", "blank_rate")]  # by rank 0

@@ -29,7 +29,7 @@ def test_manifest_command_validates_and_reports(tmp_path, capsys):
     _corpus(tmp_path / "corpus")
     out = tmp_path / "manifests"
     code = main(["data", "manifest", "--root", str(tmp_path / "corpus"), "--subsets", "train-a,train-b",
-                 "--out", str(out), "--workers", "1"])
+                 "--out", str(out), "--jobs", "1"])
     assert code == 0
     manifest = read_manifest(out)
     assert [p.rsplit("/", 1)[1] for p in manifest.paths] == ["11-1-0000.flac", "12-1-0000.flac", "13-1-0001.flac"]
@@ -61,7 +61,7 @@ def test_corpus_without_usable_audio_is_one_error_line(tmp_path, capsys):
     (folder / "11-1-0000.flac").write_bytes(b"garbage")
     out = tmp_path / "manifests"
     assert console(["data", "manifest", "--root", str(tmp_path / "corpus"), "--subsets", "train", "--out", str(out),
-                    "--workers", "1"]) == 2
+                    "--jobs", "1"]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]  # after the progress bar
     assert len(err) == 1 and err[0].startswith("learn2diss data manifest: error: ") and "no usable audio" in err[0]
     assert len((out / "skipped.tsv").read_text().splitlines()) == 2

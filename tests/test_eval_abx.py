@@ -245,7 +245,7 @@ def test_abx_command_with_checkpoint(tmp_path):
 
     item = tiny_abx_corpus(tmp_path / "audio")
     ckpt = tiny_checkpoint(tmp_path / "my-ckpt", extra={"run": "/runs/l2d_h12", "step": 100})
-    args = ["eval", "abx", "--ckpt", str(ckpt), "--item", str(item), "--audio", str(tmp_path / "audio"),
+    args = ["eval", "abx", "--checkpoint", str(ckpt), "--item", str(item), "--audio", str(tmp_path / "audio"),
             "--features", "frame:last", "--results", str(tmp_path / "results"), "--work-dir", str(tmp_path / "work")]
     assert main(args) == 0
     rows = {r.condition: r for r in read_rows(tmp_path / "results" / "abx.csv")}
@@ -273,7 +273,7 @@ def test_abx_command_zr2021_layout(tmp_path):
     item = tiny_abx_corpus(root / "phonetic" / "dev-clean")
     item.rename(root / "phonetic" / "dev-clean" / "dev-clean.item")
     ckpt = tiny_checkpoint(tmp_path / "ckpt")
-    common = ["eval", "abx", "--ckpt", str(ckpt), "--zr2021", str(root), "--model-name", "L2D-H12",
+    common = ["eval", "abx", "--checkpoint", str(ckpt), "--zr2021", str(root), "--model-name", "L2D-H12",
               "--results", str(tmp_path / "results"), "--work-dir", str(tmp_path / "work")]
     with pytest.raises(FileNotFoundError, match="dev-other"):
         main(common)
@@ -305,7 +305,7 @@ def test_abx_frame_shift_is_the_checkpoints_conv_stride(tmp_path, capsys):
     ckpt = save_model(model, tmp_path / "ckpt100")
     item = tiny_abx_corpus(tmp_path / "audio")
     results = tmp_path / "results"
-    args = ["eval", "abx", "--ckpt", str(ckpt), "--item", str(item), "--audio", str(tmp_path / "audio"),
+    args = ["eval", "abx", "--checkpoint", str(ckpt), "--item", str(item), "--audio", str(tmp_path / "audio"),
             "--results", str(results), "--work-dir", str(tmp_path / "work")]
     assert main(args) == 0
     rows = {r.condition: r for r in read_rows(results / "abx.csv")}

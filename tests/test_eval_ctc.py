@@ -25,6 +25,7 @@ from learn2diss.eval.ctc.decode import (
     word_error_rate,
 )
 from learn2diss.eval.ctc.finetune import CtcModel, finetune
+from learn2diss.eval.ctc.lexicon import read_word_list
 from learn2diss.eval.ctc.vocab import INDEX, TOKENS, encode, greedy_decode
 from learn2diss.eval.results import read_rows
 from learn2diss.schema import ConfigError
@@ -94,6 +95,36 @@ def test_toy_4gram_turns_out_of_lexicon_hypothesis_into_word(tmp_path):
     assert with_lm(em) == "the cat sat"  # the 4-gram prefers "the cat sat"
 
 
+def test_upper_case_lm_and_word_list_as_librispeech_ships_them(tmp_path):
+    """LibriSpeech's 4-gram and vocabulary are upper case: the words name the LM's words as written (a lower-cased
+    word list would find none of them and decode without the LM); hypotheses come out lower case."""
+    from learn2diss.cli import main
+
+    (tmp_path / "text.txt").write_text("\n".join(s.upper() for s in SENTENCES) + "\n")
+    assert main(["data", "lm", "--text", str(tmp_path / "text.txt"), "--out", str(tmp_path / "lm")]) == 0
+    words = read_word_list(tmp_path / "lm" / "words.txt")
+    assert words[:2] == ["THE", "CAT"] and "cat" not in words  # by count, case kept
+    assert (tmp_path / "lm" / "lexicon.txt").read_text().splitlines()[1] == "CAT\tc a t |"
+    em = emissions_for([{"t": 1}, {"-": 1}, {"h": 1}, {"e": 1}, {"|": 1}, {"c": 1}, {"-": 1}, {"a": 1},
+                        {"e": 0.6, "r": 0.25, "t": 0.15}, {"|": 1}, {"s": 1}, {"a": 1}, {"t": 1}, {"|": 1}])
+    decoder = LexiconLMDecoder(words, tmp_path / "lm" / "4-gram.arpa", decode_config(beam=50, lm_weight=2.0,
+                                                                                    word_score=0.0))
+    assert decoder(em) == "the cat sat"
+
+
+def test_data_lm_reads_transcripts_and_leaves_out_unspellable_sentences(tmp_path, capsys):
+    from learn2diss.cli import main
+
+    write_librispeech(tmp_path / "train", {"11": ["THE CAT SAT", "THE CAR"], "22": ["A CAT SAT ON THE MAT", "NAÏVE"]})
+    assert main(["data", "lm", "--transcripts", str(tmp_path / "train"), "--order", "3", "--out",
+                 str(tmp_path / "lm")]) == 0
+    assert "left out 1 sentences" in capsys.readouterr().err
+    arpa = (tmp_path / "lm" / "3-gram.arpa").read_text()
+    assert "ngram 3=" in arpa and "\tCAT SAT ON" in arpa
+    assert (tmp_path / "lm" / "sentences.txt").read_text().splitlines() == ["THE CAT SAT", "THE CAR",
+                                                                          "A CAT SAT ON THE MAT"]
+
+
 def test_wer_uses_jiwer_counts():
     assert word_error_rate(["the cat sat", "a mat"], ["the cat", "a hat"]) == pytest.approx(100 * 2 / 5)
 
@@ -122,6 +153,21 @@ def test_every_packaged_ctc_config_loads_and_the_yaml_is_the_one_source():
         load_ctc_config("ctc_demo", ["finetune.max_seconds=50"])
 
 
+def test_a_schedule_that_does_not_span_the_updates_is_refused():
+    """--set finetune.max_updates=40 alone leaves a 300-update tri-stage schedule: refused, with the --set that fits."""
+    with pytest.raises(ConfigError, match=r"30 \+ hold_steps 120 \+ decay_steps 150 = 300 updates\) does not span "
+                                          r"finetune.max_updates = 40.*warmup_steps=4 .*hold_steps=16 .*decay_steps=20"):
+        load_ctc_config("ctc_demo", ["finetune.max_updates=40", "finetune.freeze_updates=10"])
+    with pytest.raises(ConfigError, match="freeze_updates = 50, must be < max_updates = 40"):
+        load_ctc_config("ctc_demo", ["finetune.max_updates=40", "finetune.optimizer.warmup_steps=4",
+                                     "finetune.optimizer.hold_steps=16", "finetune.optimizer.decay_steps=20"])
+    fits = ["finetune.max_updates=40", "finetune.freeze_updates=10", "finetune.optimizer.warmup_steps=4",
+            "finetune.optimizer.hold_steps=16", "finetune.optimizer.decay_steps=20"]
+    assert load_ctc_config("ctc_demo", fits)[1].finetune.max_updates == 40
+    # YAML 1.1 reads 1e-3 as text (it wants 1.0e-3): a float key takes it as the number it spells
+    assert load_ctc_config("ctc_demo", ["finetune.optimizer.lr=1e-3"])[1].finetune.optimizer.lr == 1e-3
+
+
 def test_config_unknown_key_is_named(tmp_path):
     path = tmp_path / "my.yaml"
     path.write_text((Path(__file__).parents[1] / "learn2diss/eval/ctc_demo.yaml").read_text().replace("lr:", "lrr:", 1))
@@ -134,8 +180,24 @@ def test_config_unknown_key_is_named(tmp_path):
         load_ctc_config(path)
 
 
+def tri_stage_steps(updates: int) -> dict[str, int]:
+    """fairseq's 10/40/50 % tri-stage phases of ``updates``."""
+    warmup, hold = round(0.1 * updates), round(0.4 * updates)
+    return {"warmup_steps": warmup, "hold_steps": hold, "decay_steps": updates - warmup - hold}
+
+
+def tiny_schedule(updates: int) -> list[str]:
+    """``--set`` arguments for a fine-tune of ``updates`` updates, g unfrozen after the first."""
+    sets = {"finetune.max_updates": updates, "finetune.freeze_updates": 1,
+            **{f"finetune.optimizer.{k}": v for k, v in tri_stage_steps(updates).items()}}
+    return [arg for key, value in sets.items() for arg in ("--set", f"{key}={value}")]
+
+
 def tiny_config(**changes) -> CtcConfig:
-    """A CTC config for 1-s utterances on the CPU; ``changes`` name keys of the finetune, optimizer or train section."""
+    """A CTC config for 1-s utterances on the CPU; ``changes`` name keys of the finetune, optimizer or train section.
+    The tri-stage phases span max_updates (10/40/50 %) unless ``changes`` names them."""
+    if not {"warmup_steps", "hold_steps", "decay_steps"} & set(changes):
+        changes = {**tri_stage_steps(changes.get("max_updates", 25)), **changes}
     optimizer = dict(lr=2e-3, schedule="tri_stage", initial_lr=2e-4, final_lr=1e-3, warmup_steps=2, hold_steps=20,
                      decay_steps=3, betas=(0.9, 0.98), eps=1e-8, weight_decay=0.0, clip_grad_norm=10.0)
     finetune_cfg = dict(max_updates=25, freeze_updates=0, batch_seconds=4.0, grad_accum=1, mask_prob=0.0,
@@ -186,13 +248,13 @@ def test_ctc_command_end_to_end(tmp_path):
     words = tmp_path / "words.txt"
     words.write_text("\n".join(WORDS) + "\n")
     ckpt = tiny_checkpoint(tmp_path / "ckpt")
-    assert main(["eval", "ctc", "--ckpt", str(ckpt), "--config", "ctc_demo", "--set", "finetune.max_updates=3",
+    assert main(["eval", "ctc", "--checkpoint", str(ckpt), "--config", "ctc_demo", *tiny_schedule(3),
                  "--set", "finetune.batch_seconds=4", "--set", "finetune.max_seconds=4", "--set", "decode.beam=20", "--train",
                  str(tmp_path / "data" / "train"), "--eval-sets", "dev-clean", "--data-root", str(tmp_path / "data"),
                  "--lm", str(lm), "--words", str(words), "--condition", "1h", "--model-name", "L2D-W12",
                  "--results", str(tmp_path / "results"), "--work-dir", str(tmp_path / "work")]) == 0
     rows = {r.metric: r for r in read_rows(tmp_path / "results" / "ctc.csv")}
-    assert set(rows) == {"wer", "wer_viterbi"}
+    assert set(rows) == {"wer", "wer_viterbi", "blank_rate"} and 0 <= rows["blank_rate"].value <= 100
     assert rows["wer"].dataset == "dev-clean" and rows["wer"].condition == "1h" and rows["wer"].value >= 0
     hyp = (tmp_path / "results" / "ctc" / "L2D-W12" / "1h" / "dev-clean.hyp.txt").read_text().split("\t")
     assert hyp[0] == "22-100-0000" and set(hyp[1].split()) <= set(WORDS)  # lexicon decoding emits only words

@@ -59,3 +59,45 @@ def test_missing_audio_is_named(tmp_path):
     write_librispeech(tmp_path / "audio", {"11": ["A"]})
     with pytest.raises(FileNotFoundError, match="11-100-0007"):
         find_audio(tmp_path / "audio", ["11-100-0000", "11-100-0007"])
+
+
+def test_frame_all_stacks_every_hidden_state(tmp_path):
+    ckpt = tiny_checkpoint(tmp_path / "ckpt")
+    write_librispeech(tmp_path / "audio", {"11": ["A"]}, seconds=1.0)
+    audio = find_audio(tmp_path / "audio")
+    model = load_model(ckpt)
+    spec = FeatureSpec.parse("frame:all", stacked=True)
+    extract_features(model, audio, [spec], {"frame:all": tmp_path / "all"}, progress=False)
+    with torch.inference_mode():
+        out = model.eval()(torch.from_numpy(read_audio(audio["11-100-0000"]))[None])
+    stacked = np.load(tmp_path / "all" / "11-100-0000.npy")
+    assert stacked.shape == (len(out.frame_hidden_states), 49, 32)
+    np.testing.assert_allclose(stacked[-1], out.frame_hidden_states[-1][0].numpy(), atol=1e-5)
+    with pytest.raises(ValueError, match="--features"):
+        FeatureSpec.parse("frame:all")  # the evaluations read one layer
+
+
+def test_the_cache_follows_the_audio_content_not_its_folder(tmp_path, capsys):
+    """Moving (or copying) the audio reuses the features; other bytes under the same name recompute them."""
+    import shutil
+
+    ckpt = tiny_checkpoint(tmp_path / "ckpt")
+    write_librispeech(tmp_path / "audio", {"11": ["A", "B"]}, seconds=1.0)
+    model = load_model(ckpt)
+    specs = [FeatureSpec.parse("frame:last")]
+    folders = {"frame:last": tmp_path / "feats"}
+    extract_features(model, find_audio(tmp_path / "audio"), specs, folders, progress=False)
+    files = sorted((tmp_path / "feats").glob("*.npy"))
+    stamps = [f.stat().st_mtime_ns for f in files]
+
+    shutil.move(tmp_path / "audio", tmp_path / "moved")
+    shutil.copytree(tmp_path / "moved", tmp_path / "copy")  # new modification times too
+    for folder in ("moved", "copy"):
+        extract_features(model, find_audio(tmp_path / folder), specs, folders, progress=False)
+        assert [f.stat().st_mtime_ns for f in files] == stamps
+    assert "recomputing" not in capsys.readouterr().err
+
+    other = next((tmp_path / "copy").rglob("11-100-0001.flac"))
+    shutil.copy(next((tmp_path / "copy").rglob("11-100-0000.flac")), other)  # other bytes under that name
+    extract_features(model, find_audio(tmp_path / "copy"), specs, folders, progress=False)
+    assert [f.stat().st_mtime_ns for f in files][0] == stamps[0] and files[1].stat().st_mtime_ns != stamps[1]

@@ -69,7 +69,7 @@ def demo_like_corpus(root):
 def test_purity_command_end_to_end(tmp_path):
     alignments = demo_like_corpus(tmp_path)
     ckpt = tiny_checkpoint(tmp_path / "ckpt")
-    assert main(["eval", "purity", "--ckpt", str(ckpt), "--audio", str(tmp_path / "audio"), "--alignments",
+    assert main(["eval", "purity", "--checkpoint", str(ckpt), "--audio", str(tmp_path / "audio"), "--alignments",
                  str(alignments), "--dataset", "demo", "--clusters", "8", "--speaker-clusters", "2",
                  "--results", str(tmp_path / "results"), "--work-dir", str(tmp_path / "work"),
                  "--model-name", "L2D-W12"]) == 0
@@ -83,7 +83,7 @@ def test_purity_command_end_to_end(tmp_path):
 def test_probes_command_end_to_end(tmp_path):
     alignments = demo_like_corpus(tmp_path)
     ckpt = tiny_checkpoint(tmp_path / "ckpt")
-    assert main(["eval", "probes", "--ckpt", str(ckpt), "--audio", str(tmp_path / "audio"), "--alignments",
+    assert main(["eval", "probes", "--checkpoint", str(ckpt), "--audio", str(tmp_path / "audio"), "--alignments",
                  str(alignments), "--test-fraction", "0.34", "--results", str(tmp_path / "results"),
                  "--work-dir", str(tmp_path / "work")]) == 0
     rows = {(r.condition, r.metric): r.value for r in read_rows(tmp_path / "results" / "probes.csv")}

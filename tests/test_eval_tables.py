@@ -54,6 +54,28 @@ def test_table3_yours_beside_paper_with_difference_and_provenance():
     assert "c0ffee123456" in ours[1].note and "l2d_h12" in ours[1].note and "2026-01-02" in ours[1].note
 
 
+def test_dev_set_ctc_rows_go_to_table7_and_test_sets_to_table4():
+    """The demo corpus's ``dev`` folder (and ``val``) is a development set: Table 7, never a Table 4 column."""
+    rows = [row("ctc", "demo-parent", "dev", "demo", "wer", 80.0), row("ctc", "demo-parent", "test", "demo", "wer", 85.0),
+            row("ctc", "L2D-W12", "dev-other", "10h", "wer", 8.0)]
+    columns4, table4 = build_table(TABLES["4"], rows)
+    columns7, table7 = build_table(TABLES["7"], rows)
+    assert "demo/test" in columns4 and "demo/dev" not in columns4 and "10h/other" not in [
+        c for r in table4 if r.source == "yours" for c in r.values]
+    assert "demo/dev" in columns7 and "demo/test" not in columns7
+    assert next(r for r in table7 if r.model == "L2D-W12" and r.source == "yours").values == {"10h/other": "8.00"}
+
+
+def test_provenance_names_checkpoint_and_config_once():
+    """A model's SUPERB tasks read different datasets on different days: one provenance, each value once."""
+    rows = [row("superb", "L2D-W12", task.lower(), f"frame/{task}", "acc", 90.0) for task in ("PR", "KS", "IC")]
+    rows.append(ResultRow("superb", "L2D-W12", "sid", "utt/SID", "acc", 80.0, checkpoint_hash="c0ffee123456",
+                          config="l2d_h12", date="2026-01-05"))
+    _, table = build_table(TABLES["2"], rows)
+    note = next(r for r in table if r.model == "L2D-W12" and r.source == "yours").note
+    assert note == "ckpt c0ffee123456 · config l2d_h12 · 2026-01-02..2026-01-05 · ic,ks,pr,sid"
+
+
 def test_table8_averages_clean_and_other():
     rows = [row("purity", "HuBERT", "test-clean", "frame:last", "phone_purity", 70.0),
             row("purity", "HuBERT", "test-other", "frame:last", "phone_purity", 72.0)]

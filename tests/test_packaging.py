@@ -70,3 +70,15 @@ def test_quick_demo_runs_from_the_wheel(installed):
     out = _run([str(bin_dir / "learn2diss"), "demo", "--quick", "--jobs", "2"], work, 1800)
     assert "# Learn2Diss demo: summary" in out
     assert (work / "results" / "demo-quick" / "summary.md").is_file()
+
+
+def test_the_wheel_has_the_version_and_run_downstream(installed):
+    """--version without git (a wheel), and s3prl's runner as an installed command and as a module."""
+    from learn2diss import __version__
+
+    bin_dir, work = installed
+    assert _run([str(bin_dir / "learn2diss"), "--version"], work, 60).strip() == f"learn2diss {__version__}"
+    for command in ([str(bin_dir / "learn2diss-run-downstream"), "-h"],
+                    [str(bin_dir / "python"), "-m", "learn2diss.run_downstream", "-h"]):
+        out = _run(command, work, 300)
+        assert "--data-root" in out and "-u UPSTREAM" in out, out[-2000:]

@@ -18,7 +18,7 @@ from learn2diss.eval.results import read_rows
 
 
 def _abx(tmp_path: Path, ckpt: Path, work: Path, results: Path, *extra: str) -> dict[tuple[str, str], float]:
-    args = ["eval", "abx", "--ckpt", str(ckpt), "--item", str(tmp_path / "audio" / "tiny.item"),
+    args = ["eval", "abx", "--checkpoint", str(ckpt), "--item", str(tmp_path / "audio" / "tiny.item"),
             "--audio", str(tmp_path / "audio"), "--features", "frame:last", "--model-name", "M",
             "--results", str(results), "--work-dir", str(work), *extra]
     assert main(args) == 0

@@ -44,7 +44,7 @@ def test_python_tag_in_config_yaml_is_refused_naming_the_file(tmp_path, capsys):
                                                           f"['touch {marker}']\n"))
     with pytest.raises(CheckpointError, match="config.yaml: not valid YAML"):
         load_model(ckpt)
-    code = console(["eval", "abx", "--ckpt", str(ckpt), "--item", str(tmp_path / "x.item"), "--audio", str(tmp_path)])
+    code = console(["eval", "abx", "--checkpoint", str(ckpt), "--item", str(tmp_path / "x.item"), "--audio", str(tmp_path)])
     err = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
     assert code == 2 and len(err) == 1 and str(config) in err[0] and not marker.exists()
 
@@ -100,7 +100,7 @@ def test_truncated_wav_is_listed_in_skipped_tsv(tmp_path):
     for extra in ([], ["--header-only"]):
         out = tmp_path / f"manifest{len(extra)}"
         assert console(["data", "manifest", "--root", str(root), "--subsets", "train", "--out", str(out),
-                        "--workers", "1", *extra]) == 0
+                        "--jobs", "1", *extra]) == 0
         skipped = (out / "skipped.tsv").read_text().splitlines()
         assert len(skipped) == 2 and skipped[1].startswith(f"{wav.resolve()}\t") and "truncated" in skipped[1]
         assert len((out / "train.tsv").read_text().splitlines()) == 1 + 3

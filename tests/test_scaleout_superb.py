@@ -58,7 +58,7 @@ def test_a_failing_job_is_reported_with_its_log(tmp_path, cache, capsys):
         with pytest.raises(ClusterError, match=r"(?s)1 of 1 runs failed.*ks/lr0.001: job \d+, log .*_0_log.err"):
             cli(["superb", "run", "--upstream", "learn2diss_local", "-k", str(checkpoint), "--tasks", "ks",
                  "--lrs", "1e-3", "--data-root", str(tmp_path / "data"), "--out", str(runs), "--results",
-                 str(tmp_path / "superb.csv"), "--launcher", "local", "--gpus-per-node", "0", "--time", "20"])
+                 str(tmp_path), "--launcher", "local", "--gpus-per-node", "0", "--time", "20"])
     finally:
         _kill_jobs(runs)
     capsys.readouterr()
@@ -75,8 +75,8 @@ def test_superb_grid_on_the_local_executor_survives_a_preemption(tmp_path, cache
     make_voxceleb1(data / "VoxCeleb1")
     runs, results = tmp_path / "runs", tmp_path / "superb.csv"
     grid = ["superb", "run", "--upstream", "learn2diss_local", "-k", str(checkpoint), "--tasks", "ks,asv",
-            "--lrs", "1e-3", "--data-root", str(data), "--out", str(runs), "--results", str(results), "--smoke",
-            "--override", "config.runner.total_steps=20,,config.runner.save_step=10,,config.runner.max_keep=2",
+            "--lrs", "1e-3", "--data-root", str(data), "--out", str(runs), "--results", str(results.parent), "--smoke",
+            "--set", "runner.total_steps=20", "--set", "runner.save_step=10", "--set", "runner.max_keep=2",
             "--model-name", "tiny",
             "--device", "cpu"]
     cluster = ["--launcher", "local", "--gpus-per-node", "0", "--cpus-per-task", "1", "--time", "60"]

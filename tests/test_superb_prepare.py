@@ -187,3 +187,22 @@ def test_run_downstream_layout_error_is_one_line_and_help_shows_ours(tmp_path) -
     shown = subprocess.run([sys.executable, str(REPO / "run_downstream.py"), "-h"], capture_output=True, text=True)
     assert shown.returncode == 0
     assert shown.stdout.index("--upstream") < shown.stdout.index("learn2diss additions") < shown.stdout.index("--data-root")
+
+
+def test_every_pr_sf_loader_keeps_the_worker_cap(monkeypatch) -> None:
+    """s3prl's ctc load_dataset pops num_workers from the corpus config: without the fix only the train loader
+    kept the capped value and dev/test started 12 workers."""
+    import importlib
+
+    expert = importlib.import_module("s3prl.downstream.ctc.expert")
+    seen = []
+
+    def popping(split, tokenizer, corpus):  # what s3prl's load_dataset does with the config
+        seen.append(corpus.pop("num_workers", 12))
+
+    monkeypatch.setattr(expert, "load_dataset", popping)
+    compat.keep_ctc_worker_cap()
+    corpus = {"name": "libriphone", "num_workers": 2}
+    for split in ("train", "dev", "test"):
+        expert.load_dataset(split, None, corpus)
+    assert seen == [2, 2, 2] and corpus["num_workers"] == 2

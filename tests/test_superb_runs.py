@@ -39,7 +39,7 @@ def test_asv_smoke_run_gives_an_eer_in_the_results(tmp_path, cache) -> None:
 
     # the runner finds the finished training, scores the checkpoints on the trials, keeps the best EER
     args = ["superb", "run", "--upstream", "learn2diss_local", "-k", str(checkpoint), "--tasks", "asv",
-            "--lrs", "1e-4", "--data-root", str(data), "--out", str(runs), "--results", str(results),
+            "--lrs", "1e-4", "--data-root", str(data), "--out", str(runs), "--results", str(results.parent),
             "--model-name", "tiny"]
     assert cli(args) == 0
     assert not (expdir / "learn2diss_train.log").exists()  # training was not relaunched
@@ -64,8 +64,8 @@ def test_ks_smoke_run_reads_frame_layers(tmp_path, cache) -> None:
     data = make_speech_commands(tmp_path / "data")
     runs, results = tmp_path / "runs", tmp_path / "superb.csv"
     assert cli(["superb", "run", "--upstream", "learn2diss_local", "-k", str(checkpoint), "--tasks", "ks",
-                "--lrs", "1e-3", "--data-root", str(data), "--out", str(runs), "--results", str(results),
-                "--override", SMOKE_KS, "--model-name", "tiny"]) == 0
+                "--lrs", "1e-3", "--data-root", str(data), "--out", str(runs), "--results", str(results.parent),
+                *[a for o in SMOKE_KS.split(",,") for a in ("--set", o)], "--model-name", "tiny"]) == 0
     expdir = runs / "ks" / "lr0.001"
     assert "The selected feature ks's downsample rate is 80" in (expdir / "learn2diss_train.log").read_text()
     printed = re.search(r"^test acc: (\S+)$", (expdir / "learn2diss_evaluate_test.log").read_text(), re.MULTILINE)

@@ -50,10 +50,10 @@ def make_runs(runs: Path, er_folds: tuple[int, ...] = (1, 2, 3, 4, 5)) -> None:
         make_run(runs / "er" / "lr0.0001" / f"fold{n}", f"test_fold{n}_predict.txt", f"Ses0{n}F_x neu\n", "er", 0.6)
 
 
-def test_predict_zip_has_exactly_the_expected_members(tmp_path) -> None:
+def test_predict_zip_has_exactly_the_expected_members(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # no results/superb.csv here: the best dev score chooses
     make_runs(tmp_path / "runs")
-    assert cli(["superb", "submit", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"),
-                "--results", str(tmp_path / "none.csv")]) == 0
+    assert cli(["superb", "submit", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
     with zipfile.ZipFile(tmp_path / "out" / "predict.zip") as archive:
         names = sorted(archive.namelist())
         assert names == sorted([
@@ -65,7 +65,8 @@ def test_predict_zip_has_exactly_the_expected_members(tmp_path) -> None:
         assert archive.read("predict/sv_public/predict.txt").decode() == FILES["asv"][1]
 
 
-def test_tasks_without_predictions_are_listed_and_the_rest_packaged(tmp_path, capsys) -> None:
+def test_tasks_without_predictions_are_listed_and_the_rest_packaged(tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
     make_runs(tmp_path / "runs", er_folds=(1, 2, 4, 5))
     (tmp_path / "runs" / "sid" / "lr0.0001" / "test_predict.txt").unlink()
     written = build_predict_zip(tmp_path / "runs", tmp_path / "out")
@@ -73,8 +74,7 @@ def test_tasks_without_predictions_are_listed_and_the_rest_packaged(tmp_path, ca
     assert re.search(r"missing ER fold3 prediction file .*fold3/test_fold3_predict.txt", written.missing["er"])
     assert written.members == check_predict_zip(written.path)
     assert not any("er_fold" in name or "sid" in name for name in written.members) and len(written.members) == 6
-    assert cli(["superb", "submit", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"),
-                "--results", str(tmp_path / "none.csv")]) == 0
+    assert cli(["superb", "submit", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
     printed = capsys.readouterr().out
     assert "missing er: missing ER fold3" in printed and "missing sid: " in printed and "missing: sid, er)" in printed
     (tmp_path / "runs" / "empty").mkdir()

@@ -43,9 +43,14 @@ def environment(tmp_path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
 
 
+def sets(options: str) -> list[str]:
+    """``--set`` arguments for each option of an s3prl ``-o`` string."""
+    return [arg for option in options.split(",,") for arg in ("--set", option)]
+
+
 def superb_run(checkpoint, data, tmp_path, tasks: str, *extra: str) -> list[str]:
     return ["superb", "run", "--upstream", "learn2diss_local", "-k", str(checkpoint), "--tasks", tasks, "--smoke",
-            "--data-root", str(data), "--out", str(tmp_path / "runs"), "--results", str(tmp_path / "superb.csv"),
+            "--data-root", str(data), "--out", str(tmp_path / "runs"), "--results", str(tmp_path),
             "--model-name", "tiny", *extra]
 
 
@@ -65,7 +70,7 @@ def check_rows(tmp_path, tasks: list[str]) -> dict[str, dict[str, float]]:
 
 def test_frame_tasks_pr_asr_sf_ic(setup, tmp_path, capsys) -> None:
     checkpoint, data = setup
-    assert cli(superb_run(checkpoint, data, tmp_path, "pr,asr,sf,ic", "--override", FAST)) == 0
+    assert cli(superb_run(checkpoint, data, tmp_path, "pr,asr,sf,ic", *sets(FAST))) == 0
     check_rows(tmp_path, ["pr", "asr", "sf", "ic"])
     printed = capsys.readouterr().out
     assert "4 tasks: " in printed and "0 failed" in printed
@@ -77,7 +82,7 @@ def test_frame_tasks_pr_asr_sf_ic(setup, tmp_path, capsys) -> None:
     sf_rows = [row for row in read_rows(tmp_path / "superb.csv") if row.condition.startswith("frame/SF")]
     assert all(row.status == "last-checkpoint" and "slot-type F1 > 0" in row.details for row in sf_rows)
     assert cli(["superb", "submit", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "submission"),
-                "--results", str(tmp_path / "superb.csv")]) == 0
+                "--results", str(tmp_path)]) == 0
     with zipfile.ZipFile(tmp_path / "submission" / "predict.zip") as archive:
         assert sorted(archive.namelist()) == ["predict/asr_public/predict.ark", "predict/ic_public/predict.csv",
                                               "predict/pr_public/predict.ark", "predict/sf_public/predict.ark"]
@@ -92,7 +97,7 @@ def test_failing_task_in_the_middle_does_not_stop_sid_and_er(setup, tmp_path, ca
     fsc = make_fluent_commands(data / "fluent_speech_commands_dataset")
     missing = next((fsc / "wavs" / "speakers" / "spkD").glob("*.wav"))
     missing.unlink()
-    assert cli(superb_run(checkpoint, data, tmp_path, "sid,ic,er", "--override", FAST)) == 1
+    assert cli(superb_run(checkpoint, data, tmp_path, "sid,ic,er", *sets(FAST))) == 1
     found = check_rows_except(tmp_path, failed="ic", ok=["sid", "er"])
     assert set(found) == {"sid", "er"}
     printed = capsys.readouterr().out
@@ -101,7 +106,7 @@ def test_failing_task_in_the_middle_does_not_stop_sid_and_er(setup, tmp_path, ca
     # --fail-fast stops at the first failure, with the error itself
     shutil.rmtree(tmp_path / "runs" / "ic")
     with pytest.raises(RunError, match="missing audio listed in test_data.csv"):
-        cli(superb_run(checkpoint, data, tmp_path, "ic,sid", "--fail-fast", "--override", FAST))
+        cli(superb_run(checkpoint, data, tmp_path, "ic,sid", "--fail-fast", *sets(FAST)))
 
 
 def check_rows_except(tmp_path, failed: str, ok: list[str]) -> dict[str, dict[str, float]]:
@@ -133,7 +138,7 @@ def test_the_eight_task_smoke_grid(setup, tmp_path, capsys) -> None:
     summary = capsys.readouterr().out
     assert "8 tasks: 8 ok, 0 last-checkpoint, 0 failed" in summary
     assert cli(["superb", "submit", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "submission"),
-                "--results", str(tmp_path / "superb.csv")]) == 0
+                "--results", str(tmp_path)]) == 0
     with zipfile.ZipFile(tmp_path / "submission" / "predict.zip") as archive:
         assert len(archive.namelist()) == 7  # ER is left out: a smoke run has fold1 only
     assert "missing er: missing ER fold2" in capsys.readouterr().out

@@ -7,7 +7,11 @@ other sample rates and several channels are accepted (resampled to 16 kHz / aver
 ``samples`` is the length at 16 kHz. ``--header-only`` trusts the file headers instead (fast, no
 NaN check).
 
-Example::
+Example (on the files of `make demo`)::
+
+    learn2diss data manifest --root runs/demo/corpus/LibriSpeech-style --subsets train,dev --out runs/manifest
+
+LibriSpeech 960 h (not run: needs LibriSpeech)::
 
     learn2diss data manifest --root /data/LibriSpeech \\
         --subsets train-clean-100,train-clean-360,train-other-500 --out manifests/
@@ -159,13 +163,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default=DEFAULT_NAME, help=f"manifest file name (default {DEFAULT_NAME})")
     parser.add_argument("--header-only", action="store_true",
                         help="take lengths from the file headers without decoding (fast; no NaN check)")
-    parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="parallel readers")
+    from learn2diss.options import add_deprecated
+
+    jobs = parser.add_argument("--jobs", type=int, default=min(8, os.cpu_count() or 1),
+                               help="processes that read the audio (default: the cores, at most 8)")
+    add_deprecated(parser, "--workers", jobs)
 
 
 def run(args: argparse.Namespace) -> int:
     subsets = [s for s in args.subsets.split(",") if s]
     files = scan_librispeech(args.root, subsets)
-    manifest, skipped = build_manifest(files, header_only=args.header_only, workers=args.workers)
+    manifest, skipped = build_manifest(files, header_only=args.header_only, workers=args.jobs)
     out = Path(args.out)
     write_manifest(out / args.name, manifest)
     _atomic_write_rows(out / "skipped.tsv", ("path", "reason"), skipped)

@@ -32,6 +32,11 @@ played on the metadata, so the loader knows each batch's utterances before readi
 A run resumed at ``(epoch, batch index)`` skips the shards and samples before that point without
 decoding them and yields exactly the batches an uninterrupted run would have (crops, segments
 and masks keyed as in :mod:`learn2diss.data.batching`).
+
+Example (on the files of `make demo`: the demo's manifest with the targets of its Learn2Diss preparation)::
+
+    learn2diss data shard --data runs/demo/manifest --out runs/shards --run runs/demo/runs/l2d_shared \\
+        --shard-utterances 100
 """
 
 from __future__ import annotations

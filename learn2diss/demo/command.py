@@ -13,9 +13,9 @@ interrupted one resumes. docs/demo.md explains every choice and the measured num
 
 Examples::
 
-    learn2diss demo                       # results/demo/summary.md; work files in runs/demo
-    learn2diss demo --quick               # a few speakers and steps: every table and figure in about two minutes
-    learn2diss demo --device cuda --out results/demo-gpu --work-dir runs/demo-gpu
+    learn2diss demo          # results/demo/summary.md, work files in runs/demo (not run: 15 minutes on 2 cores)
+    learn2diss demo --quick  # every stage, table and figure, no meaning (not run: the test runs it at runs/demo)
+    learn2diss demo --device cuda --out results/demo-gpu --work-dir runs/demo-gpu  # (not run: needs a GPU)
 """
 
 from __future__ import annotations
@@ -36,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder with demo_parent.yaml and demo_l2d.yaml (default: the packaged configs)")
     parser.add_argument("--device", default="cpu", help="torch device for training and evaluation (default cpu)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="corpus synthesis processes")
+    parser.add_argument("--asr", action="store_true",
+                        help="also fine-tune the parent and the MI run with letter CTC and report their WER without "
+                             "and with a 4-gram (learn2diss/demo/asr.py; about as long as the rest of the demo)")
 
 
 def _check_settings(work: Path, settings: dict) -> None:
@@ -107,6 +110,15 @@ def _figures(paths, settings) -> list[Path]:
     return out
 
 
+def append_section(path: Path, summary: str, section: str) -> str:
+    """The summary with ``section`` added at its end (written back to ``path``)."""
+    from learn2diss.io import write_text
+
+    summary = summary.rstrip("\n") + "\n\n" + section
+    write_text(path, summary)
+    return summary
+
+
 def run(args: argparse.Namespace) -> int:
     # OpenMP threads spin while they wait; beside another CPU-bound job on a 2-core machine that made a joint step
     # 4-5x slower (docs/demo.md, "Time"). Read when torch loads, so only effective from the console command.
@@ -125,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
     _check_settings(paths.work, settings.to_dict())
     dev = args.device
     cells = p.cells(settings)
-    stage = p.StageRunner(paths, total=6 + len(cells))
+    stage = p.StageRunner(paths, total=6 + len(cells) + args.asr)
     stage("corpus", "demo corpus + manifest", lambda: p.build_corpus(paths, settings, args.jobs))
     stage("parent", "parent: HuBERT iteration 1 (MFCC targets)", lambda: p.pretrain_parent(paths, settings, dev))
     stage("l2d-shared", "Learn2Diss preparation (targets, SimCLR, clusters)", lambda: p.prepare_l2d(paths, settings, dev))
@@ -139,8 +151,15 @@ def run(args: argparse.Namespace) -> int:
     stage("figures", "figures: embeddings, training curves", lambda: figures.extend(_figures(paths, settings)))
     if not figures:  # the stage was cached: the files are there
         figures = sorted((paths.out / "figures").glob("*.png"))
+    if args.asr:
+        from learn2diss.demo.asr import asr_section, run_asr
+
+        stage("asr-ctc", "speech recognition: CTC fine-tuning, 4-gram decoding (--asr)",
+              lambda: run_asr(paths, settings, dev))
     records = read_records(paths.out, [paths.study.cell_file(c) for c in cells])
     summary = write_report(paths.out, records, stage.times, _context(paths, settings), figures)
+    if args.asr:
+        summary = append_section(paths.out / "summary.md", summary, asr_section(paths, settings))
     print("\n" + summary)
     print(f"tables and figures in {paths.out}; summary: {paths.out / 'summary.md'}")
     return 0

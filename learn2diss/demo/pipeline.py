@@ -25,8 +25,9 @@ from learn2diss.demo.plan import EVAL_SPLIT, GRID, PARENT, DemoPaths, DemoSettin
 from learn2diss.errors import Learn2DissError
 from learn2diss.eval.results import checkpoint_hash
 from learn2diss.io import write_json
-from learn2diss.study.cells import Cell, StudyInputs, evaluate_checkpoint, git_commit, run_cell
+from learn2diss.study.cells import Cell, StudyInputs, evaluate_checkpoint, run_cell
 from learn2diss.study.evaluate import FRAME, EvalSizes
+from learn2diss.version import __version__, git_commit
 
 
 class DemoError(Learn2DissError, RuntimeError):
@@ -137,7 +138,8 @@ def evaluate_parent(paths: DemoPaths, settings: DemoSettings, device: str) -> No
                                paths.study.features(PARENT), device)
     write_json(paths.out / "parent.json", {
         "setting": PARENT, "seed": 0, "x": None, "overrides": list(settings.parent_overrides),
-        "checkpoint": str(checkpoint), "checkpoint_hash": checkpoint_hash(checkpoint), "git_commit": git_commit(),
+        "checkpoint": str(checkpoint), "checkpoint_hash": checkpoint_hash(checkpoint),
+        "git_commit": git_commit() or "unknown", "version": __version__,
         "config": str(paths.config("demo_parent")), "shared": "", "corpus": str(paths.corpus), "rows": rows})
 
 

@@ -104,6 +104,16 @@ def metrics_table(rows: pd.DataFrame) -> str:
     return markdown_table(["model", "seeds", *(HEADERS[m] for m in METRICS)], body)
 
 
+def per_note(rows: pd.DataFrame) -> str:
+    """A line under the metrics table when a PER is above 100 %: what such a number is."""
+    per = rows.loc[rows["metric"] == PER, "value"]
+    if per.empty or per.max() <= 100:
+        return ""
+    return ("PER above 100 %: the head emits more phones than the references hold (insertions count as errors), "
+            "as an untrained or barely trained head does; it is no measure of the features. An all-blank head "
+            "scores 100 %.\n")
+
+
 def timing_table(times: Sequence) -> str:
     """Wall and CPU seconds of each stage (``times``: :class:`~learn2diss.demo.pipeline.StageTime`)."""
     body = [[t.title + (" (cached)" if t.skipped else ""), f"{t.wall:.0f}", f"{t.cpu:.0f}"] for t in times]
@@ -143,7 +153,7 @@ def write_report(out: Path, records: Sequence[dict], times: Sequence, context: s
         "Speaker-ID and phone accuracies are linear probes, PER is a linear CTC head on frozen `frame:last` "
         "(SUPERB's phone recognition set-up), ABX is ZeroSpeech 2021 triphone ABX of `frame:last`; all on the "
         "unseen test speakers. ↑/↓: higher/lower is better for a disentangled model.", "",
-        "## All metrics (%, unseen test speakers)", "", metrics_table(rows),
+        "## All metrics (%, unseen test speakers)", "", metrics_table(rows), per_note(rows),
         "## Time per stage", "", timing,
         "## Figures", "", *(f"- [{p.name}]({p.relative_to(out)})" for p in figures), "",
         "Every number with its provenance (setting, seed, overrides, checkpoint and weight hash, git commit): "

@@ -37,9 +37,7 @@ class ClusterError(Learn2DissError, RuntimeError):
 
 
 def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
-    add_launcher_arguments(parser, multi_node=False)
-    parser.add_argument("--no-wait", action="store_true",
-                        help="with --launcher: return once the jobs are submitted (see `learn2diss superb status`)")
+    add_launcher_arguments(parser, multi_node=False)  # with --wait/--no-wait (`learn2diss superb status` follows them)
 
 
 @dataclass(frozen=True)
@@ -116,7 +114,7 @@ def run_on_cluster(args: argparse.Namespace, tasks: list, spec: Any, lrs: list[f
                                "job_id": job.job_id} for (run, need_dev), job in zip(runs, jobs, strict=True)]}
     write_text(jobs_path, json.dumps(record, indent=1))
     print(f"submitted {len(jobs)} SUPERB run(s) ({args.launcher}), recorded in {jobs_path}")
-    if args.no_wait:
+    if not args.wait:
         print(f"check them with `learn2diss superb status --out {spec.out}`")
         return 0
     failed = []

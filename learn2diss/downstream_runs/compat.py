@@ -12,6 +12,8 @@ Each function fixes one known trap (docs/superb.md, "Traps handled") and is appl
 * ``catalyst`` (KS under DDP only) is not installed: a stand-in that says so when used;
 * the PR/SF corpus readers (``s3prl.downstream.ctc.corpus``) are missing from the wheel:
   :mod:`learn2diss.downstream_runs.ctc_corpus` provides them;
+* PR/SF's loader factory pops ``num_workers`` out of the corpus config, so only the first loader keeps the
+  (capped) value and the others start its default of 12 workers: each loader gets a copy of the config;
 * SID and ASV cache file lists inside the s3prl package folder, so a cache made for one dataset
   is silently reused for another: the caches are kept per data root under ``cache_dir``
   (ASV's VAD pass also runs on :func:`vad_jobs` processes instead of a fixed 12);
@@ -203,6 +205,22 @@ def redirect_dataset_caches(cache_dir: Path) -> None:
     _before_init(asv.SpeakerVerifi_train, asv_cache)
 
 
+def keep_ctc_worker_cap() -> None:
+    """s3prl's ``ctc/data.py:load_dataset`` pops ``num_workers`` from the shared corpus config: the train loader
+    gets the config's value, the dev and test loaders 12 workers. Each call gets a copy of the config instead."""
+    expert = importlib.import_module("s3prl.downstream.ctc.expert")
+    original = expert.load_dataset
+    if getattr(original, "_learn2diss_wrapped", False):
+        return
+
+    @functools.wraps(original)
+    def load_dataset(split: str, tokenizer: object, corpus: dict) -> object:
+        return original(split, tokenizer, dict(corpus))
+
+    load_dataset._learn2diss_wrapped = True
+    expert.load_dataset = load_dataset
+
+
 @contextlib.contextmanager
 def _cuda_is_noop() -> Iterator[None]:
     original = torch.Tensor.cuda
@@ -237,5 +255,6 @@ def install(cache_dir: Path) -> None:
     replace_torchaudio_io()
     provide_catalyst_stand_in()
     provide_ctc_corpus()
+    keep_ctc_worker_cap()
     redirect_dataset_caches(cache_dir)
     allow_asv_on_cpu()

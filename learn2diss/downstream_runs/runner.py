@@ -38,7 +38,13 @@ from tqdm import tqdm
 from learn2diss.downstream_runs import smoke
 from learn2diss.downstream_runs.tasks import Task
 from learn2diss.errors import Learn2DissError
-from learn2diss.eval.results import ResultRow, append_rows, checkpoint_hash, write_atomic
+from learn2diss.eval.results import (
+    ResultRow,
+    append_rows,
+    checkpoint_config,
+    checkpoint_hash,
+    write_atomic,
+)
 
 RESULT_FILE = "learn2diss_result.json"
 OK, LAST_CHECKPOINT, FAILED = "ok", "last-checkpoint", "failed"
@@ -275,11 +281,16 @@ def result_rows(task: Task, spec: RunSpec, results: dict[float, dict], model: st
         ResultRow(eval="superb", model=model, variant=variant, dataset=task.dataset,
                   condition=table_column(task, metric.name, key), metric=metric.name,
                   value=chosen["test"][metric.name] * metric.scale, features=key,
-                  checkpoint=spec.checkpoint or "", config=spec.upstream,
+                  checkpoint=spec.checkpoint or "", config=_config(spec),
                   checkpoint_hash=checkpoint_hash(spec.checkpoint) if spec.checkpoint else "", details=details,
                   status="" if status == OK else status)
         for metric in task.metrics if metric.name in chosen["test"]
     ]
+
+
+def _config(spec: RunSpec) -> str:
+    """The provenance's config: the checkpoint's training config when it records one, else the upstream entry."""
+    return (checkpoint_config(spec.checkpoint) if spec.checkpoint else "") or spec.upstream
 
 
 def failed_rows(task: Task, spec: RunSpec, reason: str, model: str, variant: str = "") -> list[ResultRow]:
@@ -287,7 +298,7 @@ def failed_rows(task: Task, spec: RunSpec, reason: str, model: str, variant: str
     key = feature_key(task, spec)
     return [ResultRow(eval="superb", model=model, variant=variant, dataset=task.dataset,
                       condition=table_column(task, metric.name, key), metric=metric.name, value=math.nan,
-                      features=key, checkpoint=spec.checkpoint or "", config=spec.upstream,
+                      features=key, checkpoint=spec.checkpoint or "", config=_config(spec),
                       details=f"failed: {reason}", status=FAILED)
             for metric in task.metrics]
 

@@ -155,10 +155,45 @@ def check_features(features_dir: str | os.PathLike[str], items: Sequence[AbxItem
             raise InputError(f"{available[name]}: features contain NaN or infinite values")
 
 
+class _GroupProgress:
+    """The engine's group iterator behind a progress bar (it only iterates and asks the board size)."""
+
+    def __init__(self, iterator: object, description: str) -> None:
+        self.iterator, self.description = iterator, description
+
+    def __iter__(self):
+        from tqdm import tqdm
+
+        return iter(tqdm(self.iterator, total=len(self.iterator), desc=self.description, unit="group", leave=False))
+
+    def get_board_size(self):
+        return self.iterator.get_board_size()
+
+
+@contextlib.contextmanager
+def _progress(modes: Sequence[str]):
+    """Show a progress bar per speaker mode while zrc_abx2 scores (it prints nothing while it works)."""
+    import zrc_abx2.ABX_src.abx_group_computation as engine
+
+    score_groups, remaining = engine.get_abx_scores_dtw_on_group, list(modes)
+
+    def with_progress(group_iterator, *args):
+        mode = remaining.pop(0) if remaining else ""
+        return score_groups(_GroupProgress(group_iterator, f"ABX {mode} speaker"), *args)
+
+    engine.get_abx_scores_dtw_on_group = with_progress
+    try:
+        yield
+    finally:
+        engine.get_abx_scores_dtw_on_group = score_groups
+
+
 def score_abx(
-    features_dir: str | os.PathLike[str], item_file: str | os.PathLike[str], settings: AbxSettings
+    features_dir: str | os.PathLike[str], item_file: str | os.PathLike[str], settings: AbxSettings,
+    progress: bool = False,
 ) -> list[AbxScore]:
-    """ABX error rates (%) of the features in ``features_dir`` on ``item_file``, one per speaker mode."""
+    """ABX error rates (%) of the features in ``features_dir`` on ``item_file``, one per speaker mode; with
+    ``progress``, a progress bar per mode (on stderr)."""
     import zrc_abx2
 
     check_features(features_dir, read_item_file(item_file), settings)
@@ -175,7 +210,9 @@ def score_abx(
         max_x_across=settings.max_x_across,
         seed=settings.seed,
     )
-    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+    modes = [m for m in ("within", "across") if m in settings.speaker_modes]
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(), (
+            _progress(modes) if progress else contextlib.nullcontext()):
         warnings.simplefilter("ignore")  # the engine's own deprecation and dataset-name warnings
         raw = zrc_abx2.EvalABX().eval_abx(args)
     scores = []

@@ -6,16 +6,19 @@ Feature specs:
 ``frame:last``  output of the last frame-encoder layer (the paper's choice for ABX, Table 3)
 ``frame:N``     frame hidden state N as s3prl numbers them: 0 = input of layer 1, N = output of layer N
 ``frame:mean``  mean of the M frame-encoder layers of g, i.e. ȳ / M (eq. 9; same clusters and cosines as ȳ)
+``frame:all``   every frame hidden state, stacked: (layers + 1, frames, dim) (``learn2diss extract`` only)
 ``utt:N``       per-frame output z^N of ECAPA-TDNN layer N = 1 .. L-1 (1024-d in the paper)
 ``utt:embedding`` the pooled utterance embedding z^L (one vector per utterance)
 ============== ===================================================================================
 
 Extraction runs the model on one utterance at a time (no padding, so group-norm parents see exactly
 the samples of the utterance) and writes ``<folder>/<utt_id>.npy`` atomically. The folder is a cache
-keyed by content: ``cache.json`` records the key (hash of the model's weights and config, dataset,
-spec, code version) and each file's audio (path, size, modification time). A file is reused only when
-both match, so an interrupted run resumes, and another checkpoint under the same name, other audio or a
-newer extraction code recomputes instead of reusing stale numbers.
+keyed by content: ``cache.json`` records the key (hash of the model's weights and config, spec, code
+version) and each utterance's audio by its content (size and SHA-256; the path and modification time
+only spare re-reading a file that has not moved or changed). A file is reused only when both match, so
+an interrupted run resumes, the same audio in another folder (moved, copied) reuses its features, and
+another checkpoint under the same name, other audio or a newer extraction code recomputes instead of
+reusing stale numbers.
 
 Example::
 
@@ -59,16 +62,18 @@ class FeatureSpec:
     layer: int | str
 
     @classmethod
-    def parse(cls, text: str) -> FeatureSpec:
+    def parse(cls, text: str, stacked: bool = False) -> FeatureSpec:
+        """``frame:last`` ... from its text; ``stacked`` allows ``frame:all`` (every layer in one array)."""
         stream, sep, layer = text.partition(":")
         if not sep or stream not in ("frame", "utt"):
-            raise InputError(f"--features {text!r}: expected frame:last|frame:N|frame:mean|utt:N|utt:embedding")
+            choices = "frame:all|" if stacked else ""
+            raise InputError(f"--features {text!r}: expected {choices}frame:last|frame:N|frame:mean|utt:N|utt:embedding")
         if layer.isdigit():
             value: int | str = int(layer)
             if stream == "utt" and value < 1:
                 raise InputError(f"--features {text!r}: utterance layers are numbered from 1 (z^1 .. z^(L-1))")
             return cls(stream, value)
-        allowed = ("last", "mean") if stream == "frame" else ("embedding",)
+        allowed = (("last", "mean", "all") if stacked else ("last", "mean")) if stream == "frame" else ("embedding",)
         if layer not in allowed:
             raise InputError(f"--features {text!r}: after '{stream}:' use a layer number or one of {allowed}")
         return cls(stream, layer)
@@ -81,8 +86,17 @@ class FeatureSpec:
         """True for (frames, dim) features; False for the pooled utterance embedding."""
         return self.layer != "embedding"
 
+    def trim(self, array: np.ndarray, frames: int) -> np.ndarray:
+        """Keep the ``frames`` valid frames (the frame axis is 1 for ``frame:all``, else 0; embeddings as they are)."""
+        if not self.per_frame:
+            return array
+        return array[:, :frames] if self.layer == "all" else array[:frames]
+
     def select(self, output, num_trainable_layers: int):
-        """Pick this representation from an ``InferenceOutput`` of one utterance: (T, D) or (D,) tensor."""
+        """Pick this representation from an ``InferenceOutput`` of one utterance: (T, D) or (D,) tensor, or
+        (L + 1, T, D) for ``frame:all``."""
+        import torch
+
         if self.stream == "utt":
             if self.layer == "embedding":
                 return output.utt_embedding[0]
@@ -91,6 +105,8 @@ class FeatureSpec:
                 raise InputError(f"--features {self}: the utterance encoder has layers 1..{len(layers)}")
             return output.utt_hidden_states[self.layer - 1][0]
         states = output.frame_hidden_states
+        if self.layer == "all":
+            return torch.stack([state[0] for state in states])
         if self.layer == "last":
             return states[-1][0]
         if self.layer == "mean":
@@ -107,6 +123,8 @@ def find_audio(folder: str | os.PathLike[str], utterances: Iterable[str] | None 
         FileNotFoundError: the folder is missing, holds no audio, or lacks some of ``utterances``.
     """
     folder = Path(folder)
+    if folder.is_file():
+        raise InputError(f"{folder}: a file, expected a folder of {'/'.join(AUDIO_EXTENSIONS)} files")
     if not folder.is_dir():
         raise MissingInputError(f"audio folder not found: {folder}")
     found = {p.stem: p for ext in AUDIO_EXTENSIONS for p in sorted(folder.rglob(f"*{ext}"))}
@@ -122,8 +140,8 @@ def find_audio(folder: str | os.PathLike[str], utterances: Iterable[str] | None 
     return {u: found[u] for u in wanted}
 
 
-# Bump when extraction changes what is written: older caches are recomputed.
-FEATURES_VERSION = 1
+# Bump when extraction changes what is written or how cache.json identifies the audio: older caches are recomputed.
+FEATURES_VERSION = 2
 CACHE_FILE = "cache.json"
 
 
@@ -149,13 +167,36 @@ def model_digest(model) -> str:
     return digest.hexdigest()
 
 
-def _audio_stamp(path: Path) -> str:
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def audio_identity(path: Path, known: Mapping[str, object] | None = None) -> dict[str, object]:
+    """What identifies an audio file's content: its size and SHA-256, with its resolved path and modification time.
+
+    ``known`` is an earlier identity of the utterance: when the path, size and modification time are the same,
+    its hash is taken without reading the file again.
+    """
     stat = path.stat()
-    return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    where = {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    if known and all(known.get(k) == v for k, v in where.items()) and known.get("sha256"):
+        return {**where, "sha256": known["sha256"]}
+    return {**where, "sha256": _sha256(path)}
+
+
+def same_content(a: Mapping[str, object] | None, b: Mapping[str, object]) -> bool:
+    """Two identities of the same bytes (the path and modification time do not matter)."""
+    return a is not None and a.get("size") == b["size"] and a.get("sha256") == b["sha256"]
 
 
 class _Cache:
-    """``cache.json`` of one feature folder: the key and the audio stamp of each valid ``<utt>.npy``."""
+    """``cache.json`` of one feature folder: the key and the audio identity of each valid ``<utt>.npy``."""
 
     def __init__(self, folder: Path, key: dict, log: Callable[[str], None]) -> None:
         self.folder, self.path = folder, folder / CACHE_FILE
@@ -173,10 +214,10 @@ class _Cache:
             for old in folder.glob("*.npy"):
                 old.unlink()
         self.key = key
-        self.sources: dict[str, str] = {} if stale else dict(stored.get("sources", {}))
+        self.sources: dict[str, dict] = {} if stale else dict(stored.get("sources", {}))
 
-    def valid(self, utt: str, stamp: str) -> bool:
-        return self.sources.get(utt) == stamp and (self.folder / f"{utt}.npy").is_file()
+    def valid(self, utt: str, identity: Mapping[str, object]) -> bool:
+        return same_content(self.sources.get(utt), identity) and (self.folder / f"{utt}.npy").is_file()
 
     def save(self) -> None:
         write_json(self.path, {"key": self.key, "sources": self.sources})
@@ -194,9 +235,10 @@ def extract_features(
     """Run ``model`` on each utterance and write ``folders[str(spec)]/<utt>.npy`` for every spec.
 
     Each folder's ``cache.json`` holds the key: :func:`model_digest` of ``model``, the spec, the code version
-    and ``key`` (e.g. ``{"dataset": name}``). Files of a folder with another key, or whose audio changed, are
-    recomputed; the others are skipped (resume). Each folder is locked while it is filled (concurrent runs take turns).
-    Frame features are trimmed to the valid frames.
+    and ``key`` (anything else the features depend on). Files of a folder with another key, or whose audio
+    content changed (:func:`audio_identity`), are recomputed; the others are skipped (resume), wherever the
+    audio now lies. Each folder is locked while it is filled (concurrent runs take turns). Frame features are
+    trimmed to the valid frames.
     """
     import torch
     from tqdm import tqdm
@@ -204,13 +246,24 @@ def extract_features(
     from learn2diss.data.audio import read_audio
 
     targets = {str(spec): Path(folders[str(spec)]) for spec in specs}
-    stamps = {utt: _audio_stamp(Path(path)) for utt, path in audio.items()}
     with contextlib.ExitStack() as stack:
         for folder in sorted(set(targets.values())):
             stack.enter_context(locked(folder / CACHE_FILE))
         base = {"model": model_digest(model), **(key or {})}
         caches = {name: _Cache(folder, {**base, "spec": name}, tqdm.write) for name, folder in targets.items()}
-        todo = [u for u in audio if not all(c.valid(u, stamps[u]) for c in caches.values())]
+        identities = {}
+        for utt, path in audio.items():
+            known = next((c.sources[utt] for c in caches.values() if utt in c.sources), None)
+            identities[utt] = audio_identity(Path(path), known)
+        todo = [u for u in audio if not all(c.valid(u, identities[u]) for c in caches.values())]
+        moved = False
+        for cache in caches.values():  # same content, new place: remember where, to skip hashing next time
+            for utt, identity in identities.items():
+                if utt not in todo and cache.sources.get(utt) != identity:
+                    cache.sources[utt], moved = identity, True
+        if moved and not todo:
+            for cache in caches.values():
+                cache.save()
         if not todo:
             return
         model = model.to(device).eval()
@@ -225,12 +278,10 @@ def extract_features(
                         raise InputError(f"{audio[utt]}: {err}") from None
                     frames = int(output.frame_lengths[0])
                     for spec in specs:
-                        array = spec.select(output, trainable).float().cpu().numpy()
-                        if spec.per_frame:
-                            array = array[:frames]
+                        array = spec.trim(spec.select(output, trainable).float().cpu().numpy(), frames)
                         save_npy_atomic(targets[str(spec)] / f"{utt}.npy",
                                         np.ascontiguousarray(array, dtype=np.float32))
-                        caches[str(spec)].sources[utt] = stamps[utt]
+                        caches[str(spec)].sources[utt] = identities[utt]
                     if n % 200 == 199:
                         for cache in caches.values():
                             cache.save()

@@ -134,6 +134,19 @@ def state_hash(tensors: dict) -> str:
     return digest.hexdigest()[:12]
 
 
+def checkpoint_config(path: str | os.PathLike[str]) -> str:
+    """The config a checkpoint was trained with, for provenance: ``extra.config`` of its ``config.yaml``, or the
+    pretraining run and step that ``learn2diss export`` records (``l2d_w12@100000``); empty when neither is there."""
+    from learn2diss.io import read_yaml
+
+    meta = read_yaml(Path(path) / "config.yaml", "checkpoint config") or {}
+    extra = meta.get("extra") or {}
+    config = str(extra.get("config") or extra.get("config_name") or "")
+    if not config and extra.get("run"):
+        config = Path(str(extra["run"])).name + (f"@{extra['step']}" if "step" in extra else "")
+    return config
+
+
 def write_atomic(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` to ``path`` atomically (:func:`learn2diss.io.write_text`: temporary file, fsync, rename)."""
     write_text(path, text)

@@ -36,13 +36,13 @@ PAPER_FILE = "paper_results.csv"
 
 @dataclass(frozen=True)
 class Cell:
-    """One user number placed in a table: row ``(model, variant)``, column, value and provenance."""
+    """One user number placed in a table: row ``(model, variant)``, column, value and the rows behind it."""
 
     model: str
     variant: str
     column: str
     value: float
-    provenance: str
+    rows: tuple[ResultRow, ...]
 
 
 @dataclass(frozen=True)
@@ -93,14 +93,17 @@ def paper_values() -> list[PaperValue]:
 
 
 def provenance(rows: Iterable[ResultRow]) -> str:
-    """``ckpt <hash> · config <name> · <date> · <datasets>`` over the rows behind one table row."""
+    """``ckpt <hash> · config <name> · <dates> · <datasets>`` over the rows behind one table row: each distinct
+    value once (a model evaluated on several tasks and days has one checkpoint and config, several datasets)."""
     rows = list(rows)
 
     def joined(values: Iterable[str]) -> str:
         return ",".join(sorted({v for v in values if v})) or "-"
 
+    dates = sorted({r.date for r in rows if r.date})
+    when = "-" if not dates else dates[0] if len(dates) == 1 else f"{dates[0]}..{dates[-1]}"
     return (f"ckpt {joined(r.checkpoint_hash for r in rows)} · config {joined(r.config for r in rows)} · "
-            f"{joined(r.date for r in rows)} · {joined(r.dataset for r in rows)}")
+            f"{when} · {joined(r.dataset for r in rows)}")
 
 
 def _split_cells(rows: Sequence[ResultRow], column_of: Callable[[ResultRow], str | None]) -> list[Cell]:
@@ -110,7 +113,7 @@ def _split_cells(rows: Sequence[ResultRow], column_of: Callable[[ResultRow], str
         column = column_of(row)
         if column is not None:
             grouped.setdefault((row.model, row.variant, column), []).append(row)
-    return [Cell(model, variant, column, sum(r.value for r in group) / len(group), provenance(group))
+    return [Cell(model, variant, column, sum(r.value for r in group) / len(group), tuple(group))
             for (model, variant, column), group in grouped.items()]
 
 
@@ -134,13 +137,16 @@ def _abx_cells(rows: Sequence[ResultRow], split: str = "dev") -> list[Cell]:
     return _split_cells(rows, column)
 
 
+def is_dev_set(dataset: str) -> bool:
+    """``dev-clean``, ``dev-other``, ``dev`` (the demo corpus), ``val``: a development set (Table 7, not 4)."""
+    return re.match(r"(dev|val|valid|validation)([-_].*)?$", dataset) is not None
+
+
 def _ctc_cells(rows: Sequence[ResultRow], split: str) -> list[Cell]:
+    """Table 4 takes the test sets (and any set that is not a development set), Table 7 the development sets."""
     def column(row: ResultRow) -> str | None:
-        if row.eval != "ctc" or row.metric != "wer":
+        if row.eval != "ctc" or row.metric != "wer" or is_dev_set(row.dataset) != (split == "dev"):
             return None
-        other_split = "dev" if split == "test" else "test"
-        if row.dataset.startswith(f"{other_split}-") or (split == "dev" and not row.dataset.startswith("dev-")):
-            return None  # non-LibriSpeech sets go to Table 4 only
         return _librispeech_column(row.condition, row.dataset, split)
 
     return _split_cells(rows, column)
@@ -249,7 +255,7 @@ def build_table(spec: TableSpec, rows: Sequence[ResultRow]) -> tuple[list[str], 
             out.append(TableRow(model, variant, "paper", {c: _fmt(p.value, p.marker) for c, p in theirs.items()},
                                 label))
         if ours:
-            note = "; ".join(sorted({c.provenance for c in ours.values()}))
+            note = provenance(r for c in ours.values() for r in c.rows)
             out.append(TableRow(model, variant, "yours", {c: _fmt(v.value) for c, v in ours.items()}, note))
             diffs = {c: f"{ours[c].value - theirs[c].value:+.2f}" for c in ours
                      if c in theirs and theirs[c].value is not None}

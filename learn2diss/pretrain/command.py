@@ -4,10 +4,17 @@ Runs the stages in order (or the one named), skipping finished ones. An interrup
 stage continues from its latest checkpoint with --resume. Several GPUs: launch with torchrun
 (docs/pretraining.md "Scaling out"); a Slurm cluster: --launcher slurm (submitit).
 
-Examples::
+Examples (on the files of `make demo`: a short demo parent from random weights; the same command with --resume
+continues an interrupted run, and skips the stages that are done)::
+
+    learn2diss pretrain --config demo_parent --random-parent --data runs/demo/manifest --out runs/parent \\
+        --set joint.steps=20
+    learn2diss pretrain --config demo_parent --random-parent --data runs/demo/manifest --out runs/parent \\
+        --set joint.steps=20 --resume
+
+The paper's recipe (not run: needs a WavLM base checkpoint, a LibriSpeech manifest and GPUs)::
 
     learn2diss pretrain --config l2d_w12 --parent WavLM-Base.pt --data manifests/ --out runs/l2d_w12
-    learn2diss pretrain joint --config l2d_w12 --data manifests/ --out runs/l2d_w12 --resume
     torchrun --nproc_per_node=8 -m learn2diss.cli pretrain --config l2d_w12 \\
         --parent WavLM-Base.pt --data manifests/ --out runs/l2d_w12
     learn2diss pretrain --config l2d_w12 --parent WavLM-Base.pt --data manifests/ \\
@@ -35,7 +42,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set joint.steps=1000 (repeatable)")
-    parser.add_argument("--wait", action="store_true", help="with --launcher: wait for the job to finish")
     from learn2diss.launch import add_launcher_arguments
 
     add_launcher_arguments(parser, multi_node=True)

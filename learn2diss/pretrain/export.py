@@ -8,11 +8,11 @@ Wav2Vec2Model / Data2VecAudioModel folder (config.json, model.safetensors, prepr
 model card (README.md) generated from the run; --format fairseq: model.pt in the parent's original layout
 (what s3prl's hubert_local / wavlm_local / wav2vec2_local / data2vec_local read) with the same card.
 
-Examples::
+Examples (on the files of `make demo`: its parent's pretraining run)::
 
-    learn2diss export runs/l2d_w12 --out checkpoints/l2d_w12
-    learn2diss export runs/l2d_w12 --format huggingface --out hf/l2d_w12 --results results
-    learn2diss export runs/l2d_w12 --format fairseq --out fairseq/l2d_w12 --license mit
+    learn2diss export runs/demo/runs/parent --out runs/checkpoints/parent
+    learn2diss export runs/demo/runs/parent --format huggingface --out runs/hf/parent --results results
+    learn2diss export runs/demo/runs/parent --format fairseq --out runs/fairseq/parent --license mit
 """
 
 from __future__ import annotations

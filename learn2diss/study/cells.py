@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 from learn2diss.io import atomic_dir, write_json
 from learn2diss.study.evaluate import CorpusSplit, EvalSizes, evaluate_split
 from learn2diss.study.grid import Setting, StudyError
+from learn2diss.version import __version__, git_commit
 
 
 @dataclass(frozen=True)
@@ -67,19 +67,6 @@ class StudyPaths:
     def features(self, cell: Cell | str) -> Path:
         """Feature caches of a cell (or a named model), one folder per split and representation."""
         return self.work / "features" / (cell if isinstance(cell, str) else cell.name)
-
-
-def git_commit() -> str:
-    """The checkout's commit (``+dirty`` with uncommitted changes), or ``unknown`` outside a git checkout."""
-    repo = Path(__file__).resolve().parents[2]
-    try:
-        head = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short=12", "HEAD"], capture_output=True,
-                              text=True, check=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, check=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return head + ("+dirty" if dirty else "")
 
 
 def config_value(config: Path, overrides: list[str], key: str) -> object:
@@ -160,7 +147,8 @@ def run_cell(cell: Cell, inputs: StudyInputs, paths: StudyPaths, splits: tuple[s
     record = {
         "setting": cell.setting.name, "seed": cell.seed, "overrides": overrides,
         "x": config_value(inputs.config, overrides, x_key), "x_key": x_key,
-        "checkpoint": str(checkpoint), "checkpoint_hash": checkpoint_hash(checkpoint), "git_commit": git_commit(),
+        "checkpoint": str(checkpoint), "checkpoint_hash": checkpoint_hash(checkpoint),
+        "git_commit": git_commit() or "unknown", "version": __version__,
         "config": str(inputs.config), "shared": str(inputs.shared), "corpus": str(inputs.corpus),
         "seconds": {"train": round(trained - start, 1), "evaluate": round(time.perf_counter() - trained, 1)},
         "rows": rows,

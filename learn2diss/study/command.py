@@ -20,17 +20,15 @@ The grid is a YAML file of named settings, each a mapping of dotted config keys 
 Outputs in --out: summary.md (tables per split), summary.csv, rows.csv (every number with setting, seed,
 overrides, checkpoint, weight hash, git commit), metrics_vs_x.png, cells/<setting>/seed<S>.json.
 
-Examples::
+Examples (on the files of `make demo`; not run: 12 settings x 3 seeds of the joint stage take about an hour on
+2 cores; the second is the same grid with 20 joint steps per cell)::
 
-    # after `learn2diss demo` (its prepared run, corpus with validation speakers and manifest)
-    learn2diss study --grid lambda.yaml --seeds 0 1 2 --shared runs/demo/runs/l2d_shared \\
-        --corpus runs/demo/corpus --config demo_l2d --out results/study-lambda
-    # a shorter joint stage for every cell
-    learn2diss study --grid lambda.yaml --seeds 0 1 --shared runs/demo/runs/l2d_shared \\
-        --corpus runs/demo/corpus --set joint.steps=200 --out results/study-200
-    # from a parent checkpoint: prepares the run itself (frame targets, SimCLR, clusters) in WORK/shared
-    learn2diss study --grid lambda.yaml --seeds 0 1 2 --parent runs/demo/checkpoints/demo-parent \\
-        --config demo_l2d --corpus data/other-corpus --out results/study-other
+    learn2diss study --grid study_club --seeds 0 1 2 --shared runs/demo/runs/l2d_shared \\
+        --corpus runs/demo/corpus --config demo_l2d --out results/study-club
+    learn2diss study --grid study_club --seeds 0 1 --shared runs/demo/runs/l2d_shared \\
+        --corpus runs/demo/corpus --config demo_l2d --set joint.steps=20 --out results/study-short
+    learn2diss study --grid study_club --seeds 0 1 2 --parent runs/demo/checkpoints/demo-parent \\
+        --config demo_l2d --corpus runs/demo/corpus --out results/study-from-parent
 """
 
 from __future__ import annotations

@@ -78,7 +78,8 @@ def raw_rows(cells: Sequence[dict]) -> pd.DataFrame:
                 "metric": f"{row['eval']}/{row['condition']}/{row['metric']}", "value": row["value"],
                 "features": row["features"], "details": row["details"], "overrides": " ".join(cell["overrides"]),
                 "checkpoint": cell["checkpoint"], "checkpoint_hash": cell["checkpoint_hash"],
-                "git_commit": cell["git_commit"], "config": cell["config"], "shared": cell["shared"],
+                "git_commit": cell["git_commit"], "version": cell.get("version", ""), "config": cell["config"],
+                "shared": cell["shared"],
                 "corpus": cell["corpus"],
             })
     return pd.DataFrame.from_records(records)

@@ -28,6 +28,10 @@ NAMED_MODELS: dict[str, tuple[str, str, int]] = {
 }
 
 
+# the base checkpoint each parent kind is pretrained from, under the name it is published with
+PARENT_FILES = {"hubert": "hubert_base_ls960.pt", "wavlm": "WavLM-Base.pt"}
+
+
 def default_checkpoint_dir(name: str) -> Path:
     """Where a named entry looks when ``-k`` is not given."""
     root = os.environ.get("LEARN2DISS_CHECKPOINTS") or Path.home() / ".cache" / "learn2diss" / "checkpoints"
@@ -39,10 +43,14 @@ def _named(name: str, ckpt: str | None, **kwargs: object) -> _UpstreamExpert:
     directory = Path(ckpt) if ckpt else default_checkpoint_dir(name)
     if not (directory / CONFIG_FILE).is_file():
         where = f"-k {ckpt}" if ckpt else f"the default location {directory}"
+        parent = PARENT_FILES[kind]
         raise MissingInputError(
-            f"{name}: no learn2diss checkpoint at {where} (no {CONFIG_FILE}). Produce one with\n"
-            f"  learn2diss pretrain --config {config_name} --out runs/{config_name} && "
-            f"learn2diss export runs/{config_name} --out {directory}\n"
+            f"{name}: no learn2diss checkpoint at {where} (no {CONFIG_FILE}). Pretrain one from the {kind} base "
+            f"checkpoint {parent} on LibriSpeech 960 h (README.md, docs/pretraining.md):\n"
+            "  learn2diss data manifest --root LibriSpeech --subsets train-clean-100,train-clean-360,train-other-500 "
+            "--out manifests\n"
+            f"  learn2diss pretrain --config {config_name} --parent {parent} --data manifests --out runs/{config_name}\n"
+            f"  learn2diss export runs/{config_name} --out {directory}\n"
             f"then pass -k {directory} (or set LEARN2DISS_CHECKPOINTS to the folder holding {name}/)."
         )
     config = read_model_config(directory)

@@ -6,9 +6,12 @@ pitch and formants; text is WordNet example sentences. The output is a LibriSpee
 phone alignments, split manifests, ABX item files and VoxCeleb-style lists (docs/demo_corpus.md).
 The Debian packages come from `bash scripts/install-demo-debs.sh` (as root).
 
-Example:
+Example::
 
-    learn2diss data synth --out data/demo
+    learn2diss data synth --out data/small --speakers 8 --utts 10
+
+A larger corpus (not run: several minutes of synthesis)::
+
     learn2diss data synth --out data/demo-big --speakers 32 --utts 200 --shared 20 --seed 1
 """
 

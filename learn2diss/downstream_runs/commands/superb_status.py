@@ -5,7 +5,7 @@ scheduler's state of their job (PENDING, RUNNING, FAILED, ...; submitit asks sac
 When every run is finished, the same `superb run ... --launcher ...` command submits nothing and
 collects results/superb.csv. Exit status 0 when all are finished, 1 otherwise.
 
-Example::
+Example (not run: needs a grid submitted with --launcher)::
 
     learn2diss superb status --out runs/superb
 """

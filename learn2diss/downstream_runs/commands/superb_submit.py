@@ -5,9 +5,9 @@ predict.zip holds predict/<task>_public/predict.* from the run folders of `learn
 format; tasks without predictions are left out and listed; with --checkpoint, OUT/model_package gets the
 expert, hubconf, checkpoint and requirements for a hidden-set upload.
 
-Examples::
+Examples (not run: need the run folders of a SUPERB grid, `learn2diss superb run`)::
 
-    learn2diss superb submit --runs runs/superb --out submission
+    learn2diss superb submit --runs runs/superb --out submission --results results/
     learn2diss superb submit --runs runs/superb --out submission --checkpoint ckpt/l2d_w12
 """
 
@@ -16,21 +16,33 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from learn2diss.options import add_checkpoint_argument, input_file, input_folder, output_folder
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs", type=Path, required=True, help="the --out folder of learn2diss superb run")
     parser.add_argument("--out", type=Path, required=True, help="where predict.zip (and model_package/) go")
     parser.add_argument("--tasks", default="all", help="comma-separated tasks to include (default: all that ran)")
-    parser.add_argument("--results", type=Path, default=Path("results/superb.csv"),
-                        help="results CSV that records each task's chosen learning rate")
-    parser.add_argument("--checkpoint", type=Path, help="also build the hidden-set model package from this checkpoint")
+    parser.add_argument("--results", type=Path, metavar="DIR",
+                        help="results folder whose superb.csv records each task's chosen learning rate (default "
+                             "results/, where a missing superb.csv means: the best dev score of each task's runs)")
+    add_checkpoint_argument(parser, "Learn2Diss checkpoint folder: also build the hidden-set model package")
 
 
 def run(args: argparse.Namespace) -> int:
+    from learn2diss.downstream_runs.commands.superb_run import results_csv
     from learn2diss.downstream_runs.submit import build_model_package, build_predict_zip
     from learn2diss.downstream_runs.tasks import parse_tasks
 
-    written = build_predict_zip(args.runs, args.out, parse_tasks(args.tasks), args.results)
+    input_folder(args.runs, "--runs")
+    output_folder(args.out, "--out")
+    if args.checkpoint is not None:
+        input_folder(args.checkpoint, "--checkpoint")
+    if args.results is None:  # the default folder: its superb.csv is used when it is there
+        results = Path("results/superb.csv")
+    else:  # named: it must hold the results
+        results = input_file(results_csv(args.results), "--results")
+    written = build_predict_zip(args.runs, args.out, parse_tasks(args.tasks), results)
     for name in written.members:
         print(name)
     for task, reason in written.missing.items():

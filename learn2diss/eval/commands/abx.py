@@ -6,13 +6,20 @@ max 10 items per group, max 5 X speakers, seed 3459; the frame shift is the chec
 the sample rate, 0.02 s, or --frame-shift for precomputed features) and merges the error rates into
 RESULTS/abx.csv.
 
-Examples::
+Examples (on the files of `make demo`)::
 
-    learn2diss eval abx --ckpt runs/l2d_h12/final --item dev-clean.item --audio LibriSpeech/dev-clean \\
-        --features frame:last --model-name L2D-H12
-    learn2diss eval abx --ckpt runs/l2d_h12/final --zr2021 zerospeech2021 --model-name L2D-H12
-    learn2diss eval abx --features-dir feats/dev-clean --item dev-clean.item --model-name HuBERT-L12
-    learn2diss eval abx --ckpt runs/demo/final --item data/demo/abx/test.item --audio data/demo --dataset demo
+    learn2diss eval abx --checkpoint runs/demo/checkpoints/lambda-default-seed0 --item runs/demo/corpus/abx/test.item \\
+        --audio runs/demo/corpus/LibriSpeech-style/test --dataset test
+    learn2diss extract --checkpoint runs/demo/checkpoints/demo-parent --audio runs/demo/corpus/LibriSpeech-style/test \\
+        --features frame:2 --out runs/features-parent
+    learn2diss eval abx --features-dir runs/features-parent/frame_2 --item runs/demo/corpus/abx/test.item \\
+        --dataset test --model-name parent-layer2
+
+On ZeroSpeech 2021 with the paper's checkpoints (not run: needs the ZeroSpeech 2021 data and a trained L2D-H12)::
+
+    learn2diss eval abx --checkpoint ckpt/l2d_h12 --zr2021 zerospeech2021 --model-name L2D-H12
+    learn2diss eval abx --checkpoint ckpt/l2d_h12 --item zerospeech2021/phonetic/dev-clean/dev-clean.item \\
+        --audio zerospeech2021/phonetic/dev-clean --model-name L2D-H12
 """
 
 from __future__ import annotations
@@ -45,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="cosine and angular are the same (angle / pi)")
     parser.add_argument("--frame-shift", type=float, default=None,
                         help="seconds per frame of --features-dir features (default 0.02: 50 Hz, the base parents' "
-                             "stride); with --ckpt it is the checkpoint's conv stride over the sample rate")
+                             "stride); with --checkpoint it is the checkpoint's conv stride over the sample rate")
     parser.add_argument("--max-size-group", type=int, default=10)
     parser.add_argument("--max-x-across", type=int, default=5)
     parser.add_argument("--seed", type=int, default=3459)
@@ -83,8 +90,8 @@ def run(args: argparse.Namespace) -> int:
     source = open_source(args)
     shift = source.frame_shift if args.frame_shift is None else args.frame_shift
     if source.model is not None and not math.isclose(shift, source.frame_shift):
-        raise UsageError(f"--frame-shift {args.frame_shift}: the checkpoint {args.ckpt} has {source.frame_shift} s "
-                         "frames (its conv stride); leave --frame-shift out with --ckpt")
+        raise UsageError(f"--frame-shift {args.frame_shift}: the checkpoint {args.checkpoint} has {source.frame_shift} s "
+                         "frames (its conv stride); leave --frame-shift out with --checkpoint")
     settings = AbxSettings(frame_shift=shift, distance=args.distance, speaker_modes=modes,
                            context_mode=args.context_mode, max_size_group=args.max_size_group,
                            max_x_across=args.max_x_across, seed=args.seed)
@@ -92,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     for dataset, item, audio_dir in jobs:
         if source.model is not None:
             if audio_dir is None:
-                raise UsageError("--ckpt needs --audio DIR with the item file's utterances")
+                raise UsageError("--checkpoint needs --audio DIR with the item file's utterances")
             utterances = sorted({it.file for it in read_item_file(item)})
             folder = source.feature_dir(args.work_dir, dataset, str(spec))
             extract_features(source.model, find_audio(audio_dir, utterances), [spec], {str(spec): folder},
@@ -100,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             folder = args.features_dir / dataset if args.zr2021 else args.features_dir
         print(f"ABX on {dataset} ({item}) ...", file=sys.stderr)
-        scores = score_abx(folder, item, settings)
+        scores = score_abx(folder, item, settings, progress=True)
         metric = "abx_error" if args.context_mode == "within" else "abx_error_any_context"
         details = (f"zrc_abx2 distance={args.distance} frame_shift={shift:g} max_size_group="
                    f"{args.max_size_group} max_x_across={args.max_x_across} seed={args.seed}")

@@ -10,9 +10,11 @@ from learn2diss.errors import InputError, UsageError
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, features_default: str | None) -> None:
-    """``--ckpt`` (or ``--features-dir`` for precomputed features), naming and output options."""
+    """``--checkpoint`` (or ``--features-dir`` for precomputed features), naming and output options."""
+    from learn2diss.options import add_checkpoint_argument, add_results_argument
+
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--ckpt", type=Path, help="Learn2Diss checkpoint folder (config.yaml + model.safetensors)")
+    add_checkpoint_argument(source, "Learn2Diss checkpoint folder (config.yaml + model.safetensors)", old="--ckpt")
     source.add_argument("--features-dir", type=Path,
                         help="precomputed features instead of a checkpoint: <utt_id>.npy files, (frames, dim) at 50 Hz")
     if features_default is not None:
@@ -24,7 +26,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, features_default: str |
     parser.add_argument("--variant", default="", help="ablation variant for Tables 5/6 (no-mi, final-layers)")
     parser.add_argument("--config-name", default=None,
                         help="config name for the provenance line (default: read from the checkpoint)")
-    parser.add_argument("--results", type=Path, default=Path("results"), help="results folder (default results/)")
+    add_results_argument(parser)
     parser.add_argument("--work-dir", type=Path, default=Path("runs/eval"),
                         help="where extracted features are cached (default runs/eval)")
     parser.add_argument("--device", default=None, help="torch device for extraction (default: cuda if available)")
@@ -55,27 +57,24 @@ class ModelSource:
 
 def open_source(args: argparse.Namespace) -> ModelSource:
     """Load the checkpoint (if any) and work out the name, hash and config name for the result rows."""
-    from learn2diss.eval.results import checkpoint_hash
+    from learn2diss.eval.results import checkpoint_config, checkpoint_hash
+    from learn2diss.options import input_folder, output_folder
 
-    if args.ckpt is None:
+    output_folder(args.results, "--results")
+    output_folder(args.work_dir, "--work-dir")
+    if args.checkpoint is None:
+        input_folder(args.features_dir, "--features-dir")
         name = args.model_name or args.features_dir.name
         return ModelSource(name, "", "", args.config_name or "", None, "cpu")
     import torch
 
-    from learn2diss.io import read_yaml
     from learn2diss.upstream.checkpoints import load_model
 
-    model = load_model(args.ckpt)
-    config = args.config_name
-    if config is None:
-        meta = read_yaml(args.ckpt / "config.yaml", "checkpoint config") or {}
-        extra = meta.get("extra") or {}
-        config = str(extra.get("config") or extra.get("config_name") or "")
-        if not config and extra.get("run"):  # `learn2diss export` records the pretraining run and its step
-            config = Path(str(extra["run"])).name + (f"@{extra['step']}" if "step" in extra else "")
+    model = load_model(input_folder(args.checkpoint, "--checkpoint"))
+    config = checkpoint_config(args.checkpoint) if args.config_name is None else args.config_name
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return ModelSource(args.model_name or args.ckpt.name, str(args.ckpt), checkpoint_hash(args.ckpt), config, model,
-                       device)
+    return ModelSource(args.model_name or args.checkpoint.name, str(args.checkpoint), checkpoint_hash(args.checkpoint),
+                       config, model, device)
 
 
 def add_corpus_arguments(parser: argparse.ArgumentParser) -> None:
@@ -120,8 +119,7 @@ def prepare_features(source: ModelSource, args: argparse.Namespace, dataset: str
     if source.model is None:
         return {str(spec): args.features_dir for spec in specs}
     if args.audio is None:
-        raise UsageError("--ckpt needs --audio DIR with the utterances to extract")
+        raise UsageError("--checkpoint needs --audio DIR with the utterances to extract")
     folders = {str(spec): source.feature_dir(args.work_dir, dataset, str(spec)) for spec in specs}
-    extract_features(source.model, find_audio(args.audio, utterances), specs, folders, device=source.device,
-                     key={"dataset": dataset})
+    extract_features(source.model, find_audio(args.audio, utterances), specs, folders, device=source.device)
     return folders

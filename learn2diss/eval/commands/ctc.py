@@ -2,21 +2,29 @@
 
 Fine-tunes the frame encoder's transformer layers and a linear letter head (blank, word boundary,
 apostrophe, a-z) with CTC on a Libri-light 1 h / 10 h split or train-clean-100 (the feature extractor
-stays frozen), with the schedule of --config (packaged: ctc_1h, ctc_10h, ctc_100h, ctc_demo). Then
+stays frozen; only the head trains for the first finetune.freeze_updates), with the schedule of --config
+(packaged: ctc_1h, ctc_10h, ctc_100h, ctc_demo; a tri-stage schedule must span finetune.max_updates). Then
 decodes each evaluation set with flashlight-text's LexiconDecoder and the KenLM model --lm (ARPA or
-binary; the lexicon is spelled from --words) and scores WER with jiwer; best-path (no LM) WER is
-reported too. Fine-tuning runs in the pretraining trainer (DDP under torchrun, NaN/inf updates skipped
-and counted) and resumes from its last checkpoint under --work-dir. Scores are merged into
-RESULTS/ctc.csv, hypotheses written to RESULTS/ctc/<model>/<condition>/<set>.hyp.txt.
+binary; the lexicon is spelled from --words; `learn2diss data lm` builds both from text) and scores WER
+with jiwer; best-path (no LM) WER is reported too, with the share of frames whose best label is blank.
+Fine-tuning runs in the pretraining trainer (DDP under torchrun, NaN/inf updates skipped and counted) and
+resumes from its last checkpoint under --work-dir. Scores are merged into RESULTS/ctc.csv (development sets
+go to Table 7, the others to Table 4), hypotheses written to RESULTS/ctc/<model>/<condition>/<set>.hyp.txt.
 
-Examples::
+Examples (on the files of `make demo`: a 4-gram of the training transcripts, then the demo recipe)::
 
-    learn2diss eval ctc --ckpt runs/l2d_w12/final --config ctc_10h --train-split 10h --data-root /data \\
+    learn2diss data lm --transcripts runs/demo/corpus/LibriSpeech-style/train --out runs/demo/lm
+    learn2diss eval ctc --checkpoint runs/demo/checkpoints/lambda-default-seed0 --config ctc_demo \\
+        --train runs/demo/corpus/LibriSpeech-style/train --eval runs/demo/corpus/LibriSpeech-style/test \\
+        --lm runs/demo/lm/4-gram.arpa --words runs/demo/lm/words.txt --condition demo
+
+On Libri-light 10 h with LibriSpeech's official 4-gram (not run: needs the data, the LM and a GPU)::
+
+    learn2diss eval ctc --checkpoint ckpt/l2d_w12 --config ctc_10h --train-split 10h --data-root /data \\
         --eval-sets dev-clean dev-other test-clean test-other --lm 4-gram.arpa --words librispeech-vocab.txt \\
         --model-name L2D-W12
-    learn2diss eval ctc --ckpt runs/demo/final --config ctc_demo --train data/demo/LibriSpeech-style/train \\
-        --eval data/demo/LibriSpeech-style/dev --lm demo.arpa --words words.txt --condition 1h
-    torchrun --nproc_per_node=8 -m learn2diss eval ctc ... --config ctc_10h --set finetune.grad_accum=1
+    torchrun --nproc_per_node=8 -m learn2diss eval ctc --checkpoint ckpt/l2d_w12 --config ctc_10h \\
+        --set finetune.grad_accum=1 --train-split 10h --data-root /data --eval-sets dev-clean --model-name L2D-W12
 """
 
 from __future__ import annotations
@@ -27,13 +35,13 @@ from pathlib import Path
 
 from learn2diss.errors import UsageError
 from learn2diss.eval.commands.common import add_model_arguments, open_source
+from learn2diss.options import add_set_argument, input_file
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser, features_default=None)
     parser.add_argument("--config", default="ctc_10h", help="packaged CTC config name or YAML path (default ctc_10h)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value, e.g. --set finetune.max_updates=1000 (repeatable)")
+    add_set_argument(parser, "finetune.max_updates=1000", dest="overrides")
     parser.add_argument("--data-root", type=Path, help="folder holding librispeech_finetuning/ and LibriSpeech/")
     parser.add_argument("--train-split", choices=("1h", "10h", "100h"), help="named training split under --data-root")
     parser.add_argument("--train", type=Path, nargs="+", help="LibriSpeech-layout training folders instead")
@@ -55,10 +63,13 @@ def run(args: argparse.Namespace) -> int:
     from learn2diss.eval.results import ResultRow, append_rows, write_atomic
     from learn2diss.training.ddp import setup_distributed, teardown
 
-    if args.ckpt is None:
-        raise UsageError("CTC fine-tuning needs --ckpt (precomputed features cannot be fine-tuned)")
+    if args.checkpoint is None:
+        raise UsageError("CTC fine-tuning needs --checkpoint (precomputed features cannot be fine-tuned)")
     if args.lm is not None and args.words is None:
         raise UsageError("--lm needs --words (the word list the lexicon is spelled from)")
+    for option in ("lm", "words"):
+        if getattr(args, option) is not None:
+            input_file(getattr(args, option), f"--{option}")
     config_name, config = load_ctc_config(args.config, args.overrides)
     if args.train_split:
         if args.data_root is None:
@@ -88,21 +99,31 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     hyp_dir = args.results / "ctc" / source.name / condition
     for dataset, utterances in eval_sets.items():
-        refs, viterbi, beam = [], [], []
+        refs, viterbi, beam, blank_frames, frames = [], [], [], 0, 0
         for utt in utterances:
             log_probs = emissions(ctc, utt, ctx.device)
+            blank_frames, frames = blank_frames + int((log_probs.argmax(-1) == 0).sum()), frames + len(log_probs)
             refs.append(utt.text)
             viterbi.append(viterbi_decode(log_probs))
             if decoder is not None:
                 beam.append(decoder(log_probs))
+        blank = 100.0 * blank_frames / max(frames, 1)
+        print(f"{source.name} {condition} {dataset}: blank is the best label of {blank:.1f} % of the frames",
+              file=sys.stderr)
+        if not any(viterbi):
+            print(f"warning: {dataset}: every best-path hypothesis is empty: the model outputs only blanks (the CTC "
+                  "all-blank plateau); fine-tune longer or at a higher learning rate (--set finetune.max_updates=..., "
+                  "--set finetune.optimizer.lr=...)", file=sys.stderr)
         ids = [u.utt_id for u in utterances]
         write_atomic(hyp_dir / f"{dataset}.viterbi.txt", "".join(f"{i}\t{h}\n" for i, h in zip(ids, viterbi, strict=True)))
-        scores = {"wer_viterbi": word_error_rate(refs, viterbi)}
+        scores = {"wer_viterbi": word_error_rate(refs, viterbi), "blank_rate": blank}
         if decoder is not None:
             write_atomic(hyp_dir / f"{dataset}.hyp.txt", "".join(f"{i}\t{h}\n" for i, h in zip(ids, beam, strict=True)))
             scores["wer"] = word_error_rate(refs, beam)
         for metric, value in scores.items():
-            details = f"{len(utterances)} utterances; {config.decode}" if metric == "wer" else f"{len(utterances)} utterances"
+            details = (f"{len(utterances)} utterances, {frames} frames" if metric == "blank_rate" else
+                       f"{len(utterances)} utterances; blank {blank:.1f} % of frames"
+                       + (f"; {config.decode}" if metric == "wer" else ""))
             rows.append(ResultRow("ctc", source.name, dataset, condition, metric, value, variant=args.variant,
                                   features="frame:last", checkpoint=source.checkpoint,
                                   checkpoint_hash=source.checkpoint_hash,

@@ -4,13 +4,18 @@ For the frame encoder: speaker from mean-pooled --frame-features, phone from the
 the utterance encoder: speaker from --utterance-features (the pooled embedding z^L by default), phone
 from the per-frame --utterance-frame-features (ECAPA layer z^5 by default). A disentangled model has
 low speaker accuracy on frames and low phone accuracy on the utterance encoder. Utterances are split per
-speaker (--test-fraction held out); results are merged into RESULTS/probes.csv.
+speaker (--test-fraction held out); results are merged into RESULTS/probes.csv. The defaults are the demo's
+protocol, so a demo checkpoint gives the values of its rows.csv.
 
-Examples::
+Examples (on the files of `make demo`)::
 
-    learn2diss eval probes --ckpt runs/demo/final --audio data/demo --alignments data/demo/alignments/test.tsv \\
-        --speakers data/demo/splits/test.tsv --dataset demo --model-name L2D-demo
-    learn2diss eval probes --features-dir feats/hubert_l12 --alignments test-clean.tsv --model-name HuBERT
+    learn2diss eval probes --checkpoint runs/demo/checkpoints/lambda-default-seed0 \\
+        --audio runs/demo/corpus/LibriSpeech-style/test --alignments runs/demo/corpus/alignments/test.tsv \\
+        --speakers runs/demo/corpus/splits/test.tsv --dataset test
+    learn2diss extract --checkpoint runs/demo/checkpoints/demo-parent --audio runs/demo/corpus/LibriSpeech-style/test \\
+        --features frame:2 --out runs/features-parent
+    learn2diss eval probes --features-dir runs/features-parent/frame_2 --alignments runs/demo/corpus/alignments/test.tsv \\
+        --speakers runs/demo/corpus/splits/test.tsv --dataset test --model-name parent-layer2
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from learn2diss.eval.commands.common import (
     prepare_features,
     read_speakers,
 )
+from learn2diss.eval.probes import MAX_FRAMES, TEST_FRACTION
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,8 +42,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="utterance-encoder features for the speaker probe (default utt:embedding)")
     parser.add_argument("--utterance-frame-features", default="utt:5",
                         help="per-frame utterance-encoder features for the phone probe (default utt:5)")
-    parser.add_argument("--test-fraction", type=float, default=0.2, help="share of each speaker's utterances held out")
-    parser.add_argument("--max-frames", type=int, default=50_000, help="frames per probe split, drawn at random")
+    parser.add_argument("--test-fraction", type=float, default=TEST_FRACTION,
+                        help=f"share of each speaker's utterances held out and scored (default {TEST_FRACTION}, as "
+                             "the demo)")
+    parser.add_argument("--max-frames", type=int, default=MAX_FRAMES,
+                        help=f"frames per phone-probe split, drawn at random (default {MAX_FRAMES}, as the demo)")
     parser.add_argument("--seed", type=int, default=0)
 
 

@@ -5,12 +5,16 @@ Frame features of the aligned utterances are quantised with faiss k-means (K = -
 centre); utterance embeddings are quantised into --speaker-clusters clusters (capped at the number of
 utterances) and compared with the speakers. Results are merged into RESULTS/purity.csv (percent).
 
-Examples::
+Examples (on the files of `make demo`; --clusters 100 is the demo's K, which gives its rows.csv values)::
 
-    learn2diss eval purity --ckpt runs/l2d_w12/final --audio LibriSpeech/test-clean \\
+    learn2diss eval purity --checkpoint runs/demo/checkpoints/lambda-default-seed0 \\
+        --audio runs/demo/corpus/LibriSpeech-style/test --alignments runs/demo/corpus/alignments/test.tsv \\
+        --speakers runs/demo/corpus/splits/test.tsv --dataset test --clusters 100
+
+On LibriSpeech (not run: needs LibriSpeech test-clean, its phone alignments and a trained L2D-W12)::
+
+    learn2diss eval purity --checkpoint ckpt/l2d_w12 --audio LibriSpeech/test-clean \\
         --alignments librispeech_alignments/test-clean.tsv --dataset test-clean --model-name L2D-W12
-    learn2diss eval purity --ckpt runs/demo/final --audio data/demo --alignments data/demo/alignments/test.tsv \\
-        --speakers data/demo/splits/test.tsv --dataset demo --clusters 100 --speaker-clusters 8
 """
 
 from __future__ import annotations
@@ -26,17 +30,22 @@ from learn2diss.eval.commands.common import (
     prepare_features,
     read_speakers,
 )
+from learn2diss.options import add_deprecated
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser, features_default="frame:last")
     add_corpus_arguments(parser)
-    parser.add_argument("--utt-features", default="utt:embedding",
-                        help="representation for speaker purity (default utt:embedding; per-frame specs are "
-                             "mean-pooled); with --features-dir the frame features are mean-pooled")
+    utterance = parser.add_argument(
+        "--utterance-features", default="utt:embedding",
+        help="representation for speaker purity (default utt:embedding; per-frame specs are mean-pooled); with "
+             "--features-dir the frame features are mean-pooled")
+    add_deprecated(parser, "--utt-features", utterance)
     parser.add_argument("--clusters", type=int, default=2048, help="k-means clusters for phone purity (paper: 2048)")
-    parser.add_argument("--speaker-clusters", type=int, default=2000,
-                        help="k-means clusters for speaker purity (paper: 2000; capped at the number of utterances)")
+    parser.add_argument("--speaker-clusters", type=int, default=None,
+                        help="k-means clusters for speaker purity (default: the number of speakers of the set, as "
+                             "the demo; the paper's 2000 is about that of LibriSpeech 960 h; capped at the number "
+                             "of utterances)")
     parser.add_argument("--fit-frames", type=int, default=200_000, help="random frames the k-means is fitted on")
     parser.add_argument("--kmeans-iterations", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
@@ -53,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     frame_spec = FeatureSpec.parse(args.features)
     if not frame_spec.per_frame:
         raise UsageError(f"--features {frame_spec}: phone purity needs per-frame features")
-    utt_spec = FeatureSpec.parse(args.utt_features)
+    utt_spec = FeatureSpec.parse(args.utterance_features)
     alignments = read_alignments(args.alignments, args.alignment_format, args.label_rate)
     utterances = sorted(alignments)[: args.max_utterances]
     dataset = args.dataset or args.alignments.stem
@@ -69,9 +78,10 @@ def run(args: argparse.Namespace) -> int:
     utt_folder = folders[str(utt_spec)] if source.model is not None else folders[str(frame_spec)]
     used_utt_spec = utt_spec if source.model is not None else frame_spec
     pooled = np.stack([pool_utterance(a) for a in load_features(utt_folder, utterances).values()])
-    speaker, used_q = utterance_speaker_purity(pooled, [speakers[u] for u in utterances], q=args.speaker_clusters,
-                                               seed=args.seed, niter=args.kmeans_iterations)
-    if used_q < args.speaker_clusters:
+    q = args.speaker_clusters or len(set(speakers.values()))
+    speaker, used_q = utterance_speaker_purity(pooled, [speakers[u] for u in utterances], q=q, seed=args.seed,
+                                               niter=args.kmeans_iterations)
+    if used_q < q:
         print(f"warning: speaker purity used {used_q} clusters for {len(utterances)} utterances; with about one "
               "utterance per cluster it is trivially high: pass --speaker-clusters near the number of speakers",
               file=sys.stderr)

@@ -46,7 +46,26 @@ class FinetuneConfig:
             ("max_seconds", self.max_seconds, 0 < self.max_seconds <= self.batch_seconds,
              f"in (0, batch_seconds = {self.batch_seconds}] (a batch holds the longest utterance)"),
             ("mask_prob", self.mask_prob, 0 <= self.mask_prob <= 1, "in [0, 1]"),
+            ("freeze_updates", self.freeze_updates, self.freeze_updates < self.max_updates,
+             f"< max_updates = {self.max_updates} (from update freeze_updates on, g trains with the head)"),
         )
+        self._check_schedule()
+
+    def _check_schedule(self) -> None:
+        """The tri-stage schedule spans ``max_updates`` exactly (fairseq sizes its phases as shares of the updates):
+        a longer one would stop before its decay, a shorter one would train the rest at ``final_lr``."""
+        opt = self.optimizer
+        if opt.schedule != "tri_stage":
+            return
+        phases = opt.warmup_steps + opt.hold_steps + opt.decay_steps
+        if phases != self.max_updates:
+            warmup, hold = round(0.1 * self.max_updates), round(0.4 * self.max_updates)
+            raise ConfigError(
+                f"finetune.optimizer: the tri-stage schedule (warmup_steps {opt.warmup_steps} + hold_steps "
+                f"{opt.hold_steps} + decay_steps {opt.decay_steps} = {phases} updates) does not span "
+                f"finetune.max_updates = {self.max_updates}; size its phases to the updates, e.g. fairseq's 10/40/50 %: "
+                f"--set finetune.optimizer.warmup_steps={warmup} --set finetune.optimizer.hold_steps={hold} "
+                f"--set finetune.optimizer.decay_steps={self.max_updates - warmup - hold}")
 
 
 @dataclass(frozen=True)

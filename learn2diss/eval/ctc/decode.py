@@ -85,12 +85,12 @@ class LexiconLMDecoder:
                                       self.word_dict.get_index(UNK), [], False)
 
     def __call__(self, log_probs: np.ndarray) -> str:
-        """Best word sequence for (T, 29) log-probabilities."""
+        """Best word sequence for (T, 29) log-probabilities, lower case (as the normalised references)."""
         emissions = np.ascontiguousarray(log_probs, dtype=np.float32)
         if emissions.ndim != 2 or emissions.shape[1] != len(TOKENS):
             raise ValueError(f"emissions must be (frames, {len(TOKENS)}), got {emissions.shape}")
         results = self.decoder.decode(emissions.ctypes.data, emissions.shape[0], emissions.shape[1])
-        return " ".join(self.word_dict.get_entry(i) for i in results[0].words if i >= 0)
+        return " ".join(self.word_dict.get_entry(i) for i in results[0].words if i >= 0).lower()
 
 
 def viterbi_decode(log_probs: np.ndarray) -> str:

@@ -2,7 +2,9 @@
 
 The LibriSpeech ``librispeech-lexicon.txt`` is phonetic; letter CTC needs spellings, so the lexicon is
 built from a word list (one word per line; further columns are ignored, so the phonetic lexicon or
-``librispeech-vocab.txt`` both work). Words with characters outside a-z and the apostrophe are skipped.
+``librispeech-vocab.txt`` both work). Words with characters outside a-z and the apostrophe are skipped. A word
+keeps its case, so that it names the language model's word as written (LibriSpeech's 4-gram is upper case);
+its spelling is in lower-case letters, the CTC vocabulary.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ log = logging.getLogger(__name__)
 
 
 def read_word_list(path: str | os.PathLike[str]) -> list[str]:
-    """Distinct lower-case words of a word list, in file order."""
+    """Distinct words of a word list (first column, case kept), in file order."""
     path = Path(path)
     if not path.is_file():
         raise MissingInputError(f"word list not found: {path}")
@@ -28,8 +30,8 @@ def read_word_list(path: str | os.PathLike[str]) -> list[str]:
         parts = line.split()
         if not parts:
             continue
-        word = parts[0].lower()
-        if set(word) <= ALLOWED:
+        word = parts[0]
+        if set(word.lower()) <= ALLOWED:
             words[word] = None
         else:
             skipped += 1
@@ -41,8 +43,8 @@ def read_word_list(path: str | os.PathLike[str]) -> list[str]:
 
 
 def spelling(word: str) -> list[str]:
-    """``cat`` -> ``['c', 'a', 't', '|']``."""
-    return [*word, WORD_BOUNDARY]
+    """``cat`` (or ``CAT``) -> ``['c', 'a', 't', '|']``."""
+    return [*word.lower(), WORD_BOUNDARY]
 
 
 def lexicon_lines(words: list[str]) -> list[str]:
