@@ -43,7 +43,7 @@ from typing import Any
 
 from learn2diss.errors import Learn2DissError
 
-__all__ = ["FileReadError", "FileWriteError", "atomic_path", "atomic_dir", "recover_dir", "remove_temporaries", "locked",
+__all__ = ["FileReadError", "FileWriteError", "atomic_path", "atomic_dir", "publish_dir", "recover_dir", "remove_temporaries", "locked",
            "write_text", "write_json", "write_yaml", "save_npy", "save_torch", "save_safetensors", "save_figure", "read_text", "read_json",
            "read_yaml", "load_npy"]
 
@@ -288,6 +288,19 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
         if isinstance(err, OSError) and not isinstance(err, Learn2DissError):
             raise _write_error(target, err) from None
         raise
+
+
+def publish_dir(staged: str | os.PathLike[str], path: str | os.PathLike[str]) -> Path:
+    """Swap the complete folder ``staged`` (beside ``path``, same file system) in at ``path``, as
+    :func:`atomic_dir` does with its temporary folder: for output built in several runs (a resumable package)."""
+    target = Path(path)
+    try:
+        recover_dir(target)
+        _fsync_tree(Path(staged))
+        _swap_in(Path(staged), target)
+    except OSError as err:
+        raise _write_error(target, err) from None
+    return target
 
 
 @contextlib.contextmanager

@@ -231,8 +231,9 @@ def extract_features(
     device: str = "cpu",
     progress: bool = True,
     key: Mapping[str, str] | None = None,
+    dtype: type = np.float32,
 ) -> None:
-    """Run ``model`` on each utterance and write ``folders[str(spec)]/<utt>.npy`` for every spec.
+    """Run ``model`` on each utterance and write ``folders[str(spec)]/<utt>.npy`` for every spec (``dtype``).
 
     Each folder's ``cache.json`` holds the key: :func:`model_digest` of ``model``, the spec, the code version
     and ``key`` (anything else the features depend on). Files of a folder with another key, or whose audio
@@ -250,6 +251,8 @@ def extract_features(
         for folder in sorted(set(targets.values())):
             stack.enter_context(locked(folder / CACHE_FILE))
         base = {"model": model_digest(model), **(key or {})}
+        if np.dtype(dtype) != np.float32:  # the float32 caches written before this option keep their key
+            base["dtype"] = np.dtype(dtype).name
         caches = {name: _Cache(folder, {**base, "spec": name}, tqdm.write) for name, folder in targets.items()}
         identities = {}
         for utt, path in audio.items():
@@ -280,7 +283,7 @@ def extract_features(
                     for spec in specs:
                         array = spec.trim(spec.select(output, trainable).float().cpu().numpy(), frames)
                         save_npy_atomic(targets[str(spec)] / f"{utt}.npy",
-                                        np.ascontiguousarray(array, dtype=np.float32))
+                                        np.ascontiguousarray(array, dtype=dtype))
                         caches[str(spec)].sources[utt] = identities[utt]
                     if n % 200 == 199:
                         for cache in caches.values():

@@ -11,7 +11,8 @@ model card (README.md) generated from the run; --format fairseq: model.pt in the
 Examples (on the files of `make demo`: its parent's pretraining run)::
 
     learn2diss export runs/demo/runs/parent --out runs/checkpoints/parent
-    learn2diss export runs/demo/runs/parent --format huggingface --out runs/hf/parent --results results
+    learn2diss export runs/demo/runs/parent --format huggingface --out runs/hf/parent --results results \
+        --license mit
     learn2diss export runs/demo/runs/parent --format fairseq --out runs/fairseq/parent --license mit
 """
 
