@@ -153,7 +153,7 @@ def test_submitit_local_pretraining_is_requeued_after_preemption_and_resumes(pre
         shutil.copytree(prepared, tmp_path / name)
         folder = tmp_path / f"jobs_{name}"
         assert pretrain(corpus, tmp_path / name, "joint", *steps, "--launcher", "local", "--gpus-per-node", "0",
-                         "--cpus-per-task", "1", "--time", "30", "--jobs-dir", str(folder)) == 0
+                         "--cpus-per-task", "1", "--time", "30", "--jobs-dir", str(folder), "--no-wait") == 0
         (job_file,) = folder.glob("*_submitted.pkl")
         jobs[name] = submitit.local.local.LocalJob(folder=folder, job_id=job_file.name.split("_")[0])
     _preempt(jobs["preempted"], tmp_path / "preempted" / "joint" / "checkpoints" / "step_0000002.pt")
