@@ -41,6 +41,17 @@ def test_sampler_budget_coverage_resume_and_shards():
     assert not set(itertools.chain(*shards[0])) & set(itertools.chain(*shards[1]))
 
 
+def test_bucketed_batches_repeat_their_shapes_within_the_budget():
+    """data.bucket_seconds: batches padded to a multiple of the bucket, and budgeted with that padded length."""
+    lengths = np.random.default_rng(0).integers(8000, 40000, size=50)
+    budget, bucket = 100_000, 8000
+    batches = SecondsBatchSampler(lengths, range(50), budget, seed=3, bucket=bucket).epoch_batches(0)
+    padded = [-(-max(lengths[b]) // bucket) * bucket for b in batches]
+    assert sorted(itertools.chain(*batches)) == list(range(50))
+    assert all(width * len(b) <= budget for width, b in zip(padded, batches, strict=True))
+    assert len({(width, len(b)) for width, b in zip(padded, batches, strict=True)}) < len(batches) // 2
+
+
 def test_segments_are_inside_and_disjoint():
     rng = np.random.default_rng(1)
     frames = rng.integers(0, 300, size=2000)

@@ -202,7 +202,8 @@ def tiny_config(**changes) -> CtcConfig:
                      decay_steps=3, betas=(0.9, 0.98), eps=1e-8, weight_decay=0.0, clip_grad_norm=10.0)
     finetune_cfg = dict(max_updates=25, freeze_updates=0, batch_seconds=4.0, grad_accum=1, mask_prob=0.0,
                         mask_length=2, max_seconds=4.0, num_workers=0)
-    train = dict(seed=0, checkpoint_every=10, keep_checkpoints=2, log_every=1, max_nonfinite_steps=3, precision="fp32")
+    train = dict(seed=0, checkpoint_every=10, keep_checkpoints=2, log_every=1, max_nonfinite_steps=3, precision="fp32",
+                 compile="none")
     for key, value in changes.items():
         next(section for section in (optimizer, finetune_cfg, train) if key in section)[key] = value
     return CtcConfig(FinetuneConfig(**finetune_cfg, optimizer=TriStageOptimizerConfig(**optimizer)),

@@ -29,7 +29,7 @@ from learn2diss.upstream.config import SAMPLE_RATE
 IGNORE = -100  # frame label of padding (torch's cross-entropy ignore_index)
 
 __all__ = ["IGNORE", "Batch", "PaddedBatch", "pad_waveforms", "SecondsBatchSampler", "UtteranceDataset", "collate", "frames_for_samples",
-           "sample_segments", "inference_batches"]
+           "sample_segments", "inference_batches", "bucketed"]
 
 
 def _rng(*keys: int) -> np.random.Generator:
@@ -64,6 +64,17 @@ def sample_segments(frames: np.ndarray, segment_frames: int, rng: np.random.Gene
     return np.where(eligible[:, None], starts, 0), eligible
 
 
+def bucketed(samples: np.ndarray | int, bucket: int) -> np.ndarray | int:
+    """``samples`` rounded up to a multiple of ``bucket`` (0: unchanged): the padded length of a bucketed batch.
+
+    >>> bucketed(np.array([1, 16000, 16001]), 16000).tolist()
+    [16000, 16000, 32000]
+    """
+    if not bucket:
+        return samples
+    return -(-np.asarray(samples) // bucket) * bucket if np.ndim(samples) else -(-int(samples) // bucket) * bucket
+
+
 def inference_batches(indices: Sequence[int], samples: np.ndarray, max_batch_samples: int) -> list[list[int]]:
     """Length-sorted batches of ``indices`` with padded size <= ``max_batch_samples`` (an over-long one alone)."""
     order = sorted(indices, key=lambda i: int(samples[i]))
@@ -88,6 +99,7 @@ class SecondsBatchSampler:
         max_batch_samples: budget for ``longest x count`` in a batch.
         seed, rank, world_size: batch order and DDP sharding.
         start: ``(epoch, batch index)`` of the first batch to yield.
+        bucket: batches are padded to a multiple of this many samples (:func:`collate`): the budget counts that.
     """
 
     def __init__(
@@ -99,8 +111,9 @@ class SecondsBatchSampler:
         rank: int = 0,
         world_size: int = 1,
         start: tuple[int, int] = (0, 0),
+        bucket: int = 0,
     ) -> None:
-        self.lengths = np.asarray(lengths, dtype=np.int64)
+        self.lengths = bucketed(np.asarray(lengths, dtype=np.int64), bucket)
         self.indices = np.asarray(indices, dtype=np.int64)
         if len(self.indices) == 0:
             raise InputError("no utterance is long enough to train on (see data.min_utterance_seconds)")
@@ -216,10 +229,11 @@ class PaddedBatch:
                                             if isinstance(value := getattr(self, f.name), torch.Tensor)})
 
 
-def pad_waveforms(waves: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Zero-padded ``(B, S)`` float32 waveforms and their ``(B,)`` int64 lengths."""
+def pad_waveforms(waves: Sequence[np.ndarray], bucket: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero-padded ``(B, S)`` float32 waveforms and their ``(B,)`` int64 lengths; S is the longest length, rounded
+    up to a multiple of ``bucket`` samples when given."""
     lengths = np.array([len(w) for w in waves], dtype=np.int64)
-    padded = np.zeros((len(waves), int(lengths.max())), dtype=np.float32)
+    padded = np.zeros((len(waves), bucketed(int(lengths.max()), bucket)), dtype=np.float32)
     for row, wav in enumerate(waves):
         padded[row, : len(wav)] = wav
     return torch.from_numpy(padded), torch.from_numpy(lengths)
@@ -248,13 +262,16 @@ class Batch(PaddedBatch):
     index: int
 
 
-def collate(items: list[dict], conv_layers: Sequence[Sequence[int]], segment_frames: int, seed: int) -> Batch:
-    """Pad a list of :class:`UtteranceDataset` items and pick the segment pairs."""
-    waveforms, lengths = pad_waveforms([it["wav"] for it in items])
+def collate(items: list[dict], conv_layers: Sequence[Sequence[int]], segment_frames: int, seed: int,
+            bucket: int = 0) -> Batch:
+    """Pad a list of :class:`UtteranceDataset` items (to a multiple of ``bucket`` samples when given) and pick the
+    segment pairs."""
+    waveforms, lengths = pad_waveforms([it["wav"] for it in items], bucket)
     frames = frames_for_samples(lengths.numpy(), conv_layers)
     frame_targets = None
     if "frame_labels" in items[0]:
-        frame_targets = np.full((len(items), int(frames.max())), IGNORE, dtype=np.int64)
+        width = frames_for_samples(waveforms.shape[1], conv_layers)  # the model's frames of the padded batch
+        frame_targets = np.full((len(items), width), IGNORE, dtype=np.int64)
         for row, it in enumerate(items):
             frame_targets[row, : len(it["frame_labels"])] = it["frame_labels"]
         frame_targets = torch.from_numpy(frame_targets)

@@ -43,6 +43,9 @@ class DataConfig:
     num_workers: int  # DataLoader worker processes per GPU
     shards: str | None  # a `learn2diss data shard` folder: the training stages read WebDataset shards
     shuffle_buffer: int  # utterances in the shard loader's shuffle buffer (shards only)
+    # > 0: each batch is padded to a multiple of this (and budgeted so), so that its shapes repeat: cuDNN's autotuned
+    # convolutions and compiled graphs are reused (train.compile); 0: padded to its longest utterance
+    bucket_seconds: float
     seed: int  # batch order, crops and segment positions
 
     def __post_init__(self) -> None:
@@ -54,6 +57,8 @@ class DataConfig:
             ("segment_seconds", self.segment_seconds, self.segment_seconds > 0, "> 0"),
             ("num_workers", self.num_workers, self.num_workers >= 0, ">= 0"),
             ("shuffle_buffer", self.shuffle_buffer, self.shuffle_buffer >= 1, ">= 1"),
+            ("bucket_seconds", self.bucket_seconds, 0 <= self.bucket_seconds <= self.max_utterance_seconds,
+             f"in [0, max_utterance_seconds = {longest}]"),
         )
 
 

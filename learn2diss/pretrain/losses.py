@@ -30,20 +30,18 @@ __all__ = [
 _EXCLUDED = -1e9  # logit of a pair left out of a softmax denominator: finite, so empty rows give no NaN gradient
 
 
-def frame_cross_entropy(logits: Tensor, targets: Tensor, selected: Tensor) -> Tensor:
+def frame_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
     """L_CE^g of eq. 3: cross-entropy between ``softmax(W_g y^M_t)`` and the k-means target nu_t.
 
     Args:
-        logits: (batch, frame, K) ``W_g y^M``.
-        targets: (batch, frame) int64 k-means labels nu_t.
-        selected: (batch, frame) bool, the frames the loss is on (the masked frames in the paper).
+        logits: (frames, K) ``W_g y^M`` of the frames the loss is on (the masked frames in the paper), at
+            least one.
+        targets: (frames,) int64 k-means labels nu_t.
 
     Returns:
-        The mean over selected frames (0 when none is selected).
+        The mean over the frames.
     """
-    if not bool(selected.any()):
-        return logits.sum() * 0.0
-    return F.cross_entropy(logits[selected].float(), targets[selected])
+    return F.cross_entropy(logits.float(), targets)
 
 
 def pseudo_con_loss(

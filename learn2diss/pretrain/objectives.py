@@ -17,6 +17,7 @@ a named tuple so that DDP finds the tensors in it).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal, NamedTuple
 
 import torch
@@ -31,6 +32,7 @@ from learn2diss.pretrain.losses import (
     pseudo_con_loss,
     utterance_cross_entropy,
 )
+from learn2diss.training.compile import compile_part
 from learn2diss.training.loop import Auxiliary, Objective, StepLoss
 from learn2diss.upstream.model import (
     Features,
@@ -103,6 +105,12 @@ def mi_utterance_side(model: Learn2Diss, utt: UtteranceOutput, n: int, z_source:
     return z[:, None, :].expand(n, utt.layers[0].shape[1], z.shape[-1])
 
 
+def compiled_utterance_encoder(model: Learn2Diss, mode: str) -> Callable[[Tensor, Tensor], UtteranceOutput]:
+    """h (ECAPA-TDNN) on the views ``(2n, S, d)``, compiled with ``mode`` (``none``: eager); the number of views
+    changes from batch to batch (marked dynamic), the segment length S does not."""
+    return compile_part(model.utterance_encoder.forward, mode, dynamic=[(0,), (0,)])
+
+
 class SimCLRForward(nn.Module):
     """Stage b's forward: InfoNCE of h on the segment pairs (only utterances with two segments are used)."""
 
@@ -111,6 +119,7 @@ class SimCLRForward(nn.Module):
         self.model = model
         self.infonce = infonce
         self.segment_frames = segment_frames
+        self.encode_utterance = compiled_utterance_encoder(model, "none")
 
     def forward(self, batch: Batch, generator: torch.Generator) -> SimCLROutput:
         del generator  # no randomness beyond the batch's segment positions
@@ -119,7 +128,7 @@ class SimCLRForward(nn.Module):
         views = gather_segments(features.x, batch.segment_starts[keep], self.segment_frames, keep.nonzero()[:, 0])
         n = views.shape[1]
         lengths = torch.full((2 * n,), self.segment_frames, dtype=torch.long, device=views.device)
-        out = self.model.encode_utterance(views.flatten(0, 1), lengths)  # view 1 of all, then view 2
+        out = self.encode_utterance(views.flatten(0, 1), lengths)  # view 1 of all, then view 2
         z1, z2 = out.embedding[:n], out.embedding[n:]
         return SimCLROutput(info_nce_loss(z1, z2, self.infonce.temperature, self.infonce.denominator))
 
@@ -133,6 +142,10 @@ class SimCLRObjective(Objective):
     def loss(self, outputs: SimCLROutput, step: int) -> StepLoss:
         return StepLoss(outputs.infonce, {"infonce": outputs.infonce})
 
+    def compile(self, mode: str) -> None:
+        """h, the one trained part of this stage."""
+        self.module.encode_utterance = compiled_utterance_encoder(self.module.model, mode)
+
 
 class JointForward(nn.Module):
     """Stage d's forward: every term of eq. 10 except the CLUB estimate, plus the pairs (y-bar, z-bar) it needs."""
@@ -142,6 +155,20 @@ class JointForward(nn.Module):
         self.model = model
         self.config = config
         self.segment_frames = segment_frames
+        self.compile_parts("none")
+
+    def compile_parts(self, mode: str) -> None:
+        """h and the frame-loss block (:meth:`frame_losses`), compiled with ``mode`` (``none``: eager)."""
+        self.encode_utterance = compiled_utterance_encoder(self.model, mode)
+        # the selected frames and the pseudo-con subset change in number from batch to batch
+        self.frame_loss_block = compile_part(self.frame_losses, mode, dynamic=[(0,), (0,), (0,), (0,)])
+
+    def frame_losses(self, logits: Tensor, targets: Tensor, features: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """L_CE^g and L_PC^g of eq. 3 on the selected frames (``logits``, ``targets``) and on the pseudo-con subset
+        of them (``features`` = y^M, ``labels``)."""
+        cfg = self.config.pseudo_con
+        return (frame_cross_entropy(logits, targets),
+                pseudo_con_loss(features, labels, cfg.temperature, cfg.denominator, cfg.normalize))
 
     def forward(self, batch: Batch, generator: torch.Generator) -> JointOutput:
         cfg = self.config
@@ -155,8 +182,7 @@ class JointForward(nn.Module):
         selected = targets != IGNORE
         if cfg.loss_frames == "masked":
             selected = selected & mask
-        frame_ce = frame_cross_entropy(frames.logits, targets, selected)
-        pseudo_con = self._pseudo_con(frames.layers[-1], targets, selected, generator)
+        frame_ce, pseudo_con = self._frame_terms(frames, targets, selected, generator)
 
         keep = batch.segment_valid
         n = int(keep.sum())
@@ -170,7 +196,7 @@ class JointForward(nn.Module):
         # (2, n, S, d); h never trains f (only a parent's own run trains its front end: joint.feature_grad_mult)
         x_views = gather_segments(features.x.detach(), starts, self.segment_frames, rows)
         lengths = torch.full((2 * n,), self.segment_frames, dtype=torch.long, device=x_views.device)
-        utt = model.encode_utterance(x_views.flatten(0, 1), lengths)
+        utt = self.encode_utterance(x_views.flatten(0, 1), lengths)
         z1, z2 = utt.embedding[:n], utt.embedding[n:]
         infonce = info_nce_loss(z1, z2, cfg.infonce.temperature, cfg.infonce.denominator)
         utt_ce = utterance_cross_entropy(utt.logits[:n], utt.logits[n:], batch.utt_targets[keep])
@@ -188,13 +214,26 @@ class JointForward(nn.Module):
         return JointOutput(frame_ce, pseudo_con, infonce, utt_ce, standardize_features(ybar.float(), mode),
                            standardize_features(zbar.float(), mode))
 
-    def _pseudo_con(self, y: Tensor, targets: Tensor, selected: Tensor, generator: torch.Generator) -> Tensor:
-        cfg = self.config.pseudo_con
-        feats, labels = y[selected], targets[selected]
-        if cfg.max_frames and feats.shape[0] > cfg.max_frames:
-            pick = torch.randperm(feats.shape[0], generator=generator, device=feats.device)[: cfg.max_frames]
-            feats, labels = feats[pick], labels[pick]
-        return pseudo_con_loss(feats, labels, cfg.temperature, cfg.denominator, cfg.normalize)
+    def _frame_terms(self, frames: FrameOutput, targets: Tensor, selected: Tensor,
+                     generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """The frame losses (eq. 3) on the selected frames; pseudo-con on a random subset of at most
+        ``pseudo_con.max_frames`` of them. Both are 0 when no frame is selected."""
+        logits, labels = frames.logits[selected], targets[selected]
+        if logits.shape[0] == 0:
+            zero = frames.logits.sum() * 0.0
+            return zero, frames.layers[-1].sum() * 0.0
+        feats, feat_labels = frames.layers[-1][selected], labels
+        max_frames = self.config.pseudo_con.max_frames
+        if max_frames and feats.shape[0] > max_frames:
+            pick = torch.randperm(feats.shape[0], generator=generator, device=feats.device)[:max_frames]
+            feats, feat_labels = feats[pick], feat_labels[pick]
+        return self.frame_loss_block(logits, labels, feats, feat_labels)
+
+
+def _q_nll(q: nn.Module, zbar: Tensor, ybar: Tensor) -> Tensor:
+    """Eq. 2 on (detached) pairs: ``q`` is q_phi or its DDP wrapper."""
+    mu, logvar = q(zbar)
+    return club_nll(mu, logvar, ybar, torch.ones(ybar.shape[:2], dtype=torch.bool, device=ybar.device))
 
 
 MI_SKIPPED = "count/mi_skipped_batches"  # summed (not averaged) over a logging interval by the trainer's logger
@@ -218,18 +257,31 @@ class JointObjective(Objective):
             min_items=2, log_name="q_nll")])
         self.config = config
         self.q = q
+        self.compile("none")
+
+    def compile(self, mode: str) -> None:
+        """h and the frame-loss block of the forward pass, and the q_phi block: its NLL (eq. 2, forward and
+        backward) and the CLUB estimate (eq. 8). The number of MI pairs changes from batch to batch (dynamic)."""
+        self.module.compile_parts(mode)
+        self.nll_block = compile_part(_q_nll, mode, dynamic=[(), (0,), (0,)])
+        self.club_block = compile_part(self._club_estimate, mode, dynamic=[(0,), (0,)])
 
     @staticmethod
     def mi_pairs(outputs: JointOutput) -> int:
         """The (y-bar, z-bar) pairs of a micro-batch: its utterances with two segments."""
         return outputs.ybar.shape[0]
 
-    @staticmethod
-    def q_nll(q: nn.Module, outputs: JointOutput) -> Tensor:
+    def q_nll(self, q: nn.Module, outputs: JointOutput) -> Tensor:
         """Eq. 2: q_phi's negative log-likelihood of the detached pairs (``q``: q_phi or its DDP wrapper)."""
-        ybar, zbar = outputs.ybar.detach(), outputs.zbar.detach()
-        mu, logvar = q(zbar)
-        return club_nll(mu, logvar, ybar, torch.ones(ybar.shape[:2], dtype=torch.bool, device=ybar.device))
+        return self.nll_block(q, outputs.zbar.detach(), outputs.ybar.detach())
+
+    def _club_estimate(self, zbar: Tensor, ybar: Tensor) -> Tensor:
+        """Eq. 8 with q_phi's current weights, without gradient into them (L_MI trains only the encoders)."""
+        club = self.config.club
+        frozen = {name: p.detach() for name, p in self.q.named_parameters()}
+        mu, logvar = torch.func.functional_call(self.q, frozen, (zbar,))
+        valid = torch.ones(ybar.shape[:2], dtype=torch.bool, device=ybar.device)
+        return club_upper_bound(mu, logvar, ybar, valid, club.negatives, club.frame_reduction)
 
     def loss(self, outputs: JointOutput, step: int) -> StepLoss:
         """L_total (eq. 10): L_frame + L_utt (eq. 4, 7) + lambda L_MI (eq. 8) with q_phi's current weights."""
@@ -244,9 +296,6 @@ class JointObjective(Objective):
         skipped = torch.tensor(float(n < 2), device=ybar.device)
         if n < 2:
             return StepLoss(total, {**terms, MI_SKIPPED: skipped})
-        frozen = {name: p.detach() for name, p in self.q.named_parameters()}
-        mu, logvar = torch.func.functional_call(self.q, frozen, (zbar,))
-        valid = torch.ones(ybar.shape[:2], dtype=torch.bool, device=ybar.device)
-        mi = club_upper_bound(mu, logvar, ybar, valid, club.negatives, club.frame_reduction)  # eq. 8
+        mi = self.club_block(zbar, ybar)  # eq. 8
         total = total + club.weight * mi  # eq. 10
         return StepLoss(total, {**terms, "mi_club": mi.detach(), MI_SKIPPED: skipped})

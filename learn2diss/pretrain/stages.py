@@ -294,8 +294,9 @@ def _training_batches(
     data, model_cfg = run.config.data, run.config.model
     dataset = UtteranceDataset(run.manifest.paths, run.manifest.samples, model_cfg.parent.conv_layers,
                                int(data.max_utterance_seconds * SAMPLE_RATE), data.seed, frame_labels, utt_labels)
+    bucket = int(data.bucket_seconds * SAMPLE_RATE)
     collate_fn = partial(collate, conv_layers=model_cfg.parent.conv_layers, segment_frames=run.segment_frames,
-                         seed=data.seed)
+                         seed=data.seed, bucket=bucket)
     if data.shards:  # WebDataset shards instead of one file per utterance (learn2diss.data.shards)
         from learn2diss.data.shards import shard_batches
 
@@ -305,7 +306,7 @@ def _training_batches(
 
     def factory(position: tuple[int, int]) -> Iterator[Batch]:
         sampler = SecondsBatchSampler(dataset.cropped_lengths(), indices, int(max_batch_seconds * SAMPLE_RATE),
-                                      data.seed, run.ctx.rank, run.ctx.world_size, start=position)
+                                      data.seed, run.ctx.rank, run.ctx.world_size, start=position, bucket=bucket)
         loader = torch.utils.data.DataLoader(
             dataset, batch_sampler=sampler, collate_fn=collate_fn, num_workers=data.num_workers,
             pin_memory=run.ctx.device.type == "cuda", generator=torch.Generator(),

@@ -5,6 +5,7 @@
   its auxiliary networks, the NaN/inf policy;
 - :mod:`~learn2diss.training.config`: the ``train:`` settings and the optimiser with its schedule;
 - :mod:`~learn2diss.training.ddp`: ``torchrun`` process groups; :mod:`~learn2diss.training.precision`: autocast;
+- :mod:`~learn2diss.training.compile`: ``torch.compile`` of the parts an objective names;
 - :mod:`~learn2diss.training.checkpoint`: ``step_N.pt`` files; :mod:`~learn2diss.training.metrics`: the log.
 
 Pretraining (:mod:`learn2diss.pretrain`) and CTC fine-tuning (:mod:`learn2diss.eval.ctc`) plug objectives into it;

@@ -27,6 +27,8 @@ class TrainConfig:
     log_every: int  # optimiser steps between TensorBoard points
     max_nonfinite_steps: int  # abort after this many skipped steps (NaN/inf loss) in a stage
     precision: Literal["bf16", "fp32"]  # autocast dtype on CUDA; the CPU always runs fp32
+    # torch.compile of the parts of the step the objective names (none: eager); docs/pretraining.md "Speed"
+    compile: Literal["none", "default", "max-autotune-no-cudagraphs"]
 
     def __post_init__(self) -> None:
         check_ranges(*((name, getattr(self, name), getattr(self, name) >= 1, ">= 1")

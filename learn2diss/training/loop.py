@@ -124,6 +124,10 @@ class Objective:
     def before_step(self, step: int) -> None:
         """Called with the step before its micro-batches (CTC: g frozen for the first updates)."""
 
+    def compile(self, mode: str) -> None:
+        """Compile the parts of the step that pay (``train.compile``, :func:`~learn2diss.training.compile.compile_part`);
+        called once, before the DDP wrap. Parts left eager run as they do with ``none``."""
+
 
 @dataclass
 class TrainingStage:
@@ -201,6 +205,9 @@ class Trainer:
 
     def __init__(self, stage: TrainingStage, train_cfg: TrainConfig, ctx: DistributedContext) -> None:
         self.stage, self.cfg, self.ctx = stage, train_cfg, ctx
+        if train_cfg.compile != "none" and ctx.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # autotuned convolutions, reused for the shapes that repeat
+        stage.objective.compile(train_cfg.compile)
         self.module = _wrap(stage.objective.module, ctx, find_unused_parameters=True)
         self.auxiliaries = [(aux, _wrap(aux.module, ctx)) for aux in stage.objective.auxiliaries]
         self.autocast = autocast(ctx.device, train_cfg.precision)
