@@ -1,4 +1,11 @@
-"""Typed configs from YAML: nested dataclasses, every key checked.
+"""Typed configs from YAML: one reader for every config of the package, nested dataclasses, every key checked.
+
+Every config (a run config, a CTC config, a study grid, a SUPERB task config) is found by one rule
+(:func:`find_config`): an existing file wins, else the packaged config of that name in ``learn2diss/configs/``
+(``configs/`` for run configs, ``configs/ctc``, ``configs/grids``, ``configs/superb``). A file may start from
+another with ``base: NAME`` (a packaged name of its kind, or a path relative to it) and give only what it
+changes; mappings merge key by key (:func:`read_config_data`). :func:`load_config_file` reads, overrides and
+types it.
 
 ``from_dict(cls, data, where)`` builds dataclass ``cls`` from a plain mapping and raises
 :class:`ConfigError` naming the file and the dotted key for an unknown key, a missing key or a
@@ -14,6 +21,7 @@ import dataclasses
 import re
 import types
 import typing
+from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
@@ -129,6 +137,67 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
+KINDS = {"": "run config", "ctc": "CTC config", "grids": "study grid", "superb": "SUPERB task config"}
+
+
+def _kind_folder(kind: str) -> str:
+    return "/".join(["configs", kind] if kind else ["configs"])
+
+
+def packaged_configs(kind: str = "") -> list[str]:
+    """Names of the configs of ``kind`` (:data:`KINDS`) that ship with the package."""
+    return packaged_names(_kind_folder(kind))
+
+
+def find_config(name_or_path: str | Path, kind: str = "") -> Path:
+    """The one name-or-path rule: an existing file, else the packaged config of ``kind`` of that name (``l2d_w12``
+    or ``l2d_w12.yaml``; a name with a folder part is a path, never a packaged name), else a :class:`ConfigError`
+    listing the packaged ones."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    packaged = packaged_yaml(name_or_path, _kind_folder(kind))
+    if packaged is not None:
+        return packaged
+    what = KINDS[kind]
+    raise ConfigError(f"{what} {str(name_or_path)!r}: no such file and no packaged {what} of that name; "
+                      f"packaged: {', '.join(packaged_configs(kind))}")
+
+
+def read_config_data(path: Path, kind: str = "", chain: tuple[Path, ...] = ()) -> dict:
+    """The plain mapping of a config file with its ``base:`` chain merged in (not yet typed); errors name the file."""
+    if path.resolve() in chain:
+        cycle = " -> ".join(str(p) for p in (*chain, path.resolve()))
+        raise ConfigError(f"{chain[-1]}: base: cycle {cycle}")
+    data = read_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    if "base" not in data:
+        return data
+    base = data.pop("base")
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"{path}: base: expected a config name or a path, got {base!r}")
+    beside = path.parent / base
+    base_path = beside if beside.is_file() else packaged_yaml(base, _kind_folder(kind))
+    if base_path is None:
+        raise ConfigError(f"{path}: base: {base!r} is neither a file ({beside}) nor a packaged {KINDS[kind]}; "
+                          f"packaged: {', '.join(packaged_configs(kind))}")
+    return deep_merge(read_config_data(base_path, kind, (*chain, path.resolve())), data)
+
+
+def load_config_file(cls: type[T], name_or_path: str | Path, kind: str = "",
+                     overrides: Iterable[str | tuple[str, Any]] = (), where: str = "") -> T:
+    """Config ``cls`` of the file :func:`find_config` finds, its ``base:`` chain merged, ``overrides`` applied
+    (:func:`apply_overrides`); every error names the file."""
+    path = find_config(name_or_path, kind)
+    data = read_config_data(path, kind)
+    try:
+        apply_overrides(data, overrides)
+        return from_dict(cls, data, where)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+
+
 def read_yaml(path: str | Path) -> Any:
     """``yaml.safe_load`` with an error that names the file (invalid YAML, a Python tag, unreadable)."""
     from learn2diss.io import FileReadError
@@ -172,12 +241,37 @@ def deep_merge(base: dict, override: dict) -> dict:
     return merged
 
 
-def apply_overrides(data: dict, overrides: list[str], where: str = "--set") -> dict:
-    """Apply ``a.b.c=value`` overrides (value parsed as YAML) to a nested mapping, in place."""
+def parse_override(item: str, where: str = "--set") -> tuple[str, Any]:
+    """``"a.b.c=value"`` (a command-line override) -> ``("a.b.c", value)``, the value parsed as YAML.
+
+    >>> parse_override("joint.club.weight=1.0e-3")
+    ('joint.club.weight', 0.001)
+    """
+    if "=" not in item:
+        raise ConfigError(f"{where}: expected KEY=VALUE, got {item!r}")
+    key, raw = item.split("=", 1)
+    try:
+        return key, yaml.safe_load(raw)
+    except yaml.YAMLError as err:
+        detail = " ".join(str(err).split())
+        hint = " (Python tags are never loaded)" if "python/" in detail else ""
+        raise ConfigError(f"{where} {key}: {raw!r} is not a valid YAML value{hint}: {detail}") from None
+
+
+def format_override(key: str, value: Any) -> str:
+    """``("a.b", value)`` -> ``"a.b=value"`` for a command line (the value as YAML): :func:`parse_override`'s inverse.
+
+    >>> format_override("utt_targets.cluster_counts", [2, 3])
+    'utt_targets.cluster_counts=[2, 3]'
+    """
+    return f"{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}"
+
+
+def apply_overrides(data: dict, overrides: Iterable[str | tuple[str, Any]], where: str = "--set") -> dict:
+    """Apply overrides to a nested mapping, in place: ``(dotted key, value)`` pairs, or ``"a.b.c=value"`` strings
+    from a command line (:func:`parse_override`). The key must exist."""
     for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"{where}: expected KEY=VALUE, got {item!r}")
-        key, raw = item.split("=", 1)
+        key, value = parse_override(item, where) if isinstance(item, str) else item
         node = data
         parts = key.split(".")
         for part in parts[:-1]:
@@ -186,10 +280,5 @@ def apply_overrides(data: dict, overrides: list[str], where: str = "--set") -> d
             node = node[part]
         if parts[-1] not in node:
             raise ConfigError(f"{where}: unknown key {key!r}")
-        try:
-            node[parts[-1]] = yaml.safe_load(raw)
-        except yaml.YAMLError as err:
-            detail = " ".join(str(err).split())
-            hint = " (Python tags are never loaded)" if "python/" in detail else ""
-            raise ConfigError(f"{where} {key}: {raw!r} is not a valid YAML value{hint}: {detail}") from None
+        node[parts[-1]] = value
     return data

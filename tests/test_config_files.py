@@ -21,10 +21,9 @@ from learn2diss.pretrain.config import (
     config_path,
     config_to_dict,
     load_config,
-    packaged_configs,
     read_config,
 )
-from learn2diss.schema import read_yaml
+from learn2diss.schema import KINDS, find_config, packaged_configs, read_yaml
 
 REFERENCE = json.loads((Path(__file__).parent / "data" / "resolved_configs.json").read_text())
 
@@ -63,9 +62,18 @@ def test_unknown_name_lists_the_packaged_configs():
         load_config("l2d_w13")
 
 
-def test_old_repository_path_names_the_new_form():
-    with pytest.raises(ConfigError, match=r"'configs/l2d_w12.yaml'.*moved into the package: --config l2d_w12\)"):
-        load_config("configs/l2d_w12.yaml")
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_every_kind_of_config_follows_one_name_or_path_rule(kind, tmp_path, monkeypatch):
+    """Run configs, CTC configs, study grids and SUPERB task configs: a packaged name (with or without .yaml), an
+    existing file (which wins over a packaged name), and a name with a folder part is a path, never a packaged name."""
+    name = packaged_configs(kind)[0]
+    packaged = find_config(name, kind)
+    assert packaged.parent.name == (kind or "configs") and find_config(f"{name}.yaml", kind) == packaged
+    monkeypatch.chdir(tmp_path)
+    Path(f"{name}.yaml").write_text(packaged.read_text())
+    assert find_config(f"{name}.yaml", kind) == Path(f"{name}.yaml")
+    with pytest.raises(ConfigError, match=f"no such file and no packaged {KINDS[kind]} of that name; packaged: .*{name}"):
+        find_config(f"configs/{name}.yaml", kind)
 
 
 def test_base_by_name_and_by_relative_path_deep_merges(tmp_path):
@@ -94,7 +102,7 @@ def test_base_cycle_names_the_files(tmp_path):
 
 def test_missing_base_names_the_file_and_the_base(tmp_path):
     (tmp_path / "c.yaml").write_text("base: l2d_w99\n")
-    with pytest.raises(ConfigError, match=r"c\.yaml: base: 'l2d_w99' is neither a file .* nor a packaged config"):
+    with pytest.raises(ConfigError, match=r"c\.yaml: base: 'l2d_w99' is neither a file .* nor a packaged run config"):
         load_config(tmp_path / "c.yaml")
 
 

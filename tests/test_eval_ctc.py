@@ -170,12 +170,12 @@ def test_a_schedule_that_does_not_span_the_updates_is_refused():
 
 def test_config_unknown_key_is_named(tmp_path):
     path = tmp_path / "my.yaml"
-    path.write_text((Path(__file__).parents[1] / "learn2diss/eval/ctc_demo.yaml").read_text().replace("lr:", "lrr:", 1))
+    path.write_text((Path(__file__).parents[1] / "learn2diss/configs/ctc/ctc_demo.yaml").read_text().replace("lr:", "lrr:", 1))
     with pytest.raises(ConfigError, match=r"my.yaml: unknown key\(s\) finetune.optimizer.lrr"):
         load_ctc_config(path)
     with pytest.raises(ConfigError, match="finetune.nope"):
         load_ctc_config("ctc_demo", ["finetune.nope=1"])
-    path.write_text((Path(__file__).parents[1] / "learn2diss/eval/ctc_demo.yaml").read_text().replace("  sil_score: 0.0\n", ""))
+    path.write_text((Path(__file__).parents[1] / "learn2diss/configs/ctc/ctc_demo.yaml").read_text().replace("  sil_score: 0.0\n", ""))
     with pytest.raises(ConfigError, match=r"my.yaml: missing key\(s\) decode.sil_score"):
         load_ctc_config(path)
 

@@ -62,6 +62,10 @@ def test_the_wheel_ships_the_configs_and_runs_outside_the_checkout(installed):
     assert "kind='hubert'" in out and "num_frozen_layers=6" in out
     grid = Path(where).parent / "configs" / "grids" / "study_club.yaml"
     assert grid.is_file()
+    out = _run([str(bin_dir / "python"), "-c", "from learn2diss.eval.ctc.config import load_ctc_config; "
+                "from learn2diss.downstream_runs.tasks import TASKS; print(load_ctc_config('ctc_10h')[0], "
+                "sorted(TASKS['ks'].config()))"], work, 60)  # configs/ctc and configs/superb ship too
+    assert out.split() == ["ctc_10h", "['downstream_expert',", "'optimizer',", "'runner',", "'specaug']"]
 
 
 @pytest.mark.slow

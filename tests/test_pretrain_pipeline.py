@@ -153,19 +153,3 @@ def test_joint_stage_with_two_processes(prepared, corpus, tmp_path):
     metrics = _metrics(run)
     assert [m["step"] for m in metrics] == [1, 2, 3]  # rank 0 alone writes
     assert all(np.isfinite(m["loss/total"]) for m in metrics)
-
-
-def test_run_made_before_the_new_parent_keys_is_not_a_model_change():
-    """A run folder whose stored config predates parent.pos_conv_layers/normalize_waveform resumes."""
-    from learn2diss.pretrain.config import config_to_dict
-    from learn2diss.pretrain.stages import _model_diff, stored_model_section
-
-    current = config_to_dict(load_config(CONFIG))
-    old = json.loads(json.dumps(current))
-    for key in ("pos_conv_layers", "normalize_waveform"):
-        del old["model"]["parent"][key]
-    assert _model_diff(old["model"], current["model"])  # what refused the resume
-    assert _model_diff(stored_model_section(old), current["model"]) == []
-    old["model"]["parent"]["normalize_waveform"] = True
-    assert _model_diff(stored_model_section(old), current["model"]) == [
-        "model.parent.normalize_waveform: True -> False"]

@@ -15,7 +15,9 @@ from test_synth import require_synthesisers
 
 import learn2diss
 from learn2diss.cli import main
-from learn2diss.study.grid import StudyError, packaged_grids, parse_grid, read_grid
+from learn2diss.pretrain.config import read_config
+from learn2diss.schema import ConfigError
+from learn2diss.study.grid import StudyError, check_grid, packaged_grids, parse_grid, read_grid
 from learn2diss.study.summary import difference_interval, t_interval
 
 # 10 speakers: 2 test, 2 validation, 6 train; a few steps of each stage (plumbing, not the method)
@@ -24,17 +26,27 @@ QUICK = ["joint.steps=3", "joint.frame_optimizer.warmup_steps=1", "utt_simclr.st
          "frame_targets.fit_max_frames=2000", "utt_targets.cluster_counts=[2,3,4]"]
 
 
-def test_grid_overrides_and_errors():
+def test_grid_overrides_are_typed_and_errors_are_named():
     grid = parse_grid({"settings": {"a": {"joint.club.weight": 1.0e-3, "joint.steps": 5}, "b": None},
                        "x": "joint.club.weight"}, "g.yaml")
     a, b = grid.settings
-    assert a.overrides == ("joint.club.weight=0.001", "joint.steps=5") and b.overrides == ()
+    assert a.overrides == (("joint.club.weight", 1.0e-3), ("joint.steps", 5)) and b.overrides == ()
     assert a.value("joint.club.weight") == 1.0e-3 and b.value("joint.club.weight") is None
-    assert a.without("joint.club.weight") == ("joint.steps=5",)
-    for bad, message in (({"settings": {}}, "expected a mapping"), ({"settings": {"a/b": {}}}, "setting name"),
-                         ({"settings": {"a": [1]}}, "setting a"), ({"settings": {"a": {}}, "y": 1}, "unknown")):
-        with pytest.raises(StudyError, match=message):
+    assert a.without("joint.club.weight") == (("joint.steps", 5),)
+    assert a.arguments() == ["joint.club.weight=0.001", "joint.steps=5"]  # text only for the command line
+    for bad, message in (({"settings": {}, "x": "k"}, "at least one setting"),
+                         ({"settings": {"a/b": {}}, "x": "k"}, "setting name"),
+                         ({"settings": {"a": [1]}, "x": "k"}, r"settings\.a"),
+                         ({"settings": {"a": {}}, "x": "k", "y": 1}, "unknown key"),
+                         ({"settings": {"a": {}}}, r"missing key\(s\) x")):
+        with pytest.raises(ConfigError, match=message):
             parse_grid(bad, "g.yaml")
+    config = read_config("tiny")
+    check_grid(grid, config)
+    for overrides, message in (({"joint.club.wieght": 1.0}, "grid setting c: .*unknown key 'joint.club.wieght'"),
+                               ({"joint.steps": "many"}, "grid setting c: .*joint.steps: expected int")):
+        with pytest.raises(ConfigError, match=message):
+            check_grid(parse_grid({"settings": {"c": overrides}, "x": "joint.club.weight"}, "g.yaml"), config)
 
 
 def test_a_packaged_grid_is_found_by_name(tmp_path):
@@ -42,9 +54,9 @@ def test_a_packaged_grid_is_found_by_name(tmp_path):
     by_name = read_grid("study_club")
     assert by_name == read_grid(Path(learn2diss.__file__).parent / "configs" / "grids" / "study_club.yaml")
     assert any(s.name == "lambda-0" for s in by_name.settings)
-    with pytest.raises(StudyError, match="packaged grids: .*study_club"):
+    with pytest.raises(ConfigError, match="packaged: .*study_club"):
         read_grid("no_such_grid")
-    with pytest.raises(StudyError, match="grid file not found"):
+    with pytest.raises(ConfigError, match="no such file"):
         read_grid(tmp_path / "study_club.yaml")  # a path is a path, never a packaged name
 
 
@@ -79,7 +91,8 @@ def test_reduced_study_writes_table_figure_rows_and_a_rerun_skips_finished_cells
         assert main(["pretrain", stage, "--config", "demo_l2d", "--random-parent", "--data",
                      str(manifest), "--out", str(shared), "--device", "cpu", *sets]) == 0
     grid = tmp_path / "grid.yaml"
-    grid.write_text("settings:\n  lambda-0: {joint.club.weight: 0.0}\n  lambda-1e-3: {joint.club.weight: 1.0e-3}\n")
+    grid.write_text("x: joint.club.weight\nsettings:\n  lambda-0: {joint.club.weight: 0.0}\n"
+                    "  lambda-1e-3: {joint.club.weight: 1.0e-3}\n")
     out = tmp_path / "study"
     args = ["study", "--grid", str(grid), "--seeds", "0", "1", "--shared", str(shared), "--corpus", str(corpus),
             "--config", "demo_l2d", "--out", str(out), "--work-dir", str(tmp_path / "work"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import yaml
 from superb_fixtures import LEXICON, STRIDE, make_checkpoint, make_librispeech, make_voxceleb1
 
 from learn2diss.downstream_runs.launcher import LauncherError, s3prl_arguments
@@ -73,7 +74,8 @@ def test_default_key_per_task(tmp_path, checkpoint) -> None:
         assert args[args.index("-d") + 1] == downstream
         config = args[args.index("-c") + 1]
         assert config == str(expdir / f"learn2diss_{task}.yaml")
-        assert "FILLED" not in (expdir / f"learn2diss_{task}.yaml").read_text()
+        written = yaml.safe_load((expdir / f"learn2diss_{task}.yaml").read_text())
+        assert "null" not in yaml.safe_dump(written["downstream_expert"])  # every data path filled
     phones = (tmp_path / "run_pr" / "metadata" / "phoneme.txt").read_text().split()
     assert phones == sorted({phone for phones in LEXICON.values() for phone in phones.split()})
 

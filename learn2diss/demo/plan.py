@@ -19,7 +19,7 @@ PARENT = "demo-parent"  # the parent's name in the rows and the feature caches
 EVAL_SPLIT = "test"  # the demo reports on the unseen test speakers and chooses nothing
 # The two Learn2Diss settings of Table 5: lambda = 0 and the config's lambda (config demo_l2d, joint.club.weight)
 NO_MI, MI = "lambda-0", "lambda-default"
-GRID = Grid((Setting(NO_MI, ("joint.club.weight=0.0",)), Setting(MI, ())))
+GRID = Grid((Setting(NO_MI, (("joint.club.weight", 0.0),)), Setting(MI, ())), x="joint.club.weight")
 SETTING_TITLES = {NO_MI: "λ = 0", MI: "λ > 0"}
 
 

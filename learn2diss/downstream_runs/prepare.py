@@ -238,7 +238,7 @@ def _fill(config: dict, section: str, values: dict[str, object]) -> None:
 
 
 def prepare(task: Task, data_root: str | Path, metadata_dir: str | Path, config: dict) -> dict:
-    """Check the layout under ``data_root`` and fill ``config``'s FILLED paths (in place; returned).
+    """Check the layout under ``data_root`` and fill ``config``'s data paths, the ones left null (in place; returned).
 
     Settings the user already changed (e.g. a PR lexicon given with ``-o``) are kept.
     """
@@ -247,7 +247,7 @@ def prepare(task: Task, data_root: str | Path, metadata_dir: str | Path, config:
     expert = config["downstream_expert"]
     if task.name == "pr":
         corpus = expert["corpus"]
-        lexicons = [Path(p) for p in corpus["lexicon"] if p != "FILLED"] or [root / "librispeech-lexicon.txt"]
+        lexicons = [Path(p) for p in corpus["lexicon"] or []] or [root / "librispeech-lexicon.txt"]
         _first_missing(lexicons, "PR lexicon (word -> phones; give others with -o config.downstream_expert.corpus.lexicon=[...])")
         for split in LIBRISPEECH_SPLITS:
             librispeech_transcripts(require(root / split, "LibriSpeech split"))
@@ -283,7 +283,7 @@ def prepare(task: Task, data_root: str | Path, metadata_dir: str | Path, config:
                                  "dev_meta_data": str(dev_trials), "test_meta_data": str(trials)})
     elif task.name == "er":
         _fill(config, "datarc", {"root": str(root), "meta_data": str(write_iemocap_folds(root, meta / "iemocap"))})
-    unfilled = [key for key, value in _walk(config) if value == "FILLED"]
+    unfilled = [key for key, value in _walk(config["downstream_expert"]) if value is None]
     if unfilled:
         raise ValueError(f"task {task.name}: config keys left unfilled: {unfilled}")
     return config

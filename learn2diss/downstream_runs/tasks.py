@@ -1,19 +1,19 @@
 """The eight SUPERB tasks of paper Table 2 and how each one maps onto s3prl.
 
-A task names its s3prl downstream folder (``-d``), its config (``tasks/<name>.yaml``, s3prl's
-schema), the upstream feature key it reads by default, the dataset folder it expects under a data
+A task names its s3prl downstream folder (``-d``), its config (``learn2diss/configs/superb/<name>.yaml``, s3prl's
+schema, read through :mod:`learn2diss.schema` like every config: :class:`SuperbTaskConfig`), the upstream feature
+key it reads by default, the dataset folder it expects under a data
 root, the metric lines s3prl prints, and the prediction files of the public-set submission.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
-
-import yaml
+from typing import Any
 
 from learn2diss.errors import InputError
+from learn2diss.schema import load_config_file, to_dict
 from learn2diss.upstream.expert import FRAME_TASKS, UTTERANCE_TASKS
 
 
@@ -60,9 +60,20 @@ class Task:
         return f"{self.dev_split}-best.ckpt"
 
     def config(self) -> dict:
-        """The task config shipped with the package (a fresh copy)."""
-        text = resources.files("learn2diss.downstream_runs").joinpath("tasks", f"{self.name}.yaml").read_text()
-        return yaml.safe_load(text)
+        """The task config shipped with the package, as the plain mapping s3prl reads (a fresh copy)."""
+        return to_dict(load_config_file(SuperbTaskConfig, self.name, "superb"))
+
+
+@dataclass(frozen=True)
+class SuperbTaskConfig:
+    """A task's s3prl downstream config (its legacy runner's YAML): the sections s3prl reads, each in s3prl's own
+    schema. The data paths under ``downstream_expert`` are null in the packaged files: ``run_downstream.py`` sets
+    them from ``--data-root`` (:func:`learn2diss.downstream_runs.prepare.prepare`)."""
+
+    runner: dict[str, Any]
+    optimizer: dict[str, Any]
+    specaug: dict[str, Any] | None  # SpecAugment of the features (null: none)
+    downstream_expert: dict[str, Any]
 
 
 _ACC = Metric("acc", "acc", 100.0, True)

@@ -11,21 +11,20 @@ key; ``--set a.b=value`` overrides go through the same checks. docs/pretraining.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from learn2diss.schema import (
     ConfigError,
-    apply_overrides,
     check_ranges,
-    deep_merge,
-    from_dict,
-    packaged_names,
-    packaged_yaml,
-    read_yaml,
+    find_config,
+    load_config_file,
+    read_config_data,
     to_dict,
 )
+from learn2diss.schema import packaged_configs as schema_packaged_configs
 from learn2diss.training.config import OptimizerConfig, TrainConfig
 from learn2diss.upstream.config import ModelConfig
 
@@ -225,61 +224,24 @@ class Config:
                       "0 when model.frame.num_frozen_layers > 0 (a trainable front end is for a parent, N = 0)"))
 
 
-CONFIGS = "configs"  # the packaged run configs: learn2diss/configs/*.yaml
-
-
 def packaged_configs() -> list[str]:
     """Names of the run configs that ship with the package (``learn2diss/configs/*.yaml``)."""
-    return packaged_names(CONFIGS)
+    return schema_packaged_configs()
 
 
 def config_path(name_or_path: str | Path) -> Path:
     """The YAML file of a run config: an existing file, or a packaged name (``l2d_w12`` or ``l2d_w12.yaml``)."""
-    path = Path(name_or_path)
-    if path.is_file():
-        return path
-    packaged = packaged_yaml(name_or_path, CONFIGS)
-    if packaged is not None:
-        return packaged
-    hint = f" (the configs moved into the package: --config {path.stem})" if path.stem in packaged_configs() else ""
-    raise ConfigError(f"config {str(name_or_path)!r}: no such file and no packaged config of that name{hint}; "
-                      f"packaged: {', '.join(packaged_configs())}")
+    return find_config(name_or_path)
 
 
 def read_config(name_or_path: str | Path) -> dict:
     """The plain mapping of a run config with its ``base:`` chain merged in (not yet validated)."""
-    return _read(config_path(name_or_path), ())
+    return read_config_data(config_path(name_or_path))
 
 
-def _read(path: Path, chain: tuple[Path, ...]) -> dict:
-    if path.resolve() in chain:
-        cycle = " -> ".join(str(p) for p in (*chain, path.resolve()))
-        raise ConfigError(f"{chain[-1]}: base: cycle {cycle}")
-    data = read_yaml(path)
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-    if "base" not in data:
-        return data
-    base = data.pop("base")
-    if not isinstance(base, str) or not base:
-        raise ConfigError(f"{path}: base: expected a config name or a path, got {base!r}")
-    beside = path.parent / base
-    base_path = beside if beside.is_file() else packaged_yaml(base, CONFIGS)
-    if base_path is None:
-        raise ConfigError(f"{path}: base: {base!r} is neither a file ({beside}) nor a packaged config; packaged: "
-                          f"{', '.join(packaged_configs())}")
-    return deep_merge(_read(base_path, (*chain, path.resolve())), data)
-
-
-def load_config(name_or_path: str | Path, overrides: list[str] | None = None) -> Config:
+def load_config(name_or_path: str | Path, overrides: Iterable[str | tuple[str, Any]] = ()) -> Config:
     """Read (with its bases), override and validate a run config given by packaged name or path."""
-    path = config_path(name_or_path)
-    data = read_config(path)
-    try:
-        apply_overrides(data, overrides or [])
-        return from_dict(Config, data)
-    except ConfigError as err:
-        raise ConfigError(f"{path}: {err}") from None
+    return load_config_file(Config, name_or_path, overrides=overrides)
 
 
 def config_to_dict(config: Config) -> dict:

@@ -62,7 +62,7 @@ from learn2diss.training.checkpoint import load_checkpoint
 from learn2diss.training.ddp import DistributedContext, barrier
 from learn2diss.training.loop import TrainingStage, make_adam, train
 from learn2diss.training.precision import autocast
-from learn2diss.upstream.checkpoints import PARENT_KEYS_ADDED, import_parent, load_model, save_model
+from learn2diss.upstream.checkpoints import import_parent, load_model, save_model
 from learn2diss.upstream.config import ModelConfig
 from learn2diss.upstream.model import SAMPLE_RATE, Learn2Diss
 
@@ -150,14 +150,6 @@ def _model_diff(a: dict, b: dict, prefix: str = "model") -> list[str]:
     return out
 
 
-def stored_model_section(stored: dict) -> dict:
-    """The ``model`` section of a run's stored config, with parent keys added since given their earlier meaning."""
-    model = dict(stored.get("model") or {})
-    if isinstance(model.get("parent"), dict):
-        model["parent"] = {**PARENT_KEYS_ADDED, **model["parent"]}
-    return model
-
-
 def prepare_run(
     out: Path, config: Config, manifest: Manifest, ctx: DistributedContext, parent: Path | None,
     random_parent: bool, resume: bool,
@@ -168,7 +160,7 @@ def prepare_run(
     current = config_to_dict(config)
     if config_path.is_file():
         stored = read_yaml(config_path, "run config")
-        diffs = _model_diff(stored_model_section(stored), current["model"])
+        diffs = _model_diff(stored.get("model") or {}, current["model"])
         if diffs:
             raise StageError(f"{config_path}: the model differs from this run's config ({'; '.join(diffs)}); "
                              "use another --out")

@@ -45,7 +45,7 @@ class Cell:
     def overrides(self, common: tuple[str, ...]) -> list[str]:
         """``--set`` values of its joint stage: common ones, the setting's, then the seed (batch order, masks,
         crops and q_phi's initialisation)."""
-        return [*common, *self.setting.overrides, f"train.seed={self.seed}", f"data.seed={self.seed}"]
+        return [*common, *self.setting.arguments(), f"train.seed={self.seed}", f"data.seed={self.seed}"]
 
 
 @dataclass(frozen=True)

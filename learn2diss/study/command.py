@@ -11,7 +11,7 @@ rerun; an interrupted one resumes.
 
 The grid is a YAML file of named settings, each a mapping of dotted config keys (as for `pretrain --set`):
 
-    x: joint.club.weight          # the figure's x axis (default)
+    x: joint.club.weight          # the figure's x axis (required)
     settings:
       lambda-0:    {joint.club.weight: 0.0}
       lambda-1e-4: {joint.club.weight: 1.0e-4}
@@ -103,9 +103,11 @@ def _prepared_run(args: argparse.Namespace, work: Path) -> tuple[Path, Path, Pat
 
 def run(args: argparse.Namespace) -> int:
     from learn2diss.io import write_json
+    from learn2diss.pretrain.config import read_config
+    from learn2diss.schema import apply_overrides, format_override
     from learn2diss.study.cells import Cell, StudyInputs, StudyPaths, run_cell
     from learn2diss.study.evaluate import CorpusSplit, EvalSizes
-    from learn2diss.study.grid import read_grid
+    from learn2diss.study.grid import check_grid, read_grid
     from learn2diss.study.summary import markdown_tables, plot_metrics, raw_rows, summarise
 
     grid = read_grid(args.grid)
@@ -113,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
         CorpusSplit(args.corpus, split).check()
     paths = StudyPaths(args.out, args.work_dir or Path("runs") / args.out.name)
     shared, config, manifest = _prepared_run(args, paths.work)
+    check_grid(grid, apply_overrides(read_config(config), args.set))
     inputs = StudyInputs(config, manifest, shared, args.corpus, tuple(args.set), args.device)
     sizes = EvalSizes(args.purity_clusters, args.probe_max_frames, args.probe_test_fraction)
     cells = [Cell(setting, seed) for setting in grid.settings for seed in args.seeds]
@@ -129,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     rows.to_csv(args.out / "rows.csv", index=False)
     summary.to_csv(args.out / "summary.csv", index=False)
-    groups = {s.name: " ".join(s.without(grid.x)) or "base config" for s in grid.settings}
+    groups = {s.name: " ".join(format_override(*o) for o in s.without(grid.x)) or "base config" for s in grid.settings}
     figure = plot_metrics(summary, groups, grid.x, args.out / "metrics_vs_x.png")
     names = [s.name for s in grid.settings]
     text = "\n".join([
@@ -138,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
         f"`{shared}`, corpus `{args.corpus}`" + (f", common overrides `{' '.join(args.set)}`" if args.set else "")
         + ". Mean ± half-width of the 95 % Student t interval over seeds (n seeds per setting); percent except "
         "the variances. Choose on validation speakers; test speakers are reported, not chosen on.", "",
-        *(f"- `{s.name}`: {' '.join(f'`{o}`' for o in s.overrides) or 'the config as it is'}" for s in grid.settings),
+        *(f"- `{s.name}`: {' '.join(f'`{o}`' for o in s.arguments()) or 'the config as it is'}" for s in grid.settings),
         "", markdown_tables(summary, names),
         f"Figure: [{figure.name}]({figure.name}); raw rows with provenance: rows.csv.", "",
     ])

@@ -1,29 +1,39 @@
-"""The study's grid file: named settings, each a set of dotted config overrides, and the figure's x axis.
+"""The study's grid file: named settings, each a set of typed config overrides, and the figure's x axis.
 
 Example (YAML)::
 
-    x: joint.club.weight            # the figure's x axis (default joint.club.weight, i.e. lambda)
+    x: joint.club.weight            # the figure's x axis (lambda)
     settings:
       lambda-0: {joint.club.weight: 0.0}
       lambda-1e-3: {joint.club.weight: 1.0e-3}
-      lambda-1e-3-std: {joint.club.weight: 1.0e-3, joint.club.standardize: true}
+      lambda-1e-3-std: {joint.club.weight: 1.0e-3, joint.club.standardize: batch}
 
-Each value is applied like ``learn2diss pretrain --set KEY=VALUE``. Settings that differ only in the x
-key form one line of the figure.
+Grids are configs like the others (:mod:`learn2diss.schema`): ``--grid`` takes a packaged name (``study_club``,
+``learn2diss/configs/grids/``) or a path, and the file is typed (:class:`GridFile`). Each value is an override of
+the run config, kept as the YAML typed it (:class:`Setting`), checked against the run config's schema before any
+cell runs (:func:`check_grid`); it is written out as ``KEY=VALUE`` once, on the command line of a cell's
+``learn2diss pretrain``. Settings that differ only in the x key form one line of the figure.
 """
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass
 from pathlib import Path
-
-import yaml
+from typing import Any
 
 from learn2diss.errors import Learn2DissError
-from learn2diss.schema import packaged_names, packaged_yaml
+from learn2diss.schema import (
+    ConfigError,
+    apply_overrides,
+    find_config,
+    format_override,
+    from_dict,
+    load_config_file,
+    packaged_configs,
+)
 
-DEFAULT_X = "joint.club.weight"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 
 
@@ -32,23 +42,32 @@ class StudyError(Learn2DissError, RuntimeError):
 
 
 @dataclass(frozen=True)
+class GridFile:
+    """A grid file as written: the x axis (a dotted run-config key) and the settings, name -> {dotted key: value}
+    (an empty or null setting is the run config as it is)."""
+
+    x: str
+    settings: dict[str, dict[str, Any] | None]
+
+
+@dataclass(frozen=True)
 class Setting:
-    """One named setting: its overrides as ``KEY=VALUE`` strings (YAML values)."""
+    """One named setting: its overrides, ``(dotted key, value)`` with the value typed as in the YAML."""
 
     name: str
-    overrides: tuple[str, ...]
+    overrides: tuple[tuple[str, Any], ...]
 
     def value(self, key: str) -> object | None:
-        """The override of ``key`` (parsed), or None when this setting leaves it at the config's value."""
-        for item in self.overrides:
-            k, v = item.split("=", 1)
-            if k == key:
-                return yaml.safe_load(v)
-        return None
+        """The override of ``key``, or None when this setting leaves it at the config's value."""
+        return dict(self.overrides).get(key)
 
-    def without(self, key: str) -> tuple[str, ...]:
+    def without(self, key: str) -> tuple[tuple[str, Any], ...]:
         """The overrides other than ``key``: settings with equal ones form one line of the figure."""
-        return tuple(item for item in self.overrides if item.split("=", 1)[0] != key)
+        return tuple((k, v) for k, v in self.overrides if k != key)
+
+    def arguments(self) -> list[str]:
+        """The overrides as ``KEY=VALUE`` for ``learn2diss pretrain --set`` (the one place they become text)."""
+        return [format_override(k, v) for k, v in self.overrides]
 
 
 @dataclass(frozen=True)
@@ -56,52 +75,47 @@ class Grid:
     """The settings of a study and the config key on the figure's x axis."""
 
     settings: tuple[Setting, ...]
-    x: str = DEFAULT_X
-
-
-def _override(key: object, value: object) -> str:
-    return f"{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}"
+    x: str
 
 
 def parse_grid(data: object, where: str) -> Grid:
-    """A grid from its YAML data; errors name ``where`` and the setting."""
-    if not isinstance(data, dict) or not isinstance(data.get("settings"), dict) or not data["settings"]:
-        raise StudyError(f"{where}: expected a mapping with 'settings: {{NAME: {{KEY: VALUE, ...}}, ...}}'")
-    unknown = set(data) - {"settings", "x"}
-    if unknown:
-        raise StudyError(f"{where}: unknown top-level key(s) {sorted(unknown)}; allowed: settings, x")
-    settings = []
-    for name, overrides in data["settings"].items():
-        if not isinstance(name, str) or not _NAME.fullmatch(name):
-            raise StudyError(f"{where}: setting name {name!r}: use letters, digits and . _ + - (a folder name)")
-        if overrides is None:
-            overrides = {}
-        if not isinstance(overrides, dict):
-            raise StudyError(f"{where}: setting {name}: expected a mapping of dotted config keys to values")
-        settings.append(Setting(name, tuple(_override(k, v) for k, v in overrides.items())))
-    x = data.get("x", DEFAULT_X)
-    if not isinstance(x, str):
-        raise StudyError(f"{where}: x must be a dotted config key, got {x!r}")
-    return Grid(tuple(settings), x)
+    """A grid from its YAML data (typed as :class:`GridFile`); errors name ``where`` and the key or setting."""
+    try:
+        return _grid(from_dict(GridFile, data), where)
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from None
 
 
-GRIDS = "configs/grids"  # the packaged grids: learn2diss/configs/grids/*.yaml
+def _grid(file: GridFile, where: str) -> Grid:
+    if not file.settings:
+        raise ConfigError(f"{where}: settings: expected at least one setting")
+    for name in file.settings:
+        if not _NAME.fullmatch(name):
+            raise ConfigError(f"{where}: setting name {name!r}: use letters, digits and . _ + - (a folder name)")
+    return Grid(tuple(Setting(name, tuple((overrides or {}).items())) for name, overrides in file.settings.items()),
+                file.x)
+
+
+def check_grid(grid: Grid, config: dict) -> None:
+    """Every setting's overrides (and the x key) applied to ``config``, the plain mapping of the study's run config
+    with its common ``--set`` overrides, must give a valid run config: an unknown key or a mistyped value is an
+    error naming the setting, before any cell runs."""
+    from learn2diss.pretrain.config import Config
+
+    for setting in grid.settings:
+        try:
+            from_dict(Config, apply_overrides(copy.deepcopy(config), setting.overrides, f"setting {setting.name}"))
+        except ConfigError as err:
+            raise ConfigError(f"grid setting {setting.name}: {err}") from None
+    if grid.x and grid.x not in {k for s in grid.settings for k, _ in s.overrides}:
+        apply_overrides(copy.deepcopy(config), [(grid.x, None)], "grid x")  # the key must exist
 
 
 def packaged_grids() -> list[str]:
     """Names of the grids that ship with the package (``learn2diss/configs/grids/*.yaml``)."""
-    return packaged_names(GRIDS)
+    return packaged_configs("grids")
 
 
 def read_grid(name_or_path: str | Path) -> Grid:
-    """Read a grid file (YAML): a path, or the name of a packaged grid (``study_club``)."""
-    path = Path(name_or_path)
-    if not path.is_file():
-        path = packaged_yaml(name_or_path, GRIDS) or path
-    if not path.is_file():
-        raise StudyError(f"grid file not found: {name_or_path} (packaged grids: {', '.join(packaged_grids())})")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise StudyError(f"{path}: not valid YAML: {err}") from None
-    return parse_grid(data, str(path))
+    """Read a grid file: a path, or the name of a packaged grid (``study_club``)."""
+    return _grid(load_config_file(GridFile, name_or_path, "grids"), str(find_config(name_or_path, "grids")))

@@ -251,10 +251,6 @@ def save_model(model: Learn2Diss, directory: str | Path, extra: dict | None = No
     return directory
 
 
-# Parent keys added after format version 1 was written, with the value every earlier checkpoint meant.
-PARENT_KEYS_ADDED = {"pos_conv_layers": 1, "normalize_waveform": False}
-
-
 def read_model_config(directory: str | Path) -> ModelConfig:
     """The :class:`ModelConfig` stored in one of our checkpoint directories; errors name the file."""
     path = Path(directory) / CONFIG_FILE
@@ -268,8 +264,6 @@ def read_model_config(directory: str | Path) -> ModelConfig:
     if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{path}: unsupported checkpoint format {meta.get('format_version') if isinstance(meta, dict) else meta!r}")
     model = meta.get("model")
-    if isinstance(model, dict) and isinstance(model.get("parent"), dict):
-        model["parent"] = {**PARENT_KEYS_ADDED, **model["parent"]}
     try:
         return from_dict(ModelConfig, model, "model")
     except ConfigError as err:

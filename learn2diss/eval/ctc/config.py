@@ -1,25 +1,20 @@
 """CTC fine-tuning and decoding settings, read from YAML and validated (an unknown key is an error naming it).
 
-The packaged configs ``ctc_1h``, ``ctc_10h``, ``ctc_100h`` and ``ctc_demo`` live beside this package
-(``learn2diss/eval/ctc_*.yaml``); a path to another YAML file works too.
+The packaged configs ``ctc_1h``, ``ctc_10h``, ``ctc_100h`` and ``ctc_demo`` live in ``learn2diss/configs/ctc/``;
+a path to another YAML file works too (:func:`learn2diss.schema.find_config`: an existing file wins), and a file
+may start from another with ``base:``.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 from learn2diss.eval.ctc.decode import DecodeConfig
-from learn2diss.schema import (
-    ConfigError,
-    apply_overrides,
-    check_ranges,
-    from_dict,
-    packaged_names,
-    packaged_yaml,
-    read_yaml,
-)
+from learn2diss.schema import ConfigError, check_ranges, find_config, load_config_file
+from learn2diss.schema import packaged_configs as schema_packaged_configs
 from learn2diss.training.config import TrainConfig, TriStageOptimizerConfig
 
 
@@ -79,23 +74,11 @@ class CtcConfig:
 
 
 def packaged_configs() -> list[str]:
-    """Names of the CTC configs that ship with the package (``learn2diss/eval/ctc_*.yaml``)."""
-    return packaged_names("eval")
+    """Names of the CTC configs that ship with the package (``learn2diss/configs/ctc/*.yaml``)."""
+    return schema_packaged_configs("ctc")
 
 
-def load_ctc_config(name_or_path: str | os.PathLike[str], overrides: list[str] | None = None) -> tuple[str, CtcConfig]:
+def load_ctc_config(name_or_path: str | os.PathLike[str],
+                    overrides: Iterable[str | tuple[str, Any]] = ()) -> tuple[str, CtcConfig]:
     """``(name, config)`` from a packaged name (``ctc_10h``) or a YAML path, with ``a.b=value`` overrides."""
-    path = Path(name_or_path)
-    if not path.suffix:
-        packaged = packaged_yaml(name_or_path, "eval")
-        if packaged is None:
-            raise ConfigError(f"unknown CTC config {name_or_path!r}; packaged: {packaged_configs()}, or give a path")
-        path = packaged
-    data = read_yaml(path)
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping with finetune, train and decode sections")
-    try:
-        config = from_dict(CtcConfig, apply_overrides(data, overrides or []), "")
-    except ConfigError as err:
-        raise ConfigError(f"{path}: {err}") from None
-    return path.stem, config
+    return find_config(name_or_path, "ctc").stem, load_config_file(CtcConfig, name_or_path, "ctc", overrides)
