@@ -8,7 +8,7 @@ this machine's CPU, the three parts that do not need the parent model:
 1. fit: faiss k-means (K = 2048, 768-d) on a small random sample; the cost per Lloyd iteration is
    linear in points x clusters x dimensions, so the fit of the configs (1 M frames, 20 iterations)
    is extrapolated from it;
-2. assign: the nearest-centroid labelling (:func:`learn2diss.pretrain.targets.assign`) of frames
+2. assign: the nearest-centroid labelling (:func:`learn2diss.kmeans.assign`) of frames
    on the CPU (the stage runs it on the model's device, a GPU in practice);
 3. gather: the real gather of 172.8 M frame labels (LibriSpeech 960 h at 50 Hz) from chunk files
    into ``labels.npy`` + ``offsets.npy``, timed with its peak resident memory in a subprocess, both
@@ -44,7 +44,7 @@ FRAMES_PER_1000H = 1000 * 3600 * 50
 
 def bench_fit(points: int, k: int, dim: int, iterations: int) -> float:
     """CPU seconds per Lloyd iteration per (point x cluster x dimension)."""
-    from learn2diss.pretrain.targets import fit_kmeans
+    from learn2diss.kmeans import fit_kmeans
 
     rng = np.random.default_rng(0)
     x = (rng.standard_normal((points, dim)) + rng.standard_normal((64, dim))[rng.integers(0, 64, points)])
@@ -57,7 +57,7 @@ def bench_fit(points: int, k: int, dim: int, iterations: int) -> float:
 
 def bench_assign(frames: int, k: int, dim: int) -> float:
     """CPU seconds per frame of :func:`assign`."""
-    from learn2diss.pretrain.targets import assign
+    from learn2diss.kmeans import assign
 
     x = torch.randn(frames, dim)
     c = torch.randn(k, dim)

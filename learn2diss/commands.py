@@ -60,10 +60,11 @@ class _CallerParser(argparse.ArgumentParser):
         raise ValueError(f"{self.prog}: {message}")
 
 
-def run_command(*argv: object) -> int:
+def run_command(*argv: object, check: type[Exception] | None = None) -> int:
     """Run ``learn2diss ARGV`` in this process (``run_command("export", run, "--out", ckpt)``); its exit status.
 
-    Errors propagate as they are (bad input as :class:`~learn2diss.errors.Learn2DissError`).
+    Errors propagate as they are (bad input as :class:`~learn2diss.errors.Learn2DissError`). With ``check``, a
+    non-zero exit status is raised as that error class, naming the command (the demo's and the study's steps).
     """
     args = [str(a) for a in argv]
     found = find_command(args)
@@ -73,4 +74,7 @@ def run_command(*argv: object) -> int:
     module = importlib.import_module(name)
     parser = _CallerParser(prog=f"learn2diss {' '.join(words)}")
     module.add_arguments(parser)
-    return int(module.run(parser.parse_args(args[len(words):])) or 0)
+    code = int(module.run(parser.parse_args(args[len(words):])) or 0)
+    if code and check is not None:
+        raise check(f"`learn2diss {' '.join(args)}` exited with {code}")
+    return code

@@ -24,16 +24,14 @@ import torch
 
 from learn2diss.data.audio import read_audio
 from learn2diss.errors import InputError
+from learn2diss.rng import keyed_rng
 from learn2diss.upstream.config import SAMPLE_RATE
+from learn2diss.upstream.padding import pad_waveforms
 
 IGNORE = -100  # frame label of padding (torch's cross-entropy ignore_index)
 
-__all__ = ["IGNORE", "Batch", "PaddedBatch", "pad_waveforms", "SecondsBatchSampler", "UtteranceDataset", "collate", "frames_for_samples",
+__all__ = ["IGNORE", "Batch", "PaddedBatch", "SecondsBatchSampler", "UtteranceDataset", "collate", "frames_for_samples",
            "sample_segments", "inference_batches", "bucketed"]
-
-
-def _rng(*keys: int) -> np.random.Generator:
-    return np.random.default_rng([int(k) for k in keys])
 
 
 def frames_for_samples(samples: np.ndarray | int, conv_layers: Sequence[Sequence[int]]) -> np.ndarray | int:
@@ -127,7 +125,7 @@ class SecondsBatchSampler:
 
     def epoch_batches(self, epoch: int) -> list[list[int]]:
         """This rank's batches of ``epoch``: length-sorted groups (random ties), in random order."""
-        rng = _rng(self.seed, epoch)
+        rng = keyed_rng(self.seed, epoch)
         shuffled = self.indices[rng.permutation(len(self.indices))]
         ordered = shuffled[np.argsort(self.lengths[shuffled], kind="stable")]
         batches = inference_batches(list(ordered), self.lengths, self.max_batch_samples)
@@ -194,7 +192,7 @@ class UtteranceDataset(torch.utils.data.Dataset):
         offset = 0
         if len(wav) > self.max_samples:
             steps = (len(wav) - self.max_samples) // self.stride
-            offset = int(_rng(self.seed, 0, epoch, batch, utt).integers(0, steps + 1)) * self.stride
+            offset = int(keyed_rng(self.seed, 0, epoch, batch, utt).integers(0, steps + 1)) * self.stride
             wav = wav[offset : offset + self.max_samples]
         item = {"wav": wav, "utt": utt, "epoch": epoch, "batch": batch}
         if frame_labels is not None or self.frame_labels is not None:
@@ -229,16 +227,6 @@ class PaddedBatch:
                                             if isinstance(value := getattr(self, f.name), torch.Tensor)})
 
 
-def pad_waveforms(waves: Sequence[np.ndarray], bucket: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Zero-padded ``(B, S)`` float32 waveforms and their ``(B,)`` int64 lengths; S is the longest length, rounded
-    up to a multiple of ``bucket`` samples when given."""
-    lengths = np.array([len(w) for w in waves], dtype=np.int64)
-    padded = np.zeros((len(waves), bucketed(int(lengths.max()), bucket)), dtype=np.float32)
-    for row, wav in enumerate(waves):
-        padded[row, : len(wav)] = wav
-    return torch.from_numpy(padded), torch.from_numpy(lengths)
-
-
 @dataclass
 class Batch(PaddedBatch):
     """A padded training batch (CPU tensors; :meth:`to` moves them).
@@ -266,7 +254,7 @@ def collate(items: list[dict], conv_layers: Sequence[Sequence[int]], segment_fra
             bucket: int = 0) -> Batch:
     """Pad a list of :class:`UtteranceDataset` items (to a multiple of ``bucket`` samples when given) and pick the
     segment pairs."""
-    waveforms, lengths = pad_waveforms([it["wav"] for it in items], bucket)
+    waveforms, lengths = pad_waveforms([it["wav"] for it in items], bucketed(max(len(it["wav"]) for it in items), bucket))
     frames = frames_for_samples(lengths.numpy(), conv_layers)
     frame_targets = None
     if "frame_labels" in items[0]:
@@ -277,7 +265,7 @@ def collate(items: list[dict], conv_layers: Sequence[Sequence[int]], segment_fra
         frame_targets = torch.from_numpy(frame_targets)
     utt_targets = torch.tensor([it["utt_label"] for it in items]) if "utt_label" in items[0] else None
     epoch, index = items[0]["epoch"], items[0]["batch"]
-    starts, eligible = sample_segments(frames, segment_frames, _rng(seed, 1, epoch, index))
+    starts, eligible = sample_segments(frames, segment_frames, keyed_rng(seed, 1, epoch, index))
     return Batch(
         waveforms=waveforms,
         lengths=lengths,

@@ -58,6 +58,7 @@ from learn2diss.data.batching import Batch, UtteranceDataset, inference_batches
 from learn2diss.data.manifest import Manifest, read_manifest
 from learn2diss.errors import Learn2DissError
 from learn2diss.io import atomic_path, save_npy, write_text
+from learn2diss.rng import keyed_rng
 from learn2diss.upstream.config import SAMPLE_RATE
 
 __all__ = ["ShardError", "ShardIndex", "write_shards", "epoch_plan", "ShardStream", "shard_batches",
@@ -71,10 +72,6 @@ FORMAT_VERSION = 1
 
 class ShardError(Learn2DissError, ValueError):
     """Shards that do not match the manifest, the targets or the run's layout; the message names the file."""
-
-
-def _rng(*keys: int) -> np.random.Generator:
-    return np.random.default_rng([int(k) for k in keys])
 
 
 def targets_fingerprint(array: np.ndarray) -> str:
@@ -173,7 +170,7 @@ def write_shards(
         raise ShardError(f"{out}: holds shards written with other settings, manifest or targets ({plan_path}); "
                          "use another --out")
     write_text(plan_path, json.dumps(settings, indent=1))
-    order = _rng(seed).permutation(len(manifest))
+    order = keyed_rng(seed).permutation(len(manifest))
     chunks = [order[i : i + shard_utterances] for i in range(0, len(order), shard_utterances)]
     names = [SHARD_NAME.format(i) for i in range(len(chunks))]
     for name, rows in tqdm(list(zip(names, chunks, strict=True)), desc="shards", unit="shard", disable=not progress):
@@ -231,7 +228,7 @@ def epoch_plan(index: ShardIndex, lengths: np.ndarray, usable: np.ndarray, epoch
     if len(index) < streams:
         raise ShardError(f"{index.directory}: {len(index)} shards for {streams} streams (processes x data workers); "
                          "write smaller shards (learn2diss data shard --shard-utterances) or use fewer workers")
-    rng = _rng(seed, 2, epoch)
+    rng = keyed_rng(seed, 2, epoch)
     load = np.zeros(streams, dtype=np.int64)
     shards: list[list[int]] = [[] for _ in range(streams)]
     for shard in rng.permutation(len(index)).tolist():
@@ -242,13 +239,13 @@ def epoch_plan(index: ShardIndex, lengths: np.ndarray, usable: np.ndarray, epoch
     for stream, ids in enumerate(shards):
         rows = np.concatenate([index.shard_rows(s) for s in ids])
         rows = rows[usable[rows]]
-        order = _shuffle_buffer(rows, shuffle_buffer, _rng(seed, 3, epoch, stream))
+        order = _shuffle_buffer(rows, shuffle_buffer, keyed_rng(seed, 3, epoch, stream))
         stream_batches: list[list[int]] = []
         for start in range(0, len(order), BUCKET):
             bucket = order[start : start + BUCKET]
             bucket = bucket[np.argsort(lengths[bucket], kind="stable")]
             cut = inference_batches(list(range(len(bucket))), lengths[bucket], max_batch_samples)
-            permutation = _rng(seed, 4, epoch, stream, start).permutation(len(cut))
+            permutation = keyed_rng(seed, 4, epoch, stream, start).permutation(len(cut))
             stream_batches += [[int(bucket[i]) for i in cut[p]] for p in permutation]
         batches.append(stream_batches)
     count = min(len(b) for b in batches)

@@ -15,7 +15,8 @@ import csv
 from pathlib import Path
 
 from learn2diss.demo.plan import EVAL_SPLIT, MI, PARENT, QUICK, DemoPaths, DemoSettings
-from learn2diss.demo.report import SETTING_LABELS, markdown_table
+from learn2diss.demo.report import SETTING_LABELS
+from learn2diss.eval.tables import markdown_table
 
 CONFIG = "ctc_demo"
 CONDITION = "demo"

@@ -38,9 +38,7 @@ def cli(*argv: object) -> None:
     """Run one ``learn2diss`` command in this process; a non-zero exit is a :class:`DemoError`."""
     from learn2diss.commands import run_command
 
-    code = run_command(*argv)
-    if code:
-        raise DemoError(f"`learn2diss {' '.join(map(str, argv))}` exited with {code}")
+    run_command(*argv, check=DemoError)
 
 
 def cpu_seconds() -> float:

@@ -25,6 +25,7 @@ import pandas as pd
 
 from learn2diss.demo.plan import GRID, MI, NO_MI, PARENT
 from learn2diss.eval.results import write_atomic
+from learn2diss.eval.tables import format_interval, markdown_table
 from learn2diss.study.summary import LABELS, difference_interval, raw_rows, summarise, t_interval
 
 PER = "asr/linear-ctc/per"
@@ -59,17 +60,7 @@ def verdict(delta: float, low: float, high: float, sign: str) -> str:
 
 
 def _mean_ci(values: Sequence[float]) -> str:
-    if not values:
-        return "–"
-    mean, low, high = t_interval(values)
-    return f"{mean:.1f}" if math.isnan(low) else f"{mean:.1f} ± {(high - low) / 2:.1f}"
-
-
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A GitHub Markdown table (first column left-aligned, the others right-aligned)."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join([":---", *["---:"] * (len(header) - 1)]) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
+    return format_interval(*t_interval(values), digits=1) if values else "–"
 
 
 def values(rows: pd.DataFrame, setting: str, metric: str) -> list[float]:

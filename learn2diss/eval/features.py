@@ -150,23 +150,6 @@ def save_npy_atomic(path: Path, array: np.ndarray) -> None:
     save_npy(path, array)
 
 
-def model_digest(model) -> str:
-    """SHA-256 of a model's weights (every tensor of its state dict: name, dtype, shape, bytes) and config."""
-    import hashlib
-    import json
-
-    import torch
-
-    from learn2diss.schema import to_dict
-
-    digest = hashlib.sha256(json.dumps(to_dict(model.config), sort_keys=True).encode())
-    for name, tensor in sorted(model.state_dict().items()):
-        tensor = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
 def _sha256(path: Path) -> str:
     import hashlib
 
@@ -235,7 +218,8 @@ def extract_features(
 ) -> None:
     """Run ``model`` on each utterance and write ``folders[str(spec)]/<utt>.npy`` for every spec (``dtype``).
 
-    Each folder's ``cache.json`` holds the key: :func:`model_digest` of ``model``, the spec, the code version
+    Each folder's ``cache.json`` holds the key: the weights' digest of ``model``
+    (:func:`~learn2diss.eval.results.state_digest`, equal to its checkpoint's) and its config, the spec, the code version
     and ``key`` (anything else the features depend on). Files of a folder with another key, or whose audio
     content changed (:func:`audio_identity`), are recomputed; the others are skipped (resume), wherever the
     audio now lies. Each folder is locked while it is filled (concurrent runs take turns). Frame features are
@@ -245,12 +229,14 @@ def extract_features(
     from tqdm import tqdm
 
     from learn2diss.data.audio import read_audio
+    from learn2diss.eval.results import state_digest
+    from learn2diss.schema import to_dict
 
     targets = {str(spec): Path(folders[str(spec)]) for spec in specs}
     with contextlib.ExitStack() as stack:
         for folder in sorted(set(targets.values())):
             stack.enter_context(locked(folder / CACHE_FILE))
-        base = {"model": model_digest(model), **(key or {})}
+        base = {"model": state_digest(model.state_dict()), "config": to_dict(model.config), **(key or {})}
         if np.dtype(dtype) != np.float32:  # the float32 caches written before this option keep their key
             base["dtype"] = np.dtype(dtype).name
         caches = {name: _Cache(folder, {**base, "spec": name}, tqdm.write) for name, folder in targets.items()}

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from learn2diss.errors import InputError
+from learn2diss.kmeans import assign, fit_kmeans
 
 log = logging.getLogger(__name__)
 
@@ -75,33 +76,6 @@ def encode_labels(labels: Sequence[str] | np.ndarray) -> tuple[np.ndarray, list[
     return codes.astype(np.int64), list(vocab)
 
 
-def fit_kmeans(x: np.ndarray, k: int, max_points: int, seed: int, niter: int = 20):
-    """faiss k-means with ``k`` clusters fitted on at most ``max_points`` random rows of ``x``.
-
-    ``k`` is capped at the number of rows fitted (with a warning), so small sets still run.
-    Returns the trained ``faiss.Kmeans`` and the ``k`` used.
-    """
-    import faiss
-
-    rng = np.random.default_rng(seed)
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    if not np.isfinite(x).all():
-        raise InputError("features contain NaN or infinite values; cannot run k-means")
-    fit = x if len(x) <= max_points else x[rng.choice(len(x), size=max_points, replace=False)]
-    if k > len(fit):
-        log.warning("k-means: %d clusters requested but only %d points; using %d clusters", k, len(fit), len(fit))
-        k = len(fit)
-    kmeans = faiss.Kmeans(x.shape[1], k, niter=niter, seed=seed, max_points_per_centroid=len(fit), verbose=False)
-    kmeans.train(fit)
-    return kmeans, k
-
-
-def assign(kmeans, x: np.ndarray) -> np.ndarray:
-    """Nearest-centroid ids (N,) of the rows of ``x``."""
-    _, ids = kmeans.index.search(np.ascontiguousarray(x, dtype=np.float32), 1)
-    return ids[:, 0].astype(np.int64)
-
-
 @dataclass(frozen=True)
 class PhoneScores:
     """Phone metrics of frame clusters, in percent, with the counts they came from."""
@@ -140,9 +114,9 @@ def frame_phone_scores(
     if len(x) == 0:
         raise InputError("no aligned frames: do the alignment utterance ids match the audio?")
     ref, _ = encode_labels(y)
-    kmeans, used_k = fit_kmeans(x, k, fit_frames, seed, niter)
-    p_xy = joint_distribution(ref, assign(kmeans, x))
-    return PhoneScores(100 * phone_purity(p_xy), 100 * cluster_purity(p_xy), 100 * pnmi(p_xy), len(x), used_k)
+    centroids, _ = fit_kmeans(x, k, niter, seed, max_points=fit_frames)
+    p_xy = joint_distribution(ref, assign(x, centroids).numpy())
+    return PhoneScores(100 * phone_purity(p_xy), 100 * cluster_purity(p_xy), 100 * pnmi(p_xy), len(x), k)
 
 
 def utterance_speaker_purity(
@@ -153,5 +127,8 @@ def utterance_speaker_purity(
     ``q`` is capped at the number of utterances; when the cap binds, purity is trivially high.
     """
     spk, _ = encode_labels(speakers)
-    kmeans, used_q = fit_kmeans(np.asarray(embeddings), q, len(embeddings), seed, niter)
-    return 100 * speaker_purity(assign(kmeans, embeddings), spk), used_q
+    used_q = min(q, len(embeddings))  # the documented cap: Q follows the data here
+    if used_q < q:
+        log.warning("speaker purity: %d clusters requested but only %d utterances; using %d", q, used_q, used_q)
+    centroids, _ = fit_kmeans(np.asarray(embeddings), used_q, niter, seed)
+    return 100 * speaker_purity(assign(embeddings, centroids).numpy(), spk), used_q

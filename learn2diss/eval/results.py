@@ -123,15 +123,29 @@ def checkpoint_hash(path: str | os.PathLike[str] | None) -> str:
     return checkpoint_digest(path)[:12] if path else ""
 
 
-def state_hash(tensors: dict) -> str:
-    """:func:`checkpoint_hash` that the weights ``tensors`` (name -> CPU tensor) get once saved: a model in memory
-    compared with result rows."""
-    from safetensors.torch import save
+_SAFETENSORS_DTYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "float64": "F64", "int64": "I64",
+                       "int32": "I32", "int16": "I16", "int8": "I8", "uint8": "U8", "bool": "BOOL"}
+
+
+def state_digest(tensors: dict) -> str:
+    """:func:`checkpoint_digest` of weights in memory (name -> tensor): the digest the file they are saved as
+    (``save_model``) gets, computed without writing it. The one digest of a model's weights: result rows and the
+    feature caches use it."""
+    import torch
 
     digest = hashlib.sha256()
-    state = {name: tensor.detach().contiguous().cpu() for name, tensor in tensors.items()}
-    _digest_tensors(io.BytesIO(save(state)), digest.update, Path("<memory>"))
-    return digest.hexdigest()[:12]
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().contiguous().cpu()
+        dtype = _SAFETENSORS_DTYPES[str(tensor.dtype).removeprefix("torch.")]
+        digest.update(json.dumps([name, dtype, list(tensor.shape)]).encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def state_hash(tensors: dict) -> str:
+    """:func:`checkpoint_hash` that the weights ``tensors`` get once saved: a model in memory compared with result
+    rows."""
+    return state_digest(tensors)[:12]
 
 
 def checkpoint_config(path: str | os.PathLike[str]) -> str:

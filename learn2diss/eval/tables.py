@@ -264,6 +264,32 @@ def build_table(spec: TableSpec, rows: Sequence[ResultRow]) -> tuple[list[str], 
     return columns, out
 
 
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A GitHub Markdown table, first column left-aligned and the others right-aligned: the one table formatter of
+    the reports (the paper tables, the demo's summary, the study's).
+
+    >>> print(markdown_table(["model", "acc"], [["a", "1.0"]]), end="")
+    | model | acc |
+    |:---|---:|
+    | a | 1.0 |
+    """
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join([":---", *["---:"] * (len(header) - 1)]) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def format_interval(mean: float, low: float, high: float, digits: int) -> str:
+    """``mean ± half-width`` of an interval with ``digits`` decimals; the mean alone when the interval is NaN (one
+    value). The one interval formatter of the reports.
+
+    >>> format_interval(2.0, 1.5, 2.5, 1), format_interval(2.0, float("nan"), float("nan"), 1)
+    ('2.0 ± 0.5', '2.0')
+    """
+    if low != low:  # NaN: fewer than two values
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {(high - low) / 2:.{digits}f}"
+
+
 def _row_label(row: TableRow) -> str:
     return row.model + (f" ({row.variant})" if row.variant else "")
 

@@ -20,6 +20,7 @@ from learn2diss.data.batching import inference_batches
 from learn2diss.data.manifest import Manifest
 from learn2diss.io import atomic_path
 from learn2diss.training.ddp import DistributedContext, barrier
+from learn2diss.upstream.padding import pad_waveforms
 
 __all__ = ["iterate_batches", "map_utterances", "read_chunks", "chunk_lengths"]
 
@@ -34,11 +35,7 @@ class _BatchReader(torch.utils.data.Dataset):
         return len(self.batches)
 
     def __getitem__(self, i: int) -> tuple[list[int], torch.Tensor, torch.Tensor]:
-        wavs = [read_audio(self.paths[u])[: self.max_samples] for u in self.batches[i]]
-        lengths = torch.tensor([len(w) for w in wavs])
-        padded = torch.zeros(len(wavs), int(lengths.max()))
-        for row, wav in enumerate(wavs):
-            padded[row, : len(wav)] = torch.from_numpy(wav)
+        padded, lengths = pad_waveforms([read_audio(self.paths[u])[: self.max_samples] for u in self.batches[i]])
         return self.batches[i], padded, lengths
 
 

@@ -45,18 +45,11 @@ from learn2diss.io import (
     write_json,
     write_yaml,
 )
+from learn2diss.kmeans import assign, fit_kmeans
 from learn2diss.pretrain.config import Config, JointConfig, config_to_dict
 from learn2diss.pretrain.extract import chunk_lengths, iterate_batches, map_utterances, read_chunks
 from learn2diss.pretrain.objectives import JointObjective, SimCLRObjective
-from learn2diss.pretrain.targets import (
-    FrameLabels,
-    assign,
-    fit_kmeans,
-    knee_point,
-    mfcc_features,
-    plot_knee,
-    save_npy,
-)
+from learn2diss.pretrain.targets import FrameLabels, knee_point, mfcc_features, plot_knee, save_npy
 from learn2diss.schema import to_dict
 from learn2diss.training.checkpoint import load_checkpoint
 from learn2diss.training.ddp import DistributedContext, barrier

@@ -1,9 +1,5 @@
-"""Discrete targets: k-means (faiss) for frames and utterances, the knee point, label files.
+"""Discrete targets: the knee point, MFCC features, label files (k-means itself: :mod:`learn2diss.kmeans`).
 
-- :func:`fit_kmeans` fits with ``faiss.Kmeans`` on a sample and returns the centroids and the
-  sum of squared distances of that sample (the inertia of the knee curve).
-- :func:`assign` labels features with torch on their own device (a GPU labels 960 h of frames
-  in minutes; faiss-cpu would take hours).
 - :func:`knee_point` is the Kneedle algorithm (Satopaa et al. 2011) from the ``kneed`` package.
 - :func:`mfcc_features` are HuBERT's iteration-1 features (MFCC + deltas), on the 50 Hz frame grid.
 - :class:`FrameLabels` stores one int16/int32 label per 20 ms frame for every manifest row in a
@@ -19,38 +15,10 @@ import numpy as np
 import torch
 
 from learn2diss import io as lio
-from learn2diss.errors import InputError
 from learn2diss.io import atomic_path
 from learn2diss.upstream.config import SAMPLE_RATE
 
-__all__ = ["fit_kmeans", "assign", "knee_point", "plot_knee", "mfcc_features", "FrameLabels", "save_npy"]
-
-
-def fit_kmeans(x: np.ndarray, k: int, iterations: int, seed: int) -> tuple[np.ndarray, float]:
-    """Lloyd k-means with faiss on ``x`` (N, D) float32; returns ``(centroids (k, D), inertia)``.
-
-    Raises:
-        ValueError: fewer points than clusters.
-    """
-    import faiss
-
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    if len(x) < k:
-        raise InputError(f"k-means with {k} clusters needs at least {k} points, got {len(x)}")
-    # max_points_per_centroid: use the whole sample we were given (faiss would silently subsample to 256 k)
-    kmeans = faiss.Kmeans(x.shape[1], k, niter=iterations, seed=seed, max_points_per_centroid=len(x) // k + 1,
-                          verbose=False)
-    kmeans.train(x)
-    distances, _ = kmeans.index.search(x, 1)
-    return kmeans.centroids.copy(), float(distances.sum())
-
-
-def assign(x: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
-    """Nearest centroid (squared Euclidean) of each row of ``x`` (N, D); (N,) int64. Runs on ``x``'s device."""
-    x = x.float()
-    c = centroids.to(x.device, torch.float32)
-    scores = x @ c.T - 0.5 * c.pow(2).sum(dim=1)  # argmax of x.c - |c|^2 / 2 = argmin |x - c|^2
-    return scores.argmax(dim=1)
+__all__ = ["knee_point", "plot_knee", "mfcc_features", "FrameLabels", "save_npy"]
 
 
 def mfcc_features(wav: torch.Tensor, frames: int, frame_shift_ms: float = 20.0) -> torch.Tensor:

@@ -86,9 +86,7 @@ def run_command(*argv: object) -> None:
     """Run one ``learn2diss`` command in this process; a non-zero exit is a :class:`StudyError`."""
     from learn2diss import commands
 
-    code = commands.run_command(*argv)
-    if code:
-        raise StudyError(f"`learn2diss {' '.join(map(str, argv))}` exited with {code}")
+    commands.run_command(*argv, check=StudyError)
 
 
 def train_cell(cell: Cell, inputs: StudyInputs, paths: StudyPaths) -> Path:

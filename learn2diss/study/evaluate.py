@@ -92,18 +92,14 @@ def variance_diagnostic(model, audio: dict[str, Path], device: str, batch_size: 
         from learn2diss.eval.variance import feature_variance
     except ImportError:
         return None
-    import torch
 
     from learn2diss.data.audio import read_audio
+    from learn2diss.upstream.padding import pad_waveforms
 
     waves = sorted((read_audio(path) for path in audio.values()), key=len)
     batches = []
     for start in range(0, len(waves), batch_size):
-        chunk = waves[start:start + batch_size]
-        lengths = torch.tensor([len(w) for w in chunk])
-        padded = torch.zeros(len(chunk), int(lengths.max()))
-        for row, wave in enumerate(chunk):
-            padded[row, : len(wave)] = torch.from_numpy(wave)
+        padded, lengths = pad_waveforms(waves[start:start + batch_size])
         batches.append((padded.to(device), lengths.to(device)))
     stats = feature_variance(model.to(device), batches, seed=seed)
     return [Measurement("variance", FRAME, key, float(value), FRAME, "per-dimension variance, mean over dims")

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from learn2diss.eval.tables import format_interval, markdown_table
 from learn2diss.io import save_figure
 
 # Metric key (eval/condition/metric) -> label; arrows: what a disentangled frame encoder g / utterance encoder h
@@ -97,10 +98,7 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def _cell(mean: float, low: float, high: float) -> str:
-    digits = 3 if abs(mean) < 10 else 1
-    if math.isnan(low):
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {(high - low) / 2:.{digits}f}"
+    return format_interval(mean, low, high, 3 if abs(mean) < 10 else 1)
 
 
 def markdown_tables(summary: pd.DataFrame, settings: Sequence[str]) -> str:
@@ -112,15 +110,15 @@ def markdown_tables(summary: pd.DataFrame, settings: Sequence[str]) -> str:
             set(summary["split"]) - {"val", "test"}):
         these = summary[summary["split"] == split]
         header = ["setting", "n", *(LABELS.get(m, m) for m in metrics)]
-        lines = ["| " + " | ".join(header) + " |", "|" + "|".join([":---", *["---:"] * (len(header) - 1)]) + "|"]
+        body = []
         for setting in settings:
             rows = these[these["setting"] == setting].set_index("metric")
             if rows.empty:
                 continue
             values = [_cell(rows.at[m, "mean"], rows.at[m, "ci_low"], rows.at[m, "ci_high"]) if m in rows.index
                       else "–" for m in metrics]
-            lines.append("| " + " | ".join([setting, str(int(rows["n"].max())), *values]) + " |")
-        parts.append(f"### {SPLIT_NAMES.get(split, split)} (`{split}`)\n\n" + "\n".join(lines) + "\n")
+            body.append([setting, str(int(rows["n"].max())), *values])
+        parts.append(f"### {SPLIT_NAMES.get(split, split)} (`{split}`)\n\n" + markdown_table(header, body))
     return "\n".join(parts)
 
 

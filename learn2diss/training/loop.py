@@ -30,12 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from learn2diss.errors import Learn2DissError
 from learn2diss.io import remove_temporaries
+from learn2diss.rng import seed_for
 from learn2diss.training.checkpoint import (
     checkpoints,
     latest_checkpoint,
@@ -49,7 +49,7 @@ from learn2diss.training.metrics import MetricsLogger, cut_metrics
 from learn2diss.training.precision import autocast
 
 __all__ = ["Objective", "Auxiliary", "TrainingStage", "TrainingBatch", "StepLoss", "Trainer", "Progress", "train",
-           "make_adam", "seed_for", "checkpoint_state", "NonFiniteLossError", "ResumeError", "CheckpointExistsError"]
+           "make_adam", "checkpoint_state", "NonFiniteLossError", "ResumeError", "CheckpointExistsError"]
 
 
 class NonFiniteLossError(Learn2DissError, RuntimeError):
@@ -170,11 +170,6 @@ def make_adam(params: list[nn.Parameter], cfg: OptimizerConfig) -> torch.optim.A
     fused = bool(params) and all(p.is_cuda for p in params)
     return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay,
                             fused=fused or None)
-
-
-def seed_for(*keys: int) -> int:
-    """A 63-bit seed mixed from integers (training seed, step, rank, micro-batch, ...)."""
-    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(2, np.uint64)[0] >> np.uint64(1))
 
 
 def _grad_norm(params: list[nn.Parameter], clip: float) -> Tensor:

@@ -30,11 +30,11 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pad_sequence
 
 from learn2diss.errors import InputError
 from learn2diss.upstream.checkpoints import load_model
 from learn2diss.upstream.model import Features, Learn2Diss
+from learn2diss.upstream.padding import pad_waveforms
 
 FRAME_TASKS = ("pr", "asr", "ks", "ic", "sf")
 UTTERANCE_TASKS = ("sid", "asv", "er")
@@ -137,6 +137,5 @@ class UpstreamExpert(nn.Module):
 
         Frame keys: (batch, frame, 768) each; utterance keys: (batch, frame, d^L) each.
         """
-        lengths = torch.tensor([len(wav) for wav in wavs], dtype=torch.long, device=wavs[0].device)
-        padded = pad_sequence(wavs, batch_first=True)  # (batch, max_samples)
+        padded, lengths = pad_waveforms(wavs)  # (batch, max_samples), (batch,)
         return ExpertFeatures(self.model, self.model.extract(padded, lengths))

@@ -21,10 +21,11 @@ from pathlib import Path
 
 import torch
 
-from learn2diss.data.batching import PaddedBatch, pad_waveforms
+from learn2diss.data.batching import PaddedBatch
 from learn2diss.errors import InputError, MissingInputError
 from learn2diss.eval.ctc.vocab import encode, normalize_text
 from learn2diss.eval.features import AUDIO_EXTENSIONS
+from learn2diss.upstream.padding import pad_waveforms
 
 SPLITS = {"1h": ("librispeech_finetuning/1h",), "10h": ("librispeech_finetuning/1h", "librispeech_finetuning/9h"),
           "100h": ("train-clean-100",)}
