@@ -26,7 +26,8 @@ import torch.nn.functional as F
 import torchaudio
 
 from learn2diss.pretrain.config import config_path, load_config
-from learn2diss.upstream.model import Learn2Diss, build_parent
+from learn2diss.upstream.model import Learn2Diss
+from learn2diss.upstream.parent import build_parent
 
 
 def _sync(device: torch.device) -> None:

@@ -63,7 +63,8 @@ from learn2diss.training.loop import (
 )
 from learn2diss.training.metrics import MetricsLogger
 from learn2diss.upstream.config import SAMPLE_RATE
-from learn2diss.upstream.model import Learn2Diss, build_parent
+from learn2diss.upstream.model import Learn2Diss
+from learn2diss.upstream.parent import build_parent
 
 
 class ParentForward(nn.Module):

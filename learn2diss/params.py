@@ -28,18 +28,16 @@ def breakdown(model) -> list[tuple[str, int, bool]]:
     def count(params) -> int:
         return sum(p.numel() for p in params)
 
-    n = model.num_frozen_layers
-    h = model.utterance_encoder
+    n, f, g, h = model.num_frozen_layers, model.f, model.g, model.h
+    final_norm = count(g.final_norm.parameters())
     rows = [
         ("f: conv encoder + feature projection + positional conv",
-         count(p for m in (model.feature_extractor, model.feature_projection, model.pos_conv_embed)
-               for p in m.parameters()) + (count(model.encoder_layer_norm.parameters()) if model.norm_before_layers else 0),
-         False),
-        (f"f: transformer layers 1-{n}", count(p for layer in model.layers[:n] for p in layer.parameters()), False),
-        (f"g: transformer layers {n + 1}-{len(model.layers)} (+ mask embedding"
-         + ("" if model.norm_before_layers else ", final layer norm") + ")",
-         count(model.frame_parameters()) - count(model.frame_head.parameters()), True),
-        ("g: W_g (K targets)", count(model.frame_head.parameters()), True),
+         count(p for m in model.front_end_modules() for p in m.parameters()), False),
+        (f"f: transformer layers 1-{n}", count(f.layers.parameters()), False),
+        (f"g: transformer layers {n + 1}-{n + len(g.layers)} (+ mask embedding"
+         + (", final layer norm" if final_norm else "") + ")",
+         count(model.frame_parameters()) - count(g.head.parameters()), True),
+        ("g: W_g (K targets)", count(g.head.parameters()), True),
         ("h: ECAPA-TDNN", count(h.ecapa.parameters()), True),
         ("h: W_h (Q targets)", count(h.head.parameters()), True),
         ("h: A^l projections (eq. 9)", count(h.layer_projections.parameters()), True),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import types
 from pathlib import Path
@@ -11,16 +12,20 @@ import torch
 import transformers
 import yaml
 from conftest import randomize_, tiny_config
+from safetensors.torch import load_file
 
+from learn2diss.upstream import formats
 from learn2diss.upstream.checkpoints import (
     CheckpointError,
     import_parent,
     load_model,
+    read_model_config,
     read_parent,
     save_model,
 )
 from learn2diss.upstream.config import ModelConfig
-from learn2diss.upstream.model import Learn2Diss, build_parent
+from learn2diss.upstream.model import Learn2Diss
+from learn2diss.upstream.parent import build_parent
 
 HF_TINY = dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=64,
                conv_dim=(32, 32, 32), conv_kernel=(10, 3, 2), conv_stride=(5, 2, 2),
@@ -128,7 +133,7 @@ def test_fairseq_layout_import_matches_torchaudio(tmp_path, kind, waveforms, mon
         ours = model(waveforms).frame_hidden_states[1:]
     for a, b in zip(ours, expected, strict=True):
         assert (a - b).abs().max() <= 1e-5
-    assert torch.equal(model.mask_embedding.detach(), state["mask_emb"])  # the parent's trained mask embedding
+    assert torch.equal(model.g.mask_embedding.detach(), state["mask_emb"])  # the parent's trained mask embedding
 
 
 @pytest.mark.parametrize("kind", ["hubert", "wavlm"])
@@ -140,7 +145,7 @@ def test_huggingface_masked_spec_embed_becomes_the_mask_embedding(tmp_path, kind
         hf.masked_spec_embed.copy_(torch.linspace(-1, 1, 32))
     hf.save_pretrained(tmp_path)
     model = _model_from_parent(tmp_path, frozen=1)
-    assert torch.equal(model.mask_embedding.detach(), torch.linspace(-1, 1, 32))
+    assert torch.equal(model.g.mask_embedding.detach(), torch.linspace(-1, 1, 32))
 
 
 def test_huggingface_parent_without_mask_embedding_keeps_a_fresh_one(tmp_path):
@@ -150,9 +155,9 @@ def test_huggingface_parent_without_mask_embedding_keeps_a_fresh_one(tmp_path):
     parent, _ = read_parent(tmp_path)
     base = tiny_config("hubert", 1)
     model = Learn2Diss(ModelConfig(parent=parent, frame=base.frame, utterance=base.utterance))
-    fresh = model.mask_embedding.detach().clone()
+    fresh = model.g.mask_embedding.detach().clone()
     import_parent(model, tmp_path)
-    assert torch.equal(model.mask_embedding.detach(), fresh)
+    assert torch.equal(model.g.mask_embedding.detach(), fresh)
 
 
 def test_max_distance_that_differs_from_the_config_is_refused(tmp_path):
@@ -236,4 +241,55 @@ def test_our_checkpoint_is_a_parent_too(tmp_path, waveforms):
     child = _model_from_parent(tmp_path / "parent", frozen=1)
     for a, b in zip(parent(waveforms).frame_hidden_states, child(waveforms).frame_hidden_states, strict=True):
         torch.testing.assert_close(a, b)
-    assert torch.equal(child.mask_embedding, parent.mask_embedding)
+    assert torch.equal(child.g.mask_embedding, parent.g.mask_embedding)
+
+
+FIRST_LAYOUT = Path(__file__).parent / "data" / "first_layout"
+
+
+@pytest.mark.parametrize("name", ["wavlm_base_n1", "hubert_large_n0", "data2vec_n1"])
+def test_checkpoint_of_the_first_layout_loads_and_computes_what_its_code_did(name):
+    """Checkpoints that save_model wrote when f's and g's modules sat flat on the model (tests/data/first_layout)."""
+    folder = FIRST_LAYOUT / name
+    expected = load_file(folder / "expected.safetensors")
+    model = load_model(folder).eval()
+    assert not any(formats.in_first_layout(key) for key in model.state_dict())
+    with torch.no_grad():
+        out = model(expected["waveforms"], expected["lengths"])
+        features = model.extract(expected["waveforms"], expected["lengths"])
+        frames = model.encode_frames(features, expected["mask"])
+        utt = model.encode_utterance(features.x, features.lengths)
+    got = {"frame_logits": frames.logits, "utt_logits": utt.logits, "utt_embedding": out.utt_embedding,
+           **{f"frame_hidden_states.{i}": h for i, h in enumerate(out.frame_hidden_states)},
+           **{f"masked_frame_layers.{i}": h for i, h in enumerate(frames.layers)},
+           **{f"utt_hidden_states.{i}": h for i, h in enumerate(out.utt_hidden_states)}}
+    assert set(got) == set(expected) - {"waveforms", "lengths", "mask"}
+    for key, tensor in got.items():  # computed on one thread: another thread count rounds differently (~1e-6)
+        torch.testing.assert_close(tensor, expected[key], rtol=0, atol=1e-5, msg=key)
+
+
+def test_training_state_of_the_first_layout_loads_under_a_prefix():
+    """A training state (the CTC model holds Learn2Diss as ``model``) in the first layout loads strictly."""
+    folder = FIRST_LAYOUT / "wavlm_base_n1"
+    old = load_file(folder / "model.safetensors")
+    wrapper = torch.nn.ModuleDict({"model": Learn2Diss(read_model_config(folder))})
+    wrapper.load_state_dict({f"model.{key}": value for key, value in old.items()}, strict=True)
+    reference = load_model(folder)
+    for key, value in reference.state_dict().items():
+        assert torch.equal(wrapper["model"].state_dict()[key], value), key
+    assert formats.current_names(old, reference.config).keys() == reference.state_dict().keys()
+
+
+@pytest.mark.parametrize("kind", ["hubert", "wavlm", "data2vec"])
+@pytest.mark.parametrize("frozen", [0, 1, 2])
+@pytest.mark.parametrize("layer_norm_first", [False, True])
+def test_every_weight_of_f_and_g_has_its_parent_name(kind, frozen, layer_norm_first):
+    """formats.learn2diss_keys places each parent weight where build_parts puts its module, and nothing else."""
+    base = tiny_config(kind, frozen)
+    parent = dataclasses.replace(base.parent, layer_norm_first=layer_norm_first,
+                                 pos_conv_layers=2 if kind == "data2vec" else 1)
+    config = ModelConfig(parent, base.frame, base.utterance)
+    names = {*build_parent(parent).state_dict(), formats.MASK_EMBEDDING_KEY}
+    ours, unplaced = formats.rename(dict.fromkeys(names), formats.learn2diss_keys(config), to_torchaudio=False)
+    frame_path = {key for key in Learn2Diss(config).state_dict() if not key.startswith(("g.head.", "h."))}
+    assert not unplaced and set(ours) == frame_path

@@ -114,8 +114,7 @@ def test_f_runs_once_per_micro_batch_for_both_encoders(monkeypatch):
             stage.objective.module.config,
             club=dataclasses.replace(stage.objective.module.config.club, frame_pass=frame_pass))
         calls = []
-        extractor = stage.model.feature_extractor
-        handle = extractor.register_forward_hook(lambda module, args, out, seen=calls: seen.append(out[0].requires_grad))
+        handle = stage.model.f.register_forward_hook(lambda module, args, out, seen=calls: seen.append(out.x.requires_grad))
         _micro_batch(stage, trainer, _batch())
         handle.remove()
         assert calls == [False], frame_pass

@@ -228,13 +228,13 @@ def test_tiny_finetune_lowers_ctc_loss_and_resumes(tmp_path):
     train = read_transcribed_folder(tmp_path / "train")
     torch.manual_seed(0)
     model = Learn2Diss(tiny_50hz_config())
-    frozen = {k: v.clone() for k, v in model.feature_extractor.state_dict().items()}
+    frozen = {k: v.clone() for k, v in model.f.state_dict().items()}
     before = ctc_loss(CtcModel(model), train)  # a fresh head: same init as finetune's (seeded)
     torch.manual_seed(0)
     ctc = finetune(model, train, tiny_config(max_updates=20), tmp_path / "run")
     after = ctc_loss(ctc, train)
     assert [m["step"] for m in logged(tmp_path / "run")] == list(range(1, 21)) and after < 0.5 * before
-    assert all(torch.equal(v, model.feature_extractor.state_dict()[k]) for k, v in frozen.items())  # f frozen
+    assert all(torch.equal(v, model.f.state_dict()[k]) for k, v in frozen.items())  # f frozen
 
     finetune(Learn2Diss(tiny_50hz_config()), train, tiny_config(max_updates=22), tmp_path / "run")
     assert [m["step"] for m in logged(tmp_path / "run")] == list(range(1, 23))  # continued from update 20

@@ -10,7 +10,8 @@ from conftest import tiny_config
 
 from learn2diss.club import GaussianCLUBNetwork
 from learn2diss.eval.variance import RunningMoments, feature_variance
-from learn2diss.upstream.model import Learn2Diss, valid_frames
+from learn2diss.upstream.model import Learn2Diss
+from learn2diss.upstream.parent import valid_frames
 
 
 def _batches() -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -57,8 +58,8 @@ def test_feature_variance_sees_a_rescaled_output():
     model = Learn2Diss(tiny_config("hubert", 1))
     before = feature_variance(model, _batches())
     with torch.no_grad():  # the last (post-LN) layer's final layer norm scales frame:last
-        model.layers[-1].final_layer_norm.weight.mul_(0.1)
-        model.layers[-1].final_layer_norm.bias.mul_(0.1)
+        model.g.layers[-1].final_layer_norm.weight.mul_(0.1)
+        model.g.layers[-1].final_layer_norm.bias.mul_(0.1)
     after = feature_variance(model, _batches())
     for key in ("frame_var_unmasked", "frame_var_masked_pos", "frame_var_unmasked_pos"):
         assert after[key] == pytest.approx(before[key] * 0.01, rel=1e-4)

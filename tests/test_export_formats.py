@@ -178,7 +178,7 @@ def round_trip_difference(model, ours, folder, audio, fmt: str) -> float:
     copy = Learn2Diss(model.config)
     import_parent(copy, path)
     copy.eval()
-    assert torch.equal(copy.mask_embedding, model.mask_embedding)
+    assert torch.equal(copy.g.mask_embedding, model.g.mask_embedding)
     with torch.no_grad():
         again = copy.frame_hidden_states(copy.extract(wav, lengths))
     return max((a - b).abs().max().item() for a, b in zip(again, ours, strict=True))
@@ -199,7 +199,7 @@ def test_huggingface_export_matches_transformers(variant, exported, audio):
     extractor = transformers.AutoFeatureExtractor.from_pretrained(folder / "huggingface")
     assert (extractor.sampling_rate, extractor.do_normalize) == (16000, parent.normalize_waveform)
     assert extractor.return_attention_mask == (parent.extractor_mode == "layer_norm")
-    assert torch.equal(hf.masked_spec_embed.detach(), model.mask_embedding.detach())
+    assert torch.equal(hf.masked_spec_embed.detach(), model.g.mask_embedding.detach())
 
 
 # s3prl's entries for Hugging Face folders exist for these kinds; they normalise with transformers' extractor
@@ -219,7 +219,7 @@ def test_fairseq_export_matches_the_s3prl_entry_and_s3prl_upstream(variant, expo
     model, ours, frames, folder = exported(variant)
     checkpoint = torch.load(folder / "fairseq" / FAIRSEQ_FILE, weights_only=True)  # plain tensors and dicts only
     mask = checkpoint["model"]["mask_emb"]
-    assert torch.equal(mask, model.mask_embedding.detach())
+    assert torch.equal(mask, model.g.mask_embedding.detach())
     entry = s3prl_entry_difference(model, ours, frames, folder, audio)
     assert entry <= TOLERANCE, f"{variant}, {S3PRL_ENTRY[model.config.parent.kind]}: max |Δ| {entry:.2e}"
     upstream = s3prl_upstream_difference(model, ours, frames, folder, audio)

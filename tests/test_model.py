@@ -1,12 +1,70 @@
-"""The Learn2Diss model: shapes, padding, masking, frozen parts, input checks."""
+"""The Learn2Diss model: f, g and h composed, shapes, padding, masking, frozen parts, input checks."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import pytest
 import torch
 from conftest import randomize_, tiny_config
+from torch import Tensor, nn
 
-from learn2diss.upstream.model import Learn2Diss, aggregate_frame_layers, span_mask
+from learn2diss.upstream import parent
+from learn2diss.upstream.checkpoints import import_parent, save_model
+from learn2diss.upstream.config import ModelConfig
+from learn2diss.upstream.model import Learn2Diss, aggregate_frame_layers, build_parts, span_mask
+from learn2diss.upstream.utterance import UtteranceOutput
+
+
+def test_f_g_and_h_are_modules_that_compose_into_the_model(waveforms):
+    model = randomize_(Learn2Diss(tiny_config("wavlm", 1))).eval()
+    lengths = torch.tensor([4000, 3000])
+    with torch.no_grad():
+        features = model.f(waveforms, lengths, True)
+        frames = model.g(features)
+        utt = model.h(features.x, features.lengths)
+        out = model(waveforms, lengths)
+    assert len(features.hidden_states) == 2 and features.position_bias is not None  # WavLM's bias, from f's layer 1
+    for a, b in zip(out.frame_hidden_states, [*features.hidden_states, *frames.layers], strict=True):
+        assert torch.equal(a, b)
+    assert torch.equal(out.utt_embedding, utt.embedding) and frames.logits.shape == (2, features.x.shape[1], 20)
+
+
+class MeanPooling(nn.Module):
+    """A stand-in h: the features are its one per-frame layer, their mean over the valid frames z^L."""
+
+    def forward(self, x: Tensor, lengths: Tensor) -> UtteranceOutput:
+        valid = parent.valid_frames(lengths, x.shape[1])[..., None]
+        pooled = (x * valid).sum(1) / lengths[:, None]
+        return UtteranceOutput([x], pooled, pooled)
+
+
+def test_a_part_can_be_swapped(waveforms):
+    config = tiny_config("hubert", 1)
+    torch.manual_seed(0)
+    f, g, _ = build_parts(config)
+    model = Learn2Diss(config, parts=(f, g, MeanPooling())).train()
+    torch.manual_seed(0)
+    reference = Learn2Diss(config).eval()  # the same f and g (h is built after them)
+    lengths = torch.tensor([4000, 2500])
+    assert not model.f.training and model.utterance_parameters() == []
+    out = model.eval()(waveforms, lengths)
+    for a, b in zip(out.frame_hidden_states, reference(waveforms, lengths).frame_hidden_states, strict=True):
+        assert torch.equal(a, b)
+    torch.testing.assert_close(out.utt_embedding[1], out.utt_hidden_states[0][1, :124].mean(0))
+
+
+@pytest.mark.parametrize(("changes", "adapters"), [
+    (dict(kind="wavlm"), (parent.Unchanged, parent.GroupNormConvEncoder, parent.LayerInput, parent.WavLMLayers)),
+    (dict(kind="data2vec", pos_conv_layers=2, extractor_mode="layer_norm", normalize_waveform=True),
+     (parent.WaveformNormalization, parent.ConvEncoder, parent.PaddedLayerInput, parent.TransformerLayers)),
+])
+def test_what_differs_between_parents_is_chosen_when_the_model_is_built(changes, adapters):
+    base = tiny_config("hubert", 1)
+    model = Learn2Diss(ModelConfig(dataclasses.replace(base.parent, **changes), base.frame, base.utterance))
+    built = (model.f.normalize, model.f.conv, model.f.layer_input, model.f.layers)
+    assert [type(module) for module in built] == list(adapters)
+    assert type(model.g.layers) is adapters[-1] and isinstance(model.g.layer_input, parent.Unchanged)
 
 
 @pytest.mark.parametrize("kind", ["hubert", "wavlm"])
@@ -35,11 +93,11 @@ def test_padded_batch_equals_single(kind, frozen, extractor_mode, waveforms):
         torch.testing.assert_close(b[1, :frames], a[0], atol=1e-4, rtol=1e-4)
 
 
-def test_frozen_layers_match_parent_hidden_states(waveforms):
-    """Moving layers between f and g does not change inference outputs."""
-    a = Learn2Diss(tiny_config("wavlm", 0)).eval()
+def test_frozen_layers_match_parent_hidden_states(tmp_path, waveforms):
+    """Moving layers between f and g (a model with N = 2 imports one with N = 0) does not change inference outputs."""
+    a = randomize_(Learn2Diss(tiny_config("wavlm", 0))).eval()
     b = Learn2Diss(tiny_config("wavlm", 2)).eval()
-    b.load_state_dict(a.state_dict())
+    import_parent(b, save_model(a, tmp_path / "a"))
     for x, y in zip(a(waveforms).frame_hidden_states, b(waveforms).frame_hidden_states, strict=True):
         torch.testing.assert_close(x, y)
 
@@ -62,7 +120,7 @@ def test_masked_frames_use_mask_embedding(waveforms):
     mask = torch.zeros(features.x.shape[:2], dtype=torch.bool)
     mask[:, 10:20] = True
     with torch.no_grad():
-        model.mask_embedding.fill_(3.0)
+        model.g.mask_embedding.fill_(3.0)
     masked = model.encode_frames(features, mask)
     plain = model.encode_frames(features)
     assert not torch.allclose(masked.layers[-1][:, 10:20], plain.layers[-1][:, 10:20])
@@ -84,8 +142,8 @@ def test_gradients_reach_only_g_and_h(waveforms):
             assert param.requires_grad, name
         else:
             assert param.grad is None and not param.requires_grad, name
-    assert model.mask_embedding.grad is not None and model.mask_embedding.grad.abs().sum() > 0
-    assert all(p.grad is not None for p in model.utterance_encoder.layer_projections.parameters())
+    assert model.g.mask_embedding.grad is not None and model.g.mask_embedding.grad.abs().sum() > 0
+    assert all(p.grad is not None for p in model.h.layer_projections.parameters())
 
 
 def test_a_parent_can_train_its_front_end_with_a_scaled_conv_gradient(waveforms):
@@ -96,12 +154,11 @@ def test_a_parent_can_train_its_front_end_with_a_scaled_conv_gradient(waveforms)
         model = Learn2Diss(tiny_config("hubert", 0)).train()
         front_end = model.train_front_end(scale)
         assert {id(p) for p in front_end} == {id(p) for m in model.front_end_modules() for p in m.parameters()}
-        assert model.feature_extractor.training and not list(model.frozen_modules())
+        assert model.f.conv.training and model.g.layer_input.training and not list(model.frozen_modules())
         features = model.extract(waveforms)
         model.encode_frames(features).logits.sum().backward()
         assert all(p.grad is not None for p in front_end)
-        grads[scale] = (model.feature_extractor.conv_layers[0].conv.weight.grad,
-                        model.feature_projection.projection.weight.grad)
+        grads[scale] = (model.f.conv.conv_layers[0].conv.weight.grad, model.f.projection.projection.weight.grad)
     torch.testing.assert_close(grads[0.1][0], 0.1 * grads[1.0][0])
     torch.testing.assert_close(grads[0.1][1], grads[1.0][1])
     with torch.no_grad():
@@ -112,8 +169,8 @@ def test_a_parent_can_train_its_front_end_with_a_scaled_conv_gradient(waveforms)
 
 def test_frozen_part_stays_in_eval_mode():
     model = Learn2Diss(tiny_config("hubert", 2)).train()
-    assert not model.feature_extractor.training and not model.layers[0].training
-    assert model.layers[2].training and model.utterance_encoder.training
+    assert not model.f.conv.training and not model.f.layer_input.training and not model.f.layers[1].training
+    assert model.g.layers[0].training and model.g.layers[0].dropout.training and model.h.training
 
 
 def test_aggregate_utterance_is_eq9(waveforms):
@@ -121,7 +178,7 @@ def test_aggregate_utterance_is_eq9(waveforms):
     features = model.extract(waveforms)
     utt = model.encode_utterance(features.x, features.lengths)
     expected = utt.embedding[:, None, :] + sum(
-        z @ proj.weight.T for z, proj in zip(utt.layers, model.utterance_encoder.layer_projections, strict=True)
+        z @ proj.weight.T for z, proj in zip(utt.layers, model.h.layer_projections, strict=True)
     )
     torch.testing.assert_close(model.aggregate_utterance_layers(utt), expected)
 

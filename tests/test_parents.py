@@ -150,7 +150,7 @@ def test_original_layout_matches_the_reference_code(tmp_path, variant, recording
     normalize = VARIANTS[variant][3]
     for frozen, wav, length in ((0, recording[0], 4000), (2, recording[1], 3100)):
         model = _ours(tmp_path / f"{variant}.pt", frozen)
-        assert torch.equal(model.mask_embedding.detach(), mask_emb)
+        assert torch.equal(model.g.mask_embedding.detach(), mask_emb)
         ours = [h[0] for h in _frames(model, wav[None, :length])]
         diff = _max_diff(ours, reference_hidden_states(ref, wav[:length], normalize))
         assert diff <= TOLERANCE, f"{variant} N={frozen}: max abs diff {diff:.2e}"
@@ -187,7 +187,7 @@ def test_huggingface_directory_matches_transformers(tmp_path, variant, recording
         expected = hf(reference_input, output_hidden_states=True).hidden_states
     for frozen in (0, 2):
         model = _ours(tmp_path, frozen)
-        assert torch.equal(model.mask_embedding.detach(), hf.masked_spec_embed.detach())
+        assert torch.equal(model.g.mask_embedding.detach(), hf.masked_spec_embed.detach())
         ours = _frames(model, recording)
         diff = max(_max_diff([h[i] for h in ours], [h[i] for h in expected]) for i in range(2))
         assert diff <= TOLERANCE, f"{variant} N={frozen}: max abs diff {diff:.2e}"
@@ -281,6 +281,6 @@ def test_our_data2vec_checkpoint_is_a_parent_too(tmp_path, recording):
     save_model(parent, tmp_path / "parent")
     child = _ours(tmp_path / "parent", frozen=2)
     assert child.config.parent == parent.config.parent
-    assert torch.equal(child.mask_embedding, parent.mask_embedding)
+    assert torch.equal(child.g.mask_embedding, parent.g.mask_embedding)
     for a, b in zip(_frames(parent, recording), _frames(child, recording), strict=True):
         torch.testing.assert_close(a, b)

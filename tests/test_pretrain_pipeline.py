@@ -103,7 +103,7 @@ def test_only_a_parents_own_run_trains_the_front_end(prepared, corpus, tmp_path,
     assert pretrain(corpus, run, "joint", "--set", f"joint.feature_grad_mult={mult}") == 0
     before = torch.load(prepared / "utt_simclr" / "checkpoints" / "step_0000003.pt", weights_only=True)["model"]
     after = torch.load(run / "joint" / "checkpoints" / "step_0000004.pt", weights_only=True)["model"]
-    for prefix in ("feature_extractor.", "feature_projection.", "pos_conv_embed."):
+    for prefix in ("f.conv.", "f.projection.", "g.layer_input.pos_conv."):
         changed = [k for k in before if k.startswith(prefix) and not torch.equal(before[k], after[k])]
         assert bool(changed) == bool(mult), prefix
 

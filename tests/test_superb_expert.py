@@ -43,7 +43,7 @@ def test_keys_shapes_and_strides(expert: UpstreamExpert) -> None:
     # z^L is the same in every frame, and the sum of the terms is z̄ of eq. 9
     assert torch.allclose(utt[-1][:, :1].expand_as(utt[-1]), utt[-1])
     output = expert.model(torch.nn.utils.rnn.pad_sequence(wavs, batch_first=True), torch.tensor([16000, 8000]))
-    zbar = expert.model.utterance_encoder.aggregate(
+    zbar = expert.model.h.aggregate(
         type("U", (), {"layers": output.utt_hidden_states, "embedding": output.utt_embedding})())
     assert torch.allclose(torch.stack(utt).sum(0), zbar, atol=1e-5)
 
@@ -116,8 +116,8 @@ def test_register_puts_entries_on_the_hub() -> None:
 def test_each_key_runs_only_its_encoder_with_the_values_of_a_full_forward(expert: UpstreamExpert) -> None:
     model = expert.model
     calls = {"g": 0, "h": 0}
-    hooks = [model.layers[-1].register_forward_hook(lambda *_: calls.__setitem__("g", calls["g"] + 1)),
-             model.utterance_encoder.register_forward_hook(lambda *_: calls.__setitem__("h", calls["h"] + 1))]
+    hooks = [model.g.layers[-1].register_forward_hook(lambda *_: calls.__setitem__("g", calls["g"] + 1)),
+             model.h.register_forward_hook(lambda *_: calls.__setitem__("h", calls["h"] + 1))]
     wavs = [torch.randn(12000), torch.randn(9000)]
     try:
         with torch.no_grad():
@@ -133,7 +133,7 @@ def test_each_key_runs_only_its_encoder_with_the_values_of_a_full_forward(expert
         for hook in hooks:
             hook.remove()
     assert all(torch.equal(a, b) for a, b in zip(hidden, full.frame_hidden_states, strict=True))
-    projections = model.utterance_encoder.layer_projections
+    projections = model.h.layer_projections
     projected = [proj(z) for proj, z in zip(projections, full.utt_hidden_states, strict=True)]
     assert all(torch.equal(a, b) for a, b in zip(utt[:-1], projected, strict=True))
     assert torch.equal(utt[-1][:, 0], full.utt_embedding)
@@ -157,14 +157,14 @@ def test_the_model_gives_the_utterance_terms_the_expert_returns(expert: Upstream
         terms = model.utterance_hidden_states(utt)
         read = expert(wavs)["utt_hidden_states"]
         zbar = model.aggregate_utterance_layers(utt)
-    by_hand = [z @ proj.weight.T for z, proj in zip(utt.layers, model.utterance_encoder.layer_projections, strict=True)]
+    by_hand = [z @ proj.weight.T for z, proj in zip(utt.layers, model.h.layer_projections, strict=True)]
     assert len(terms) == len(by_hand) + 1
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(terms, by_hand, strict=False))
     assert torch.equal(terms[-1], utt.embedding[:, None, :].expand_as(terms[-1]))
     assert all(torch.equal(a, b) for a, b in zip(read, terms, strict=True))
     torch.testing.assert_close(torch.stack(terms).sum(0), zbar)
     # the former code (A^l applied by the caller) gives the same bits, for the expert's key and for z̄
-    projections = model.utterance_encoder.layer_projections
+    projections = model.h.layer_projections
     former = [proj(z) for proj, z in zip(projections, utt.layers, strict=True)]
     assert all(torch.equal(a, b) for a, b in zip(read[:-1], former, strict=True))
     assert torch.equal(zbar, utt.embedding[:, None, :] + sum(proj(z) for proj, z in zip(projections, utt.layers, strict=True)))

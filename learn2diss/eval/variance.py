@@ -29,7 +29,8 @@ import torch
 from torch import Tensor
 
 from learn2diss.club import standardize_features
-from learn2diss.upstream.model import Learn2Diss, valid_frames
+from learn2diss.upstream.model import Learn2Diss
+from learn2diss.upstream.parent import valid_frames
 
 __all__ = ["feature_variance", "RunningMoments"]
 

@@ -108,7 +108,7 @@ def mi_utterance_side(model: Learn2Diss, utt: UtteranceOutput, n: int, z_source:
 def compiled_utterance_encoder(model: Learn2Diss, mode: str) -> Callable[[Tensor, Tensor], UtteranceOutput]:
     """h (ECAPA-TDNN) on the views ``(2n, S, d)``, compiled with ``mode`` (``none``: eager); the number of views
     changes from batch to batch (marked dynamic), the segment length S does not."""
-    return compile_part(model.utterance_encoder.forward, mode, dynamic=[(0,), (0,)])
+    return compile_part(model.h.forward, mode, dynamic=[(0,), (0,)])
 
 
 class SimCLRForward(nn.Module):

@@ -57,6 +57,7 @@ from learn2diss.training.loop import TrainingStage, make_adam, train
 from learn2diss.training.precision import autocast
 from learn2diss.upstream.checkpoints import import_parent, load_model, save_model
 from learn2diss.upstream.config import ModelConfig
+from learn2diss.upstream.formats import current_names
 from learn2diss.upstream.model import SAMPLE_RATE, Learn2Diss
 
 __all__ = ["STAGES", "Run", "prepare_run", "run_stage", "joint_model_config", "joint_stage", "layer_features",
@@ -422,11 +423,11 @@ def joint(run: Run) -> None:
     model_config = joint_model_config(run.config, num_q)
     torch.manual_seed(run.config.train.seed)
     model = Learn2Diss(model_config)
-    state = load_checkpoint(run.checkpoint("utt-simclr"))["model"]
+    state = current_names(load_checkpoint(run.checkpoint("utt-simclr"))["model"], model_config)
     if num_q != run.config.model.utterance.num_targets:  # W_h gets Q outputs: a fresh head
-        state = {k: v for k, v in state.items() if not k.startswith("utterance_encoder.head.")}
+        state = {k: v for k, v in state.items() if not k.startswith("h.head.")}
     missing, unexpected = model.load_state_dict(state, strict=False)
-    if unexpected or any(not k.startswith("utterance_encoder.head.") for k in missing):
+    if unexpected or any(not k.startswith("h.head.") for k in missing):
         raise StageError(f"the utt-simclr checkpoint does not fit the joint model (missing {missing[:3]}, "
                          f"unexpected {unexpected[:3]})")
     model.to(run.ctx.device)

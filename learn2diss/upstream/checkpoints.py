@@ -33,7 +33,8 @@ from learn2diss.schema import ConfigError, from_dict, to_dict
 from learn2diss.upstream import formats
 from learn2diss.upstream.config import SAMPLE_RATE, ModelConfig, ParentConfig
 from learn2diss.upstream.formats import MASK_EMBEDDING_KEY, CheckpointError
-from learn2diss.upstream.model import Learn2Diss, build_parent
+from learn2diss.upstream.model import Learn2Diss
+from learn2diss.upstream.parent import build_parent
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.yaml"
@@ -126,7 +127,7 @@ def _read_huggingface(directory: Path) -> tuple[ParentConfig, dict[str, Tensor]]
 def frame_path(model: Learn2Diss) -> tuple[ParentConfig, dict[str, Tensor]]:
     """f then g of ``model``, which is its parent's whole architecture: the config and torchaudio-named weights
     (the mask embedding under ``MASK_EMBEDDING_KEY``). h, W_g, W_h and the A^l have no place in a parent."""
-    state, _ = formats.rename(model.state_dict(), formats.LEARN2DISS_KEYS, to_torchaudio=True)
+    state, _ = formats.rename(model.state_dict(), formats.learn2diss_keys(model.config), to_torchaudio=True)
     return model.config.parent, {key: tensor.detach() for key, tensor in state.items()}
 
 
@@ -186,12 +187,13 @@ def import_parent(model: Learn2Diss, path: str | Path) -> None:
         parent.load_state_dict(state, strict=True)
     except RuntimeError as err:
         raise CheckpointError(f"{path}: weights do not fit the architecture: {err}") from None
-    ours_state, _ = formats.rename(parent.state_dict(), formats.LEARN2DISS_KEYS, to_torchaudio=False)
+    checked = parent.state_dict()
     if mask_embedding is not None:
-        ours_state["mask_embedding"] = mask_embedding
-    _, unexpected = model.load_state_dict(ours_state, strict=False)
-    if unexpected:  # formats.LEARN2DISS_KEYS names a part the model does not have
-        raise RuntimeError(f"no place in Learn2Diss for the parent's {unexpected}")
+        checked[MASK_EMBEDDING_KEY] = mask_embedding
+    weights, unplaced = formats.rename(checked, formats.learn2diss_keys(model.config), to_torchaudio=False)
+    _, unexpected = model.load_state_dict(weights, strict=False)
+    if unplaced or unexpected:  # formats.learn2diss_keys and model.build_parts disagree
+        raise RuntimeError(f"no place in Learn2Diss for the parent's {unplaced or unexpected}")
 
 
 def _write_huggingface(parent: ParentConfig, state: dict[str, Tensor], directory: Path) -> None:

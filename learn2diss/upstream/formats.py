@@ -12,7 +12,9 @@ table read in both directions: :data:`FAIRSEQ_KEYS` and :data:`HUGGINGFACE_KEYS`
 whose ``{i}``, ``{p}``, ``{proj}``, ``{rest}`` slots match a layer index, ``weight|bias``, an attention
 projection, any suffix), :data:`FAIRSEQ_FIELDS` and :data:`HUGGINGFACE_FIELDS` map config fields. The tables
 use one intermediate naming: torchaudio's, with WavLM's fused ``in_proj`` split into the ``q/k/v_proj`` that
-every published format keeps (:func:`split_qkv`, :func:`fuse_qkv`).
+every published format keeps (:func:`split_qkv`, :func:`fuse_qkv`). :func:`learn2diss_keys` places the torchaudio
+names in f and g of a Learn2Diss model, and :func:`from_first_layout` reads the weight names of our own
+checkpoints' first layout.
 
 The functions here translate dictionaries and configs; reading and writing files is
 :mod:`learn2diss.upstream.checkpoints`.
@@ -29,7 +31,7 @@ import torch
 from torch import Tensor
 
 from learn2diss.errors import Learn2DissError
-from learn2diss.upstream.config import SAMPLE_RATE, ParentConfig
+from learn2diss.upstream.config import SAMPLE_RATE, ModelConfig, ParentConfig
 
 
 class CheckpointError(Learn2DissError, ValueError):
@@ -72,8 +74,9 @@ FAIRSEQ_PRETRAINING_ONLY = re.compile(
     r"(label_embs_concat|final_proj\.|untie_final_proj|quantizer|input_quantizer|project_q|project_inp|target_glu|_ema$)"
 )
 
-# (torchaudio name, name in Learn2Diss): f and g are the parent's modules under these attributes (upstream/model.py).
-LEARN2DISS_KEYS: tuple[tuple[str, str], ...] = (
+# Our checkpoints' first layout, the parent's modules flat on the model: (torchaudio name, first-layout name), and
+# (current name, first-layout name) for our own heads. Read only, by :func:`from_first_layout`.
+FIRST_LAYOUT_KEYS: tuple[tuple[str, str], ...] = (
     ("feature_extractor.{rest}", "feature_extractor.{rest}"),
     ("encoder.feature_projection.{rest}", "feature_projection.{rest}"),
     ("encoder.transformer.pos_conv_embed.{rest}", "pos_conv_embed.{rest}"),
@@ -81,6 +84,10 @@ LEARN2DISS_KEYS: tuple[tuple[str, str], ...] = (
     ("encoder.transformer.layers.{rest}", "layers.{rest}"),
     (MASK_EMBEDDING_KEY, "mask_embedding"),
 )
+FIRST_LAYOUT_HEADS: tuple[tuple[str, str], ...] = (("g.head.{rest}", "frame_head.{rest}"),
+                                                   ("h.{rest}", "utterance_encoder.{rest}"))
+_FIRST_LAYOUT_NAMES = frozenset(re.split(r"[.{]", old, maxsplit=1)[0]
+                                for _, old in (*FIRST_LAYOUT_KEYS, *FIRST_LAYOUT_HEADS))
 
 # (torchaudio name, Hugging Face name).
 HUGGINGFACE_KEYS: tuple[tuple[str, str], ...] = (
@@ -165,6 +172,46 @@ def rename(state: dict[str, Tensor], table: tuple[tuple[str, str], ...], to_torc
 def fairseq_keys(extractor_mode: str) -> tuple[tuple[str, str], ...]:
     """:data:`FAIRSEQ_KEYS` with the extractor norm of ``extractor_mode`` (``group_norm`` or ``layer_norm``)."""
     return (FAIRSEQ_EXTRACTOR_NORM[extractor_mode], *FAIRSEQ_KEYS)
+
+
+def learn2diss_keys(config: ModelConfig) -> tuple[tuple[str, str], ...]:
+    """(torchaudio name, name in Learn2Diss) of every weight of f and g, where :func:`learn2diss.upstream.model.build_parts`
+    puts it for ``config``: layers 1..N in f, N+1..L in g; the positional convolution with layer 1 (f for N > 0,
+    g for N = 0); the encoder layer norm with it or, where the parent applies it after the layers, at g's end."""
+    n, parent = config.frame.num_frozen_layers, config.parent
+    start = "f" if n else "g"
+    norm = "g.final_norm" if parent.layer_norm_first else f"{start}.layer_input.norm"
+    return (
+        ("feature_extractor.{rest}", "f.conv.{rest}"),
+        ("encoder.feature_projection.{rest}", "f.projection.{rest}"),
+        ("encoder.transformer.pos_conv_embed.{rest}", f"{start}.layer_input.pos_conv.{{rest}}"),
+        ("encoder.transformer.layer_norm.{p}", f"{norm}.{{p}}"),
+        *((f"encoder.transformer.layers.{i}.{{rest}}", f"f.layers.{i}.{{rest}}") for i in range(n)),
+        *((f"encoder.transformer.layers.{n + i}.{{rest}}", f"g.layers.{i}.{{rest}}")
+          for i in range(parent.num_layers - n)),
+        (MASK_EMBEDDING_KEY, "g.mask_embedding"),
+    )
+
+
+def in_first_layout(key: str) -> bool:
+    """Whether ``key`` is a weight name of our first layout (:data:`FIRST_LAYOUT_KEYS`)."""
+    return key.split(".", 1)[0] in _FIRST_LAYOUT_NAMES
+
+
+def from_first_layout(state: dict[str, Tensor], config: ModelConfig) -> dict[str, Tensor]:
+    """``state`` in our first layout renamed to the current one (names it does not know are kept, to be reported)."""
+    parent, others = rename(state, FIRST_LAYOUT_KEYS, to_torchaudio=True)
+    current, unplaced = rename(parent, learn2diss_keys(config), to_torchaudio=False)
+    heads, unknown = rename({key: state[key] for key in others}, FIRST_LAYOUT_HEADS, to_torchaudio=True)
+    return {**current, **heads, **{key: parent[key] for key in unplaced}, **{key: state[key] for key in unknown}}
+
+
+def current_names(state: dict[str, Tensor], config: ModelConfig) -> dict[str, Tensor]:
+    """A Learn2Diss state dict under the current weight names, whichever layout it was written in."""
+    old = [key for key in state if in_first_layout(key)]
+    if not old:
+        return state
+    return {**{k: v for k, v in state.items() if k not in old}, **from_first_layout({k: state[k] for k in old}, config)}
 
 
 def _attention(i: int) -> str:

@@ -46,7 +46,7 @@ class CtcModel(nn.Module):
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         """g's layers, mask embedding and final norm (not W_g, which CTC does not use) and the head."""
-        head_of_g = {id(p) for p in self.model.frame_head.parameters()}
+        head_of_g = {id(p) for p in self.model.g.head.parameters()}
         return [p for p in self.model.frame_parameters() if id(p) not in head_of_g] + list(self.head.parameters())
 
     def forward(self, waveforms: Tensor, lengths: Tensor, mask: bool, config: FinetuneConfig | None = None,
