@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import torch
 import transformers
-import yaml
 from conftest import randomize_, tiny_config
 from safetensors.torch import load_file
 
@@ -214,19 +213,6 @@ def test_our_format_round_trips_exactly(tmp_path, kind, waveforms):
     for (name, a), b in zip(model.state_dict().items(), loaded.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
     torch.testing.assert_close(model(waveforms).utt_embedding, loaded(waveforms).utt_embedding, rtol=0, atol=0)
-
-
-def test_checkpoint_written_before_the_new_parent_keys_still_loads(tmp_path, waveforms):
-    model = randomize_(Learn2Diss(tiny_config("wavlm", 1))).eval()
-    save_model(model, tmp_path / "old")
-    config_path = tmp_path / "old" / "config.yaml"
-    meta = yaml.safe_load(config_path.read_text())
-    for key in ("pos_conv_layers", "normalize_waveform"):
-        del meta["model"]["parent"][key]
-    config_path.write_text(yaml.safe_dump(meta))
-    loaded = load_model(tmp_path / "old").eval()
-    assert loaded.config == model.config
-    torch.testing.assert_close(loaded(waveforms).utt_embedding, model(waveforms).utt_embedding, rtol=0, atol=0)
 
 
 def test_load_model_explains_a_missing_checkpoint(tmp_path):
