@@ -74,7 +74,7 @@ FAIRSEQ_PRETRAINING_ONLY = re.compile(
     r"(label_embs_concat|final_proj\.|untie_final_proj|quantizer|input_quantizer|project_q|project_inp|target_glu|_ema$)"
 )
 
-# Our checkpoints' first layout, the parent's modules flat on the model: (torchaudio name, first-layout name), and
+# Our checkpoints' first layout (version 0.1.0's), the parent's modules flat on the model: (torchaudio name, first-layout name), and
 # (current name, first-layout name) for our own heads. Read only, by :func:`from_first_layout`.
 FIRST_LAYOUT_KEYS: tuple[tuple[str, str], ...] = (
     ("feature_extractor.{rest}", "feature_extractor.{rest}"),
