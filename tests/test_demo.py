@@ -1,31 +1,39 @@
-"""The demo: the reduced end-to-end run (every table and figure, then a rerun that skips every stage), its
-phone-recognition head, the Witten-Bell ARPA writer, and the MFCC targets of its parent."""
+"""The demo: the reduced end-to-end run (every table and figure, then a rerun that skips every stage), the
+shipped parent and the command that trains it, the phone-recognition head, the Witten-Bell ARPA writer, and the
+MFCC targets of its parent."""
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import math
 import re
+from pathlib import Path
 
 import kenlm
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
+from safetensors.torch import load_file
 from test_synth import require_synthesisers
 
 from learn2diss.cli import main
 from learn2diss.data.batching import frames_for_samples
-from learn2diss.demo.phone_recognition import (
+from learn2diss.demo.floors import FLOORS
+from learn2diss.demo.plan import GRID, MI, NO_MI, PARENT, QUICK, SHIPPED_PARENT, SHIPPED_PARENT_HASH
+from learn2diss.demo.report import DIRECTIONS, METRICS, PER
+from learn2diss.eval.ctc.ngram import BOS, EOS, count_ngrams, witten_bell, write_arpa
+from learn2diss.eval.phone_recognition import (
     HeadSettings,
     edit_distance,
     greedy_decode,
     phone_error_rate,
 )
-from learn2diss.demo.plan import GRID, MI, NO_MI, QUICK
-from learn2diss.demo.report import DIRECTIONS, METRICS, PER
-from learn2diss.eval.ctc.ngram import BOS, EOS, count_ngrams, witten_bell, write_arpa
+from learn2diss.eval.results import checkpoint_hash
+from learn2diss.pretrain.config import load_config
 from learn2diss.pretrain.targets import mfcc_features
+from learn2diss.upstream.checkpoints import load_model, read_model_config
 
 SENTENCES = ["the cat sat", "the cat sat on the mat", "a dog sat", "the dog", "on the mat the cat sat"]
 
@@ -119,33 +127,80 @@ def test_quick_demo_writes_every_table_and_figure_and_a_rerun_skips_every_stage(
         png = (out / "figures" / f"{name}.png").read_bytes()
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     rows = pd.read_csv(out / "rows.csv")
-    assert set(rows["setting"]) == {"demo-parent", NO_MI, MI} and set(rows["split"]) == {"test"}
-    assert rows.groupby("setting")["seed"].nunique().to_dict() == {"demo-parent": 1, NO_MI: 2, MI: 2}
-    assert set(METRICS) <= set(rows["metric"]) and rows["value"].notna().all()
-    assert set(json.loads((out / "asr.json").read_text())) == {"demo-parent", *cells}
-    per = rows[rows["metric"] == PER]["value"]
-    assert (per > 0).all()  # a few CTC epochs: many insertions, so above 100 % too
+    assert set(rows["setting"]) == {*FLOORS, PARENT, NO_MI, MI} and set(rows["split"]) == {"test"}
+    assert rows.groupby("setting")["seed"].nunique().to_dict() == {**dict.fromkeys(FLOORS, 1), PARENT: 1, NO_MI: 2,
+                                                                    MI: 2}
+    assert set(METRICS) <= set(rows[rows["setting"] == MI]["metric"]) and rows["value"].notna().all()
+    frame_side = {m for m in METRICS if "/utterance/" not in m and "utt:" not in m}
+    assert frame_side <= set(rows[rows["setting"] == "mfcc-39"]["metric"])  # the floors: the frame-encoder measures
+    per = rows[rows["metric"] == PER]
+    assert set(per["setting"]) == {*FLOORS, PARENT, NO_MI, MI} and (per["value"] > 0).all()
+    assert set(rows.loc[rows["setting"] == PARENT, "checkpoint_hash"]) == {SHIPPED_PARENT_HASH}
 
     summary = (out / "summary.md").read_text()
     metrics = summary.split("## All metrics")[1].split("## Time per stage")[0]
     lines = [line for line in metrics.splitlines() if line.startswith("| ")]
-    assert len(lines) == 4 and all(line.count("|") == len(METRICS) + 3 for line in lines)
-    l2d_cells = [cell.strip() for line in lines[2:] for cell in line.strip("|").split("|")[2:]]
+    assert len(lines) == 6 and all(line.count("|") == len(METRICS) + 3 for line in lines)
+    assert lines[1].startswith("| MFCC-20") and lines[2].startswith("| MFCC-39") and " – |" in lines[1]
+    l2d_cells = [cell.strip() for line in lines[4:] for cell in line.strip("|").split("|")[2:]]
     assert all(re.fullmatch(r"\d+\.\d ± \d+\.\d", c) for c in l2d_cells), l2d_cells  # 2 seeds: an interval
     directions = summary.split("## Table 5 directions")[1].split("## All metrics")[0]
     verdicts = [line.rsplit("|", 2)[1].strip() for line in directions.splitlines() if line.startswith("| ")][1:]
     assert len(verdicts) == len(DIRECTIONS) and set(verdicts) <= {"yes", "no", "not resolved"}
-    for line in directions.splitlines()[4:4 + len(DIRECTIONS)]:  # the verdict follows from the printed interval
+    for (metric, _, _), line in zip(DIRECTIONS, directions.splitlines()[4:4 + len(DIRECTIONS)], strict=True):
         low, high = map(float, re.search(r"\[([-+0-9.]+), ([-+0-9.]+)\]", line).groups())
+        # the verdict follows from the printed interval, and the interval is the paired one (same seeds)
         assert (line.endswith("| not resolved |")) == (low <= 0 <= high) or abs(low) < 0.05 or abs(high) < 0.05
+        diffs = [rows[(rows["setting"] == MI) & (rows["seed"] == s) & (rows["metric"] == metric)]["value"].item()
+                 - rows[(rows["setting"] == NO_MI) & (rows["seed"] == s) & (rows["metric"] == metric)]["value"].item()
+                 for s in QUICK.seeds]
+        assert f"| {np.mean(diffs):+.1f} |" in line
     timing = summary.split("## Time per stage")[1]
-    assert timing.count("\n| ") == 6 + len(cells) + 2 and "**total**" in timing
+    assert timing.count("\n| ") == 6 + 1 + len(cells) + 2 and "**total**" in timing
+    stages = [line for line in timing.splitlines() if line.startswith("| ")][1:-1]  # no header, no total
+    total = [line for line in timing.splitlines() if line.startswith("| **total**")][0]
+    walls = [float(line.split("|")[2]) for line in stages if "&nbsp;" not in line]  # parallel runs: the group counts
+    assert float(total.split("|")[2].strip(" *")) == pytest.approx(sum(walls), abs=len(walls))
 
     capsys.readouterr()
     assert main(args) == 0  # everything cached: every stage is skipped, the report is written again
     printed = capsys.readouterr().out
-    assert printed.count("skipped") == 6 + len(cells) and "# Learn2Diss demo: summary" in printed
+    assert printed.count("skipped") == 6 + 1 + len(cells) and "# Learn2Diss demo: summary" in printed
     assert pd.read_csv(out / "rows.csv").drop(columns="git_commit").equals(rows.drop(columns="git_commit"))
+
+
+def test_the_shipped_parent_is_the_documented_file_and_loads_in_float32():
+    """The package data is the file docs/demo.md names (its tensors' hash), stored in float16, loaded in float32,
+    with the architecture of config demo_parent (what `learn2diss demo --train-parent` trains)."""
+    assert checkpoint_hash(SHIPPED_PARENT) == SHIPPED_PARENT_HASH
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "demo.md").read_text()
+    assert f"`{SHIPPED_PARENT_HASH}`" in docs
+    model = load_model(SHIPPED_PARENT)
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    stored = load_file(SHIPPED_PARENT / "model.safetensors").values()
+    assert {t.dtype for t in stored if t.is_floating_point()} == {torch.float16}  # (batch-norm counters: int64)
+    config = read_model_config(SHIPPED_PARENT)
+    assert config.parent == load_config("demo_parent").model.parent and config.frame.num_frozen_layers == 0
+
+
+def test_train_parent_builds_a_checkpoint_of_the_shipped_architecture(tmp_path, one_thread):
+    """The documented command (`learn2diss demo --train-parent`, its parent stage) trains a parent whose float16
+    copy has the shipped file's architecture: the same config and the same tensors (names, shapes, dtypes)."""
+    require_synthesisers()
+    from learn2diss.demo import pipeline as p
+    from learn2diss.demo.plan import DemoPaths
+
+    paths = DemoPaths(tmp_path / "work", tmp_path / "out")
+    settings = dataclasses.replace(QUICK, train_parent=True)
+    p.build_corpus(paths, settings, jobs=2)
+    p.pretrain_parent(paths, settings, "cpu")
+    half = paths.checkpoint(f"{PARENT}-fp16")
+    assert read_model_config(half) == read_model_config(SHIPPED_PARENT)
+    ours, shipped = (load_file(d / "model.safetensors") for d in (half, SHIPPED_PARENT))
+    assert {k: (v.shape, v.dtype) for k, v in ours.items()} == {k: (v.shape, v.dtype) for k, v in shipped.items()}
+    provenance = yaml.safe_load((half / "config.yaml").read_text())["extra"]
+    assert provenance["command"] == "learn2diss demo --train-parent" and provenance["steps"] == 6
+    assert provenance["corpus"]["split"] == "train"
 
 
 def test_demo_refuses_a_work_folder_made_with_other_settings(tmp_path):

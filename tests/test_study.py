@@ -18,7 +18,7 @@ from learn2diss.cli import main
 from learn2diss.pretrain.config import read_config
 from learn2diss.schema import ConfigError
 from learn2diss.study.grid import StudyError, check_grid, packaged_grids, parse_grid, read_grid
-from learn2diss.study.summary import difference_interval, t_interval
+from learn2diss.study.summary import paired_difference, t_interval
 
 # 10 speakers: 2 test, 2 validation, 6 train; a few steps of each stage (plumbing, not the method)
 CORPUS = ["--speakers", "10", "--utts", "6", "--shared", "2", "--test-speakers", "2", "--val-speakers", "2"]
@@ -60,16 +60,21 @@ def test_a_packaged_grid_is_found_by_name(tmp_path):
         read_grid(tmp_path / "study_club.yaml")  # a path is a path, never a packaged name
 
 
-def test_t_interval_and_welch_difference_match_scipy():
+def test_t_interval_and_paired_difference_match_scipy():
     x = [1.0, 2.0, 4.0]
     mean, low, high = t_interval(x)
     expected = stats.t.interval(0.95, 2, loc=np.mean(x), scale=stats.sem(x))
     assert mean == pytest.approx(7 / 3) and (low, high) == pytest.approx(expected)
     assert math.isnan(t_interval([3.0])[1])
-    a, b = [5.0, 6.0, 8.0], [1.0, 1.5]
-    delta, low, high = difference_interval(a, b)
-    ci = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
-    assert delta == pytest.approx(np.mean(a) - np.mean(b)) and (low, high) == pytest.approx((ci.low, ci.high))
+    a, b = {0: 5.0, 1: 6.0, 2: 8.0, 3: 1.0}, {0: 1.0, 1: 1.5, 2: 4.0, 5: 0.0}  # paired on the seeds both have
+    delta, low, high, n = paired_difference(a, b)
+    ci = stats.ttest_rel([5.0, 6.0, 8.0], [1.0, 1.5, 4.0]).confidence_interval(0.95)
+    assert n == 3 and delta == pytest.approx(12.5 / 3) and (low, high) == pytest.approx((ci.low, ci.high))
+    # a seed effect shared by both settings cancels: the paired interval is far narrower than the spread
+    shared = {s: 10.0 * s for s in range(4)}
+    delta, low, high, _ = paired_difference({s: v + 1.0 + 0.01 * s for s, v in shared.items()}, shared)
+    assert 0 < low < delta < high < 1.1
+    assert paired_difference({0: 1.0}, {1: 2.0})[3] == 0
 
 
 @pytest.fixture
@@ -102,8 +107,9 @@ def test_reduced_study_writes_table_figure_rows_and_a_rerun_skips_finished_cells
     rows = pd.read_csv(out / "rows.csv")
     assert set(rows["setting"]) == {"lambda-0", "lambda-1e-3"} and set(rows["seed"]) == {0, 1}
     assert set(rows["split"]) == {"val", "test"} and rows["value"].notna().all()
-    assert {"probes/frame/speaker_id_acc", "probes/utterance/phone_acc", "abx/across/abx_error",
-            "purity/frame:last/pnmi", "variance/frame:last/frame_var_unmasked",
+    assert {"probes/frame/speaker_id_acc", "probes/frame/speaker_frame_acc", "probes/frame/speaker_frame_bits",
+            "verification/frame/eer", "verification/utterance/eer", "probes/utterance/phone_acc",
+            "abx/across/abx_error", "purity/frame:last/pnmi", "variance/frame:last/frame_var_unmasked",
             "variance/frame:last/frame_var_masked_pos"} <= set(rows["metric"])
     variances = rows[rows["metric"].str.startswith("variance/")]
     assert (variances["value"] > 0).all() and set(variances["split"]) == {"val", "test"}
@@ -123,8 +129,17 @@ def test_reduced_study_writes_table_figure_rows_and_a_rerun_skips_finished_cells
     text = (out / "summary.md").read_text()
     assert "### validation speakers (`val`)" in text and "### test speakers (`test`)" in text
     assert text.index("validation speakers (`val`)") < text.index("test speakers (`test`)")
-    table_rows = [line for line in text.splitlines() if line.startswith("| lambda-")]
+    tables, differences = text.split("paired differences", 1)
+    table_rows = [line for line in tables.splitlines() if line.startswith("| lambda-")]
     assert len(table_rows) == 4 and all(" ± " in line for line in table_rows)
+    diff_rows = [line for line in differences.splitlines() if line.startswith("| lambda-")]
+    assert len(diff_rows) == 2 and all(line.startswith("| lambda-1e-3 | 2 |") for line in diff_rows)
+    diffs = pd.read_csv(out / "differences.csv")
+    one = diffs[(diffs["split"] == "test") & (diffs["metric"] == "abx/across/abx_error")].iloc[0]
+    pick = rows[(rows["split"] == "test") & (rows["metric"] == "abx/across/abx_error")]
+    pairs = [pick[(pick["setting"] == s) & (pick["seed"] == seed)]["value"].item() for seed in (0, 1)
+             for s in ("lambda-1e-3", "lambda-0")]
+    assert one["mean"] == pytest.approx(((pairs[0] - pairs[1]) + (pairs[2] - pairs[3])) / 2)
     png = (out / "metrics_vs_x.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     record = json.loads((out / "cells" / "lambda-0" / "seed1.json").read_text())
@@ -133,8 +148,8 @@ def test_reduced_study_writes_table_figure_rows_and_a_rerun_skips_finished_cells
     capsys.readouterr()
     assert main(args) == 0  # every cell is finished: skipped, the summary written again from the cells
     printed = capsys.readouterr().out
-    assert printed.count("done before, skipped") == 4 and "pretrain" not in printed.split("# Learn2Diss study")[0]
+    assert "4 cells, 4 done before; running 0" in printed and "pretrain" not in printed.split("# Learn2Diss study")[0]
     assert pd.read_csv(out / "rows.csv").equals(rows)
-    grid.write_text("settings:\n  lambda-0: {joint.club.weight: 0.5}\n")
+    grid.write_text("x: joint.club.weight\nsettings:\n  lambda-0: {joint.club.weight: 0.5}\n")
     with pytest.raises(StudyError, match="other overrides"):
         main(args)

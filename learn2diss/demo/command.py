@@ -24,6 +24,7 @@ more on a machine whose cores other jobs keep busy); --asr adds two CTC fine-tun
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -38,7 +39,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--configs", type=Path,
                         help="folder with demo_parent.yaml and demo_l2d.yaml (default: the packaged configs)")
     parser.add_argument("--device", default="cpu", help="torch device for training and evaluation (default cpu)")
-    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="corpus synthesis processes")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                        help="processes: corpus synthesis, and Learn2Diss runs side by side, each on one thread "
+                             "(default: one per core; with --device cuda the runs go one at a time)")
+    parser.add_argument("--train-parent", action="store_true",
+                        help="train the parent (config demo_parent, from random weights, on the corpus's train "
+                             "split) instead of using the shipped one; also writes the float16 copy that ships")
     parser.add_argument("--asr", action="store_true",
                         help="also fine-tune the parent and the MI run with letter CTC and report their WER without "
                              "and with a 4-gram (learn2diss/demo/asr.py; about as long as the rest of the demo)")
@@ -63,24 +69,32 @@ def _context(paths, settings) -> str:
     """One paragraph on what was run: corpus size, parent and joint steps, lambda, seeds."""
     import yaml
 
-    from learn2diss.demo.plan import GRID
+    from learn2diss.demo.plan import GRID, PARENT
+    from learn2diss.eval.results import checkpoint_hash
     from learn2diss.study.cells import config_value
 
     corpus = json.loads((paths.corpus / "corpus.json").read_text())
     splits = corpus["splits"]
     hours = ", ".join(f"{name} {info['speakers']} speakers {info['hours']:.2f} h" for name, info in splits.items())
-    parent = yaml.safe_load((paths.run("parent") / "config.yaml").read_text())
+    stored = yaml.safe_load((paths.checkpoint(PARENT) / "config.yaml").read_text())
+    if settings.train_parent:
+        steps = yaml.safe_load((paths.run("parent") / "config.yaml").read_text())["joint"]["steps"]
+        how = f"trained here (`--train-parent`), {steps} steps from random weights on the train split"
+    else:
+        extra = stored.get("extra", {})
+        how = (f"the shipped one ({extra.get('steps')} steps from random weights on the train split of this corpus, "
+               f"by `{extra.get('command')}`, commit {extra.get('git_commit')}; hash {checkpoint_hash(paths.checkpoint(PARENT))})")
     l2d = yaml.safe_load((paths.run("l2d_shared") / "config.yaml").read_text())
     lam = config_value(paths.config("demo_l2d"), list(settings.l2d_overrides), GRID.x)
     steps = config_value(paths.config("demo_l2d"), list(settings.l2d_overrides), "joint.steps")
     return (f"Demo corpus: {hours} (validation and test speakers unseen in training; the demo evaluates on the "
             f"test speakers and chooses nothing). Parent: HuBERT iteration 1 (MFCC k-means, K = "
-            f"{parent['model']['frame']['num_targets']}), {parent['joint']['steps']} steps from random weights. "
+            f"{stored['model']['frame']['num_targets']}, front end trained), {how}. "
             f"Learn2Diss: N = {l2d['model']['frame']['num_frozen_layers']} frozen + M = "
             f"{l2d['model']['parent']['num_layers'] - l2d['model']['frame']['num_frozen_layers']} trainable layers, "
             f"{l2d['utt_simclr']['steps']} SimCLR steps, {steps} joint steps, λ = 0 against λ = {lam:g} "
-            f"(config demo_l2d), seeds {', '.join(map(str, settings.seeds))} each (`train.seed` = "
-            "`data.seed`).")
+            f"(config demo_l2d), seeds {', '.join(map(str, settings.seeds))} for both (`train.seed` = "
+            "`data.seed`: a λ = 0 and a λ > 0 run share their initialisation, batch order and masks).")
 
 
 def _figures(paths, settings) -> list[Path]:
@@ -131,6 +145,8 @@ def run(args: argparse.Namespace) -> int:
     from learn2diss.demo.report import read_records, write_report
 
     settings = QUICK if args.quick else FULL
+    if args.train_parent:
+        settings = dataclasses.replace(settings, train_parent=True)
     suffix = "-quick" if args.quick else ""
     paths = DemoPaths(work=args.work_dir or Path(f"runs/demo{suffix}"), out=args.out or Path(f"results/demo{suffix}"),
                       configs=args.configs)
@@ -140,16 +156,20 @@ def run(args: argparse.Namespace) -> int:
     _check_settings(paths.work, settings.to_dict())
     dev = args.device
     cells = p.cells(settings)
-    stage = p.StageRunner(paths, total=6 + len(cells) + args.asr)
+    by_name = {f"cell-{c.name}": c for c in cells}
+    jobs = max(1, min(args.jobs, len(cells))) if dev == "cpu" else 1
+    stage = p.StageRunner(paths, total=7 + len(cells) + args.asr)
     stage("corpus", "demo corpus + manifest", lambda: p.build_corpus(paths, settings, args.jobs))
-    stage("parent", "parent: HuBERT iteration 1 (MFCC targets)", lambda: p.pretrain_parent(paths, settings, dev))
+    stage("parent", "parent: HuBERT iteration 1 (MFCC targets), " + ("trained" if settings.train_parent else
+          "the shipped one"), lambda: p.pretrain_parent(paths, settings, dev))
+    stage("floors", "MFCC floors: evaluations", lambda: p.evaluate_floors(paths, settings))
     stage("l2d-shared", "Learn2Diss preparation (targets, SimCLR, clusters)", lambda: p.prepare_l2d(paths, settings, dev))
-    for cell in cells:
-        stage(f"cell-{cell.name}", f"Learn2Diss joint + evaluations, {SETTING_TITLES[cell.setting.name]}, seed "
-              f"{cell.seed}", lambda cell=cell: p.train_and_evaluate(paths, settings, dev, cell))
+    stage.group("cells", f"Learn2Diss joint + evaluations: {len(cells)} runs, {jobs} at a time"
+                + (" (one thread each)" if jobs > 1 else ""),
+                [(name, f"{SETTING_TITLES[c.setting.name]}, seed {c.seed}") for name, c in by_name.items()],
+                lambda todo, done: p.train_and_evaluate(paths, settings, dev, [by_name[n] for n in todo], jobs,
+                                                        lambda cell, took: done(f"cell-{cell.name}", took)))
     stage("parent-eval", "parent: evaluations", lambda: p.evaluate_parent(paths, settings, dev))
-    stage("asr", "phone recognition: linear CTC heads on frozen features",
-          lambda: p.evaluate_phone_recognition(paths, settings, dev))
     figures: list[Path] = []
     stage("figures", "figures: embeddings, training curves", lambda: figures.extend(_figures(paths, settings)))
     if not figures:  # the stage was cached: the files are there

@@ -14,19 +14,40 @@ evaluations on the test speakers.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
-from learn2diss.data.synth.phones import SILENCE
-from learn2diss.demo.phone_recognition import HeadSettings, phone_error_rate
-from learn2diss.demo.plan import EVAL_SPLIT, GRID, PARENT, DemoPaths, DemoSettings
+from learn2diss.demo.floors import FLOORS, write_mfcc_features
+from learn2diss.demo.plan import (
+    EVAL_SPLIT,
+    GRID,
+    PARENT,
+    SHIPPED_PARENT,
+    SHIPPED_PARENT_HASH,
+    DemoPaths,
+    DemoSettings,
+)
 from learn2diss.errors import Learn2DissError
 from learn2diss.eval.results import checkpoint_hash
 from learn2diss.io import write_json
-from learn2diss.study.cells import Cell, StudyInputs, evaluate_checkpoint, run_cell
-from learn2diss.study.evaluate import FRAME, EvalSizes
+from learn2diss.study.cells import (
+    Cell,
+    CellTime,
+    StudyInputs,
+    evaluate_checkpoint,
+    process_cpu_seconds,
+    run_cells,
+)
+from learn2diss.study.evaluate import (
+    FRAME,
+    CorpusSplit,
+    EvalSizes,
+    SplitLabels,
+    asr_utterances,
+    score_frame_features,
+)
 from learn2diss.version import __version__, git_commit
 
 
@@ -41,21 +62,17 @@ def cli(*argv: object) -> None:
     run_command(*argv, check=DemoError)
 
 
-def cpu_seconds() -> float:
-    """User + system CPU time of this process and its finished children."""
-    t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
-
-
 @dataclass(frozen=True)
 class StageTime:
-    """How long a stage took (from its marker when it was skipped)."""
+    """How long a stage took (from its marker when it was skipped). ``parallel``: it ran beside other stages of
+    its group, so its wall time overlaps theirs and only the group's wall time counts in the total."""
 
     name: str
     title: str
     wall: float
     cpu: float
     skipped: bool
+    parallel: bool = False
 
 
 class StageRunner:
@@ -65,23 +82,55 @@ class StageRunner:
         self.paths, self.total = paths, total
         self.times: list[StageTime] = []
 
-    def __call__(self, name: str, title: str, fn: Callable[[], None]) -> StageTime:
-        marker = self.paths.stages / f"{name}.json"
-        index = len(self.times) + 1
-        if marker.is_file():
-            saved = json.loads(marker.read_text())
-            result = StageTime(name, title, saved["wall"], saved["cpu"], True)
-            print(f"[demo {index}/{self.total}] {title}: done before ({saved['wall']:.0f} s), skipped", flush=True)
-        else:
-            print(f"[demo {index}/{self.total}] {title} ...", flush=True)
-            wall, cpu = time.perf_counter(), cpu_seconds()
-            fn()
-            wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
-            write_json(marker, {"wall": wall, "cpu": cpu})
-            result = StageTime(name, title, wall, cpu, False)
-            print(f"[demo {index}/{self.total}] {title}: {wall:.0f} s wall, {cpu:.0f} s CPU", flush=True)
+    def _marker(self, name: str) -> Path:
+        return self.paths.stages / f"{name}.json"
+
+    def _skipped(self, name: str, title: str, parallel: bool = False) -> StageTime | None:
+        if not self._marker(name).is_file():
+            return None
+        saved = json.loads(self._marker(name).read_text())
+        result = StageTime(name, title, saved["wall"], saved["cpu"], True, parallel)
+        print(f"[demo {len(self.times) + 1}/{self.total}] {title}: done before ({saved['wall']:.0f} s), skipped",
+              flush=True)
         self.times.append(result)
         return result
+
+    def _finished(self, name: str, title: str, wall: float, cpu: float, parallel: bool = False) -> StageTime:
+        write_json(self._marker(name), {"wall": wall, "cpu": cpu})
+        result = StageTime(name, title, wall, cpu, False, parallel)
+        self.times.append(result)
+        print(f"[demo {len(self.times)}/{self.total}] {title}: {wall:.0f} s wall, {cpu:.0f} s CPU", flush=True)
+        return result
+
+    def __call__(self, name: str, title: str, fn: Callable[[], None]) -> StageTime:
+        skipped = self._skipped(name, title)
+        if skipped:
+            return skipped
+        print(f"[demo {len(self.times) + 1}/{self.total}] {title} ...", flush=True)
+        wall, cpu = time.perf_counter(), process_cpu_seconds()
+        fn()
+        return self._finished(name, title, time.perf_counter() - wall, process_cpu_seconds() - cpu)
+
+    def group(self, name: str, title: str, stages: list[tuple[str, str]],
+              fn: Callable[[list[str], Callable[[str, CellTime], None]], None]) -> None:
+        """Stages ``(name, title)`` that run side by side: ``fn(todo, done)`` runs the unfinished ones and calls
+        ``done(name, time)`` as each ends. The group's own row (``name``, ``title``) holds its wall time and the
+        stages' CPU time; each stage's row its own times, marked parallel."""
+        titles = dict(stages)
+        todo = [n for n, t in stages if not self._skipped(n, t, parallel=True)]
+        if not todo:
+            self._skipped(name, title) or self.times.append(StageTime(name, title, 0.0, 0.0, True))
+            return
+        print(f"[demo] {title}: {len(todo)} to run ...", flush=True)
+        start, cpu = time.perf_counter(), 0.0
+
+        def done(stage: str, took: CellTime) -> None:
+            nonlocal cpu
+            cpu += took.cpu
+            self._finished(stage, titles[stage], took.wall, took.cpu, parallel=True)
+
+        fn(todo, done)
+        self._finished(name, title, time.perf_counter() - start, cpu)
 
 
 def build_corpus(paths: DemoPaths, settings: DemoSettings, jobs: int) -> None:
@@ -96,12 +145,63 @@ def _sets(overrides: tuple[str, ...]) -> list[str]:
     return [a for item in overrides for a in ("--set", item)]
 
 
+def shipped_parent_hash() -> str:
+    """The tensors' hash of the shipped parent; a :class:`DemoError` when the file is missing or not the one
+    ``learn2diss demo --train-parent`` made for this release."""
+    if not (SHIPPED_PARENT / "model.safetensors").is_file():
+        raise DemoError(f"the shipped demo parent {SHIPPED_PARENT} is missing; rebuild it with "
+                        "`learn2diss demo --train-parent` (docs/demo.md) or reinstall the package")
+    digest = checkpoint_hash(SHIPPED_PARENT)
+    if digest != SHIPPED_PARENT_HASH:
+        raise DemoError(f"the shipped demo parent {SHIPPED_PARENT} has hash {digest}, expected "
+                        f"{SHIPPED_PARENT_HASH}: reinstall the package, or run `learn2diss demo --train-parent`")
+    return digest
+
+
+def save_half(checkpoint: Path, out: Path, provenance: dict) -> Path:
+    """A copy of ``checkpoint`` with its weights stored in float16 (loading restores float32), as shipped;
+    ``provenance`` goes into its config.yaml."""
+    from learn2diss.upstream.checkpoints import load_model, save_model
+
+    return save_model(load_model(checkpoint).half(), out,
+                      {"stored_as": "float16 (load_model restores float32)", **provenance})
+
+
+def parent_provenance(paths: DemoPaths, settings: DemoSettings, seconds: dict[str, float]) -> dict:
+    """How the trained parent was made: command, config, steps, seed, corpus, commit and time."""
+    import yaml
+
+    config = yaml.safe_load((paths.run("parent") / "config.yaml").read_text())
+    corpus = json.loads((paths.corpus / "corpus.json").read_text())
+    return {"command": "learn2diss demo --train-parent", "config": "demo_parent",
+            "overrides": list(settings.parent_overrides), "steps": config["joint"]["steps"],
+            "seed": config["train"]["seed"], "corpus": {"fingerprint": corpus["fingerprint"],
+                                                        "speakers": settings.speakers,
+                                                        "utterances": settings.utterances, "split": "train"},
+            "git_commit": git_commit(), **{k: round(v) for k, v in seconds.items()}}
+
+
 def pretrain_parent(paths: DemoPaths, settings: DemoSettings, device: str) -> None:
-    """HuBERT iteration 1 from random weights (config demo_parent), exported as our checkpoint."""
+    """The demo's parent at ``WORK/checkpoints/demo-parent``: the shipped one, or with ``train_parent`` HuBERT
+    iteration 1 from random weights (config demo_parent) on the corpus's train split, exported, and a float16
+    copy of it (``WORK/checkpoints/demo-parent-fp16``, the form that ships)."""
+    import shutil
+
+    if not settings.train_parent:
+        shipped_parent_hash()
+        shutil.rmtree(paths.checkpoint(PARENT), ignore_errors=True)
+        shutil.copytree(SHIPPED_PARENT, paths.checkpoint(PARENT), ignore=shutil.ignore_patterns("__pycache__"))
+        return
     run = paths.run("parent")
+    wall, cpu = time.perf_counter(), process_cpu_seconds()
     cli("pretrain", "--config", paths.config("demo_parent"), "--random-parent", "--data", paths.manifest,
         "--out", run, "--resume", "--device", device, *_sets(settings.parent_overrides))
     cli("export", run, "--out", paths.checkpoint(PARENT))
+    seconds = {"wall_seconds": time.perf_counter() - wall, "cpu_seconds": process_cpu_seconds() - cpu}
+    half = save_half(paths.checkpoint(PARENT), paths.checkpoint(f"{PARENT}-fp16"),
+                     parent_provenance(paths, settings, seconds))
+    print(f"demo parent trained; its float16 copy {half} has hash {checkpoint_hash(half)} (to ship it: copy its "
+          f"files to {SHIPPED_PARENT} and set SHIPPED_PARENT_HASH, docs/demo.md)", flush=True)
 
 
 def prepare_l2d(paths: DemoPaths, settings: DemoSettings, device: str) -> None:
@@ -118,15 +218,19 @@ def cells(settings: DemoSettings) -> list[Cell]:
 
 
 def _sizes(settings: DemoSettings) -> EvalSizes:
-    return EvalSizes(settings.purity_clusters, settings.probe_max_frames, settings.probe_test_fraction)
+    return EvalSizes(settings.purity_clusters, settings.probe_max_frames, settings.probe_test_fraction,
+                     settings.asr_train_utterances, settings.asr_epochs, variance=False)
 
 
-def train_and_evaluate(paths: DemoPaths, settings: DemoSettings, device: str, cell: Cell) -> None:
-    """One cell: the joint stage (eq. 10) from a copy of the shared preparation, export, fast evaluations on the
-    test speakers (their features are kept for the phone recognition and the figures)."""
+def train_and_evaluate(paths: DemoPaths, settings: DemoSettings, device: str, todo: list[Cell], jobs: int,
+                       done: Callable[[Cell, CellTime], None]) -> None:
+    """The cells ``todo``, ``jobs`` at a time: the joint stage (eq. 10) from a copy of the shared preparation,
+    export, fast evaluations on the test speakers (their features are kept for the phone recognition and the
+    figures)."""
     inputs = StudyInputs(paths.config("demo_l2d"), paths.manifest, paths.run("l2d_shared"), paths.corpus,
                          settings.l2d_overrides, device)
-    run_cell(cell, inputs, paths.study, (EVAL_SPLIT,), _sizes(settings), GRID.x, keep_features=True)
+    run_cells(todo, inputs, paths.study, (EVAL_SPLIT,), _sizes(settings), GRID.x, jobs, keep_features=True,
+              done=lambda cell, record, took: done(cell, took))
 
 
 def evaluate_parent(paths: DemoPaths, settings: DemoSettings, device: str) -> None:
@@ -141,44 +245,34 @@ def evaluate_parent(paths: DemoPaths, settings: DemoSettings, device: str) -> No
         "config": str(paths.config("demo_parent")), "shared": "", "corpus": str(paths.corpus), "rows": rows})
 
 
-def model_names(settings: DemoSettings) -> list[str]:
-    """Every evaluated model: the parent, then each cell."""
-    return [PARENT, *(c.name for c in cells(settings))]
+def evaluate_floors(paths: DemoPaths, settings: DemoSettings) -> None:
+    """The MFCC floors (:mod:`learn2diss.demo.floors`) on the test speakers, scored like the models' frame
+    encoder, as records like a cell's (``OUT/floors/<floor>.json``); their features are kept for the PER."""
+    from learn2diss.eval.features import find_audio, load_features
+    from learn2diss.upstream.checkpoints import read_model_config
+    from learn2diss.upstream.config import SAMPLE_RATE
+
+    parent = read_model_config(paths.checkpoint(PARENT)).parent
+    shift = parent.stride / SAMPLE_RATE
+    split = CorpusSplit(paths.corpus, EVAL_SPLIT)
+    audio = find_audio(split.audio)
+    sizes = _sizes(settings)
+    train_audio = find_audio(paths.split("train"), asr_utterances(paths.corpus, sizes.asr_train_utterances))
+    for floor in FLOORS:
+        folder = paths.study.features(floor) / EVAL_SPLIT / "frame_last"
+        asr_train = paths.study.features(floor) / "asr-train" / "frame_last"
+        write_mfcc_features(floor, audio, parent.conv_layers, folder)
+        write_mfcc_features(floor, train_audio, parent.conv_layers, asr_train)
+        utts = sorted(audio)
+        labels = SplitLabels.read(split, {u: len(a) for u, a in load_features(folder, utts).items()}, shift, sizes, 0)
+        rows = [{"split": EVAL_SPLIT, "eval": m.eval, "condition": m.condition, "metric": m.metric, "value": m.value,
+                 "features": floor, "details": m.details}
+                for m in score_frame_features(folder, split, labels, shift, sizes, spec=FRAME, asr_train=asr_train)]
+        write_json(paths.out / "floors" / f"{floor}.json", {
+            "setting": floor, "seed": 0, "x": None, "overrides": [], "checkpoint": "", "checkpoint_hash": "",
+            "git_commit": git_commit(), "config": "", "shared": "", "corpus": str(paths.corpus), "rows": rows})
 
 
-def evaluate_phone_recognition(paths: DemoPaths, settings: DemoSettings, device: str) -> None:
-    """PER of a linear CTC head on each model's frozen ``frame:last`` (SUPERB's PR set-up), in ``OUT/asr.json``.
-
-    The head trains on every k-th training utterance (``asr_train_utterances`` of them) and is scored on the
-    test speakers, whose features the fast evaluations cached.
-    """
-    from learn2diss.eval.alignments import read_alignments
-    from learn2diss.eval.features import FeatureSpec, extract_features, find_audio, load_features
-    from learn2diss.upstream.checkpoints import load_model
-
-    path = paths.out / "asr.json"
-    done = json.loads(path.read_text()) if path.is_file() else {}
-    train_al = read_alignments(paths.corpus / "alignments" / "train.tsv")
-    train_utts = sorted(train_al)
-    train_utts = train_utts[:: max(1, len(train_utts) // settings.asr_train_utterances)][: settings.asr_train_utterances]
-    test_al = read_alignments(paths.corpus / "alignments" / f"{EVAL_SPLIT}.tsv")
-    test_utts = sorted(test_al)
-    phones = {u: [p for p in a.phones if p != SILENCE] for al in (train_al, test_al) for u, a in al.items()}
-    spec = FeatureSpec.parse(FRAME)
-    head = HeadSettings(epochs=settings.asr_epochs)
-    for name in model_names(settings):
-        if name in done:
-            continue
-        folder = paths.study.features(name)
-        train_folder = folder / "asr-train" / "frame_last"
-        checkpoint = paths.checkpoint(PARENT) if name == PARENT else paths.study.checkpoint(name)
-        extract_features(load_model(checkpoint), find_audio(paths.split("train"), train_utts), [spec],
-                         {FRAME: train_folder}, device=device, progress=False)
-        per, details = phone_error_rate(load_features(train_folder, train_utts), phones,
-                                        load_features(folder / EVAL_SPLIT / "frame_last", test_utts), phones, head)
-        done[name] = {"per": per, "details": details, "checkpoint": str(checkpoint)}
-        write_json(path, done)
-
-
-__all__ = ["DemoError", "StageRunner", "StageTime", "cli", "build_corpus", "pretrain_parent", "prepare_l2d",
-           "cells", "train_and_evaluate", "evaluate_parent", "evaluate_phone_recognition", "model_names"]
+__all__ = ["DemoError", "StageRunner", "StageTime", "cli", "build_corpus", "shipped_parent_hash", "save_half",
+           "parent_provenance", "pretrain_parent", "prepare_l2d", "cells", "train_and_evaluate", "evaluate_parent",
+           "evaluate_floors"]

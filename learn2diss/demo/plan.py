@@ -16,6 +16,9 @@ from learn2diss.study.cells import StudyPaths
 from learn2diss.study.grid import Grid, Setting
 
 PARENT = "demo-parent"  # the parent's name in the rows and the feature caches
+# The shipped demo parent (package data): `learn2diss demo --train-parent` rebuilds it (docs/demo.md, "The parent")
+SHIPPED_PARENT = Path(__file__).parent / "parent"
+SHIPPED_PARENT_HASH = "b32b9f6ba7c4"  # checkpoint_hash of SHIPPED_PARENT (its tensors); docs/demo.md gives the same
 EVAL_SPLIT = "test"  # the demo reports on the unseen test speakers and chooses nothing
 # The two Learn2Diss settings of Table 5: lambda = 0 and the config's lambda (config demo_l2d, joint.club.weight)
 NO_MI, MI = "lambda-0", "lambda-default"
@@ -34,8 +37,9 @@ class DemoSettings:
     shared: int = 10
     test_speakers: int = 6
     val_speakers: int = 6
-    seeds: tuple[int, ...] = (0, 1)  # joint-stage seeds per lambda (train.seed = data.seed)
-    parent_overrides: tuple[str, ...] = ()  # --set for config demo_parent
+    seeds: tuple[int, ...] = (0, 1, 2)  # joint-stage seeds, the same for both lambdas (train.seed = data.seed)
+    train_parent: bool = False  # train the parent (config demo_parent) instead of using the shipped one
+    parent_overrides: tuple[str, ...] = ()  # --set for config demo_parent (with train_parent)
     l2d_overrides: tuple[str, ...] = ()  # --set for config demo_l2d (every stage)
     purity_clusters: int = 100  # frame k-means K of PNMI (the paper's 2048 needs ~100x more frames)
     probe_max_frames: int = 20_000  # frames per phone-probe split
@@ -52,7 +56,7 @@ class DemoSettings:
 FULL = DemoSettings()
 
 QUICK = DemoSettings(
-    speakers=10, utterances=10, shared=4, test_speakers=2, val_speakers=2,
+    speakers=10, utterances=10, shared=4, test_speakers=2, val_speakers=2, seeds=(0, 1),
     parent_overrides=("joint.steps=6", "joint.frame_optimizer.warmup_steps=2", "frame_targets.fit_max_frames=3000",
                       "train.log_every=2"),
     l2d_overrides=("joint.steps=4", "joint.frame_optimizer.warmup_steps=2", "utt_simclr.steps=3",

@@ -67,7 +67,8 @@ def read_metrics(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 
 def plot_training_curves(parent: Path, simclr: Path, joints: Mapping[str, Path], path: Path) -> Path:
-    """Loss curves: the parent's masked prediction, SimCLR of h, and each loss term of the joint runs."""
+    """Loss curves: the parent's masked prediction (when this run trained it), SimCLR of h, and each loss term of
+    the joint runs."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -87,7 +88,10 @@ def plot_training_curves(parent: Path, simclr: Path, joints: Mapping[str, Path],
                 ax.plot(*metrics[key], label=label)
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("step")
-        ax.legend(fontsize=8)
+        if ax.lines:
+            ax.legend(fontsize=8)
+        else:  # e.g. the shipped parent: not trained in this run
+            ax.text(0.5, 0.5, "not trained in this run", ha="center", va="center", transform=ax.transAxes)
     fig.tight_layout()
     out = save_figure(path, fig, dpi=110)
     plt.close(fig)

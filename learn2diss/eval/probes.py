@@ -78,17 +78,25 @@ def fit_logistic_regression(
     return weight.detach().numpy(), bias.detach().numpy()
 
 
-def linear_probe_accuracy(
-    train_x: np.ndarray, train_y: Sequence[str], test_x: np.ndarray, test_y: Sequence[str], seed: int = 0,
-    max_iter: int = 100,
-) -> float:
-    """Accuracy (%) of a standardised multinomial logistic regression (L2, C = 1; :func:`fit_logistic_regression`).
+@dataclass(frozen=True)
+class ProbeScores:
+    """A probe's accuracy (%) and cross-entropy (bits per test item, over the labels seen in training)."""
+
+    accuracy: float
+    cross_entropy_bits: float
+
+
+def linear_probe_scores(
+    train_x: np.ndarray, train_y: Sequence[str], test_x: np.ndarray, test_y: Sequence[str], max_iter: int = 100,
+) -> ProbeScores:
+    """Accuracy and cross-entropy of a standardised multinomial logistic regression (L2, C = 1;
+    :func:`fit_logistic_regression`).
 
     Features are standardised with the training set's mean and deviation (a constant dimension is left
-    unscaled), as scikit-learn's ``StandardScaler``. The fit is deterministic: ``seed`` is accepted for the
-    callers and unused. Test labels never seen in training count as errors.
+    unscaled), as scikit-learn's ``StandardScaler``. The fit is deterministic. Test labels never seen in
+    training count as errors and are left out of the cross-entropy. The cross-entropy is not bounded by the
+    number of classes the way accuracy is, so it still moves where accuracy sits at its ceiling.
     """
-    del seed
     train_y, test_y = np.asarray(train_y), np.asarray(test_y)
     classes, codes = np.unique(train_y, return_inverse=True)
     if len(classes) < 2:
@@ -98,7 +106,21 @@ def linear_probe_accuracy(
     std[std == 0] = 1.0
     weight, bias = fit_logistic_regression((train_x - mean) / std, codes, len(classes), max_iter)
     scores = ((np.asarray(test_x, dtype=np.float64) - mean) / std).astype(np.float32) @ weight + bias
-    return 100.0 * float((classes[scores.argmax(1)] == test_y).mean())
+    accuracy = 100.0 * float((classes[scores.argmax(1)] == test_y).mean())
+    seen = np.isin(test_y, classes)
+    log_probs = scores[seen] - np.logaddexp.reduce(scores[seen].astype(np.float64), axis=1, keepdims=True)
+    true = log_probs[np.arange(int(seen.sum())), np.searchsorted(classes, test_y[seen])]
+    return ProbeScores(accuracy, float(-true.mean() / np.log(2)) if len(true) else float("nan"))
+
+
+def linear_probe_accuracy(
+    train_x: np.ndarray, train_y: Sequence[str], test_x: np.ndarray, test_y: Sequence[str], seed: int = 0,
+    max_iter: int = 100,
+) -> float:
+    """Accuracy (%) of :func:`linear_probe_scores`; ``seed`` is accepted for the callers and unused (the fit is
+    deterministic)."""
+    del seed
+    return linear_probe_scores(train_x, train_y, test_x, test_y, max_iter).accuracy
 
 
 def sample_frames(

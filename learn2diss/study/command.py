@@ -4,10 +4,13 @@ evaluations, and summarise: mean ± 95 % t-interval per metric and setting, a fi
 Each (setting, seed) cell copies the prepared run (parent imported, frame targets, SimCLR h, utterance
 clusters: the stages that do not depend on the joint settings), runs `learn2diss pretrain joint` with the
 setting's overrides and `train.seed=S data.seed=S`, exports, and evaluates on each --splits of --corpus:
-speaker-ID and phone probes of both encoders, ABX within/across speaker, phone purity / PNMI, speaker purity
+speaker-ID probes, speaker-verification EER and phone probes of both encoders, a per-frame speaker probe,
+ABX within/across speaker, phone purity / PNMI, the PER of a linear CTC head on frame:last, speaker purity
 and the feature-variance diagnostic of g. Validation speakers (`val`) are where settings are chosen; test
-speakers (`test`) are reported separately and are never used for a choice. A finished cell is skipped on a
-rerun; an interrupted one resumes.
+speakers (`test`) are reported separately and are never used for a choice. With --baseline (default
+lambda-0), every other setting is also compared with it seed by seed: paired differences and their
+intervals. --jobs 2 runs two cells at a time, each on one thread. A finished cell is skipped on a rerun; an
+interrupted one resumes.
 
 The grid is a YAML file of named settings, each a mapping of dotted config keys (as for `pretrain --set`):
 
@@ -35,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 SPLITS = ("val", "test")
@@ -69,6 +71,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--probe-max-frames", type=int, default=20_000, help="frames per phone-probe split")
     parser.add_argument("--probe-test-fraction", type=float, default=0.5,
                         help="share of each speaker's utterances the probes are scored on (default 0.5)")
+    parser.add_argument("--asr-train-utterances", type=int, default=300,
+                        help="train-split utterances of the phone-recognition head (PER of frame:last); 0: no PER")
+    parser.add_argument("--baseline",
+                        help="setting the others are compared with, seed by seed (paired differences with their "
+                             "95 %% interval; default lambda-0 when the grid has it)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="cells at a time, each in its own process on one thread (default 1: one cell at a time "
+                             "in this process); 2 on a 2-core machine")
 
 
 def _prepared_run(args: argparse.Namespace, work: Path) -> tuple[Path, Path, Path]:
@@ -105,10 +115,17 @@ def run(args: argparse.Namespace) -> int:
     from learn2diss.io import write_json
     from learn2diss.pretrain.config import read_config
     from learn2diss.schema import apply_overrides, format_override
-    from learn2diss.study.cells import Cell, StudyInputs, StudyPaths, run_cell
+    from learn2diss.study.cells import Cell, CellTime, StudyInputs, StudyPaths, run_cell, run_cells
     from learn2diss.study.evaluate import CorpusSplit, EvalSizes
-    from learn2diss.study.grid import check_grid, read_grid
-    from learn2diss.study.summary import markdown_tables, plot_metrics, raw_rows, summarise
+    from learn2diss.study.grid import StudyError, check_grid, read_grid
+    from learn2diss.study.summary import (
+        markdown_difference_tables,
+        markdown_tables,
+        paired_differences,
+        plot_metrics,
+        raw_rows,
+        summarise,
+    )
 
     grid = read_grid(args.grid)
     for split in args.splits:
@@ -117,16 +134,24 @@ def run(args: argparse.Namespace) -> int:
     shared, config, manifest = _prepared_run(args, paths.work)
     check_grid(grid, apply_overrides(read_config(config), args.set))
     inputs = StudyInputs(config, manifest, shared, args.corpus, tuple(args.set), args.device)
-    sizes = EvalSizes(args.purity_clusters, args.probe_max_frames, args.probe_test_fraction)
+    sizes = EvalSizes(args.purity_clusters, args.probe_max_frames, args.probe_test_fraction, args.asr_train_utterances)
     cells = [Cell(setting, seed) for setting in grid.settings for seed in args.seeds]
-    records = []
-    for index, cell in enumerate(cells, start=1):
-        done = paths.cell_file(cell).is_file()
-        print(f"[study {index}/{len(cells)}] {cell.name}{': done before, skipped' if done else ' ...'}", flush=True)
-        start = time.perf_counter()
-        records.append(run_cell(cell, inputs, paths, tuple(args.splits), sizes, grid.x))
-        if not done:
-            print(f"[study {index}/{len(cells)}] {cell.name}: {time.perf_counter() - start:.0f} s", flush=True)
+    names = [s.name for s in grid.settings]
+    baseline = args.baseline or ("lambda-0" if "lambda-0" in names else None)
+    if baseline is not None and baseline not in names:
+        raise StudyError(f"--baseline {baseline}: not a setting of the grid ({', '.join(names)})")
+    todo = [c for c in cells if not paths.cell_file(c).is_file()]
+    print(f"[study] {len(cells)} cells, {len(cells) - len(todo)} done before; running {len(todo)}, "
+          f"{max(1, args.jobs)} at a time", flush=True)
+    finished = 0
+
+    def report(cell: Cell, record: dict, took: CellTime) -> None:
+        nonlocal finished
+        finished += 1
+        print(f"[study {finished}/{len(todo)}] {cell.name}: {took.wall:.0f} s wall, {took.cpu:.0f} s CPU", flush=True)
+
+    run_cells(todo, inputs, paths, tuple(args.splits), sizes, grid.x, args.jobs, done=report)
+    records = [run_cell(c, inputs, paths, tuple(args.splits), sizes, grid.x) for c in cells]  # all read back
     rows = raw_rows(records)
     summary = summarise(rows)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -134,7 +159,14 @@ def run(args: argparse.Namespace) -> int:
     summary.to_csv(args.out / "summary.csv", index=False)
     groups = {s.name: " ".join(format_override(*o) for o in s.without(grid.x)) or "base config" for s in grid.settings}
     figure = plot_metrics(summary, groups, grid.x, args.out / "metrics_vs_x.png")
-    names = [s.name for s in grid.settings]
+    differences = ""
+    if baseline is not None:
+        diffs = paired_differences(rows, baseline)
+        diffs.to_csv(args.out / "differences.csv", index=False)
+        differences = ("Each setting minus `" + baseline + "` with the same seed (same initialisation, batch order "
+                       "and masks): mean ± half-width of the paired 95 % t interval; `*`: the interval excludes 0, "
+                       "without it the difference is not resolved.\n\n"
+                       + markdown_difference_tables(diffs, [n for n in names if n != baseline], baseline))
     text = "\n".join([
         "# Learn2Diss study", "",
         f"Grid `{args.grid}`, seeds {' '.join(map(str, args.seeds))}, joint config `{config}`, prepared run "
@@ -142,8 +174,9 @@ def run(args: argparse.Namespace) -> int:
         + ". Mean ± half-width of the 95 % Student t interval over seeds (n seeds per setting); percent except "
         "the variances. Choose on validation speakers; test speakers are reported, not chosen on.", "",
         *(f"- `{s.name}`: {' '.join(f'`{o}`' for o in s.arguments()) or 'the config as it is'}" for s in grid.settings),
-        "", markdown_tables(summary, names),
-        f"Figure: [{figure.name}]({figure.name}); raw rows with provenance: rows.csv.", "",
+        "", markdown_tables(summary, names), differences,
+        f"Figure: [{figure.name}]({figure.name}); raw rows with provenance: rows.csv"
+        + ("; paired differences: differences.csv" if differences else "") + ".", "",
     ])
     write_json(args.out / "study.json", {"grid": str(args.grid), "seeds": args.seeds, "splits": args.splits,
                                          "config": str(config), "shared": str(shared), "corpus": str(args.corpus),

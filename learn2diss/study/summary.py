@@ -12,7 +12,7 @@ figure of each metric against the grid's x (lambda by default).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -30,9 +30,18 @@ LABELS: dict[str, str] = {
     "probes/utterance/phone_acc": "phone, utt. enc. ↓",
     "abx/within/abx_error": "ABX within ↓",
     "abx/across/abx_error": "ABX across ↓",
+    "asr/linear-ctc/per": "PER, frame enc. ↓",
     "purity/frame:last/pnmi": "PNMI ↑",
     "purity/frame:last/phone_purity": "phone purity ↑",
     "purity/utt:embedding/speaker_purity": "speaker purity ↑",
+    "probes/frame/speaker_frame_acc": "speaker per frame, frame enc. ↓",
+    "probes/frame/speaker_frame_bits": "speaker CE per frame (bits), frame enc. ↑",
+    "verification/frame/eer": "speaker EER, frame enc. ↑",
+    "verification/utterance/eer": "speaker EER, utt. enc. ↓",
+    "probes/frame/speaker_id_bits": "speaker-ID CE (bits), frame enc. ↑",
+    "probes/utterance/speaker_id_bits": "speaker-ID CE (bits), utt. enc. ↓",
+    "probes/frame/phone_bits": "phone CE (bits), frame enc. ↓",
+    "probes/utterance/phone_bits": "phone CE (bits), utt. enc. ↑",
     "variance/frame:last/frame_var_unmasked": "var. g, inference pass",
     "variance/frame:last/frame_var_masked_pos": "var. g, masked pass, masked pos.",
     "variance/frame:last/frame_var_unmasked_pos": "var. g, masked pass, unmasked pos.",
@@ -52,21 +61,20 @@ def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, flo
     return mean, mean - half, mean + half
 
 
-def difference_interval(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
-    """(mean(a) - mean(b), lower, upper): Welch's t interval of a difference of means (NaN bounds below 2 + 2)."""
-    from scipy import stats
+def paired_difference(a: Mapping[int, float], b: Mapping[int, float],
+                      level: float = 0.95) -> tuple[float, float, float, int]:
+    """(mean, lower, upper, n) of the per-seed differences ``a[s] - b[s]`` over the seeds both have: the paired
+    Student t interval (n - 1 degrees of freedom; NaN bounds below 2 pairs).
 
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    delta = float(a.mean() - b.mean())
-    if len(a) < 2 or len(b) < 2:
-        return delta, math.nan, math.nan
-    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    se = math.sqrt(va + vb)
-    if se == 0:
-        return delta, delta, delta
-    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    half = float(stats.t.ppf(0.5 + level / 2, df) * se)
-    return delta, delta - half, delta + half
+    Two settings run with the same seed share the initialisation, batch order and masks, so most of the
+    seed-to-seed variation cancels in the difference and the interval is far narrower than that of a
+    difference of two independent means.
+    """
+    seeds = sorted(set(a) & set(b))
+    if not seeds:
+        return math.nan, math.nan, math.nan, 0
+    mean, low, high = t_interval([a[s] - b[s] for s in seeds], level)
+    return mean, low, high, len(seeds)
 
 
 def raw_rows(cells: Sequence[dict]) -> pd.DataFrame:
@@ -97,8 +105,12 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame.from_records(out)
 
 
+def _digits(value: float) -> int:
+    return 3 if abs(value) < 10 else 1
+
+
 def _cell(mean: float, low: float, high: float) -> str:
-    return format_interval(mean, low, high, 3 if abs(mean) < 10 else 1)
+    return format_interval(mean, low, high, _digits(mean))
 
 
 def markdown_tables(summary: pd.DataFrame, settings: Sequence[str]) -> str:
@@ -119,6 +131,50 @@ def markdown_tables(summary: pd.DataFrame, settings: Sequence[str]) -> str:
                       else "–" for m in metrics]
             body.append([setting, str(int(rows["n"].max())), *values])
         parts.append(f"### {SPLIT_NAMES.get(split, split)} (`{split}`)\n\n" + markdown_table(header, body))
+    return "\n".join(parts)
+
+
+def paired_differences(rows: pd.DataFrame, baseline: str) -> pd.DataFrame:
+    """Every other setting minus ``baseline`` with the same seed, per split and metric (:func:`paired_difference`)."""
+    out = []
+    for (setting, split, metric), group in rows.groupby(["setting", "split", "metric"], sort=False):
+        if setting == baseline:
+            continue
+        base = rows[(rows["setting"] == baseline) & (rows["split"] == split) & (rows["metric"] == metric)]
+        mean, low, high, n = paired_difference(dict(zip(group["seed"], group["value"], strict=True)),
+                                               dict(zip(base["seed"], base["value"], strict=True)))
+        if n:
+            out.append({"setting": setting, "split": split, "metric": metric, "n": n, "mean": mean,
+                        "ci_low": low, "ci_high": high})
+    return pd.DataFrame.from_records(out, columns=["setting", "split", "metric", "n", "mean", "ci_low", "ci_high"])
+
+
+def markdown_difference_tables(diffs: pd.DataFrame, settings: Sequence[str], baseline: str) -> str:
+    """One table per split of the paired differences to ``baseline``: ``mean ± half-width``, ``*`` where the
+    interval excludes 0 (without it the difference is not resolved)."""
+    metrics = [m for m in LABELS if m in set(diffs["metric"])]
+    metrics += [m for m in dict.fromkeys(diffs["metric"]) if m not in LABELS]
+    parts = []
+    for split in [s for s in ("val", "test") if s in set(diffs["split"])] + sorted(
+            set(diffs["split"]) - {"val", "test"}):
+        these = diffs[diffs["split"] == split]
+        header = [f"setting − {baseline} (same seed)", "n", *(LABELS.get(m, m) for m in metrics)]
+        body = []
+        for setting in settings:
+            rows = these[these["setting"] == setting].set_index("metric")
+            if rows.empty:
+                continue
+            cells = []
+            for m in metrics:
+                if m not in rows.index:
+                    cells.append("–")
+                    continue
+                mean, low, high = rows.at[m, "mean"], rows.at[m, "ci_low"], rows.at[m, "ci_high"]
+                shown = format_interval(mean, low, high, _digits(mean))
+                cells.append(("+" if mean >= 0 else "") + shown + ("*" if low > 0 or high < 0 else ""))
+            body.append([setting, str(int(rows["n"].max())), *cells])
+        parts.append(f"### {SPLIT_NAMES.get(split, split)} (`{split}`), paired differences\n\n"
+                     + markdown_table(header, body))
     return "\n".join(parts)
 
 

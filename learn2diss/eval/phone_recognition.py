@@ -1,12 +1,13 @@
-"""The demo's ASR row: SUPERB-style phone recognition (PR) with a linear CTC head on cached frozen features.
+"""SUPERB-style phone recognition (PR) with a linear CTC head on cached frozen features: the demo's and the
+study's PER.
 
 As SUPERB's PR task (Yang et al. 2021): the upstream is frozen, a linear layer maps each 50 Hz frame
 feature to phone posteriors plus the CTC blank, trained with CTC on the training speakers' phone sequences
 and decoded greedily (best path, repeats merged, blanks removed); the metric is the phone error rate (PER,
-edit distance over reference phones, percent). Features are ``frame:last`` of the frame encoder g,
+edit distance over reference phones, percent). Features (``frame:last`` of the frame encoder g, or MFCCs) are
 standardised with the training frames' mean and deviation. The phone sequences come from the corpus's
-alignments (silences dropped). An all-blank output scores 100 %, so unlike the demo's earlier 200-update
-fine-tune this row separates the models from the all-blank plateau within seconds of CPU.
+alignments (silences dropped). An all-blank output scores 100 %; unlike a short fine-tune of the whole
+encoder, which stays on that plateau at demo scale, this head separates models within seconds of CPU.
 """
 
 from __future__ import annotations
