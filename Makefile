@@ -21,13 +21,14 @@ debs:
 	bash scripts/install-demo-debs.sh
 
 test: install debs
-	$(VENV)/bin/pytest -q -m "not slow" tests
+	$(VENV)/bin/pytest -q -m "not slow"
 
 test-all: install debs
-	$(VENV)/bin/pytest -q tests
+	$(VENV)/bin/pytest -q
 
 lint: install
-	$(VENV)/bin/ruff check learn2diss tests bench run_downstream.py
+	$(VENV)/bin/ruff check learn2diss tests bench scripts run_downstream.py
+	$(VENV)/bin/mypy learn2diss
 
 # The whole method on the demo corpus, CPU only, sized for 15 minutes on 2 idle cores (docs/demo.md): lambda = 0
 # and lambda > 0 with 2 seeds each, Table 5 directions as differences with 95 % intervals. Reruns skip finished

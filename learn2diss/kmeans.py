@@ -50,7 +50,7 @@ def fit_kmeans(x: np.ndarray, k: int, iterations: int, seed: int,
                           verbose=False)
     kmeans.train(x)
     distances, _ = kmeans.index.search(x, 1)
-    return kmeans.centroids.copy(), float(distances.sum())
+    return np.array(kmeans.centroids), float(distances.sum())
 
 
 def assign(x: torch.Tensor | np.ndarray, centroids: torch.Tensor | np.ndarray) -> torch.Tensor:

@@ -18,6 +18,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from submitit.helpers import Checkpointable as _Checkpointable
+
 from learn2diss.errors import Learn2DissError
 
 __all__ = ["LaunchError", "add_launcher_arguments", "make_executor", "parse_time", "PretrainJob", "submit_pretrain"]
@@ -108,12 +110,6 @@ def _export_distributed_environment() -> None:
     if submitit.JobEnvironment().num_tasks > 1:
         # every task sees all the node's GPUs; learn2diss.training.ddp picks cuda:LOCAL_RANK
         submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
-
-
-try:
-    from submitit.helpers import Checkpointable as _Checkpointable
-except ImportError:  # pragma: no cover - submitit is a dependency; keep --help working without it
-    _Checkpointable = object
 
 
 class PretrainJob(_Checkpointable):

@@ -19,7 +19,6 @@ from learn2diss.eval.ctc.data import read_transcribed_folder
 from learn2diss.eval.ctc.finetune import CtcModel, emissions, finetune, load_ctc_checkpoint
 from learn2diss.eval.results import read_rows
 from learn2diss.training.loop import NonFiniteLossError
-from learn2diss.upstream.checkpoints import CheckpointError
 from learn2diss.upstream.model import Learn2Diss
 
 TEXTS = {"11": ["A CAT", "THE MAT", "A HAT"], "22": ["ON IT", "THE CAR", "AT SEA"]}
@@ -106,11 +105,6 @@ def test_load_ctc_checkpoint_reads_the_run_folder_or_a_step_file(corpus, tmp_pat
         np.testing.assert_array_equal(emissions(loaded, utterance), emissions(ctc, utterance))
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["step_0000002.pt",
                                                                                   "step_0000003.pt"]
-    earlier = tmp_path / "earlier" / "checkpoint"  # the layout of the fine-tune's own loop, before issue 15
-    earlier.mkdir(parents=True)
-    (earlier / "trainer.pt").write_bytes(b"")
-    with pytest.raises(CheckpointError, match="earlier format"):
-        _run(corpus, tmp_path / "earlier", max_updates=1)
 
 
 def test_ctc_command_under_torchrun_trains_with_ddp(corpus, tmp_path):

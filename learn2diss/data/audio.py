@@ -16,7 +16,7 @@ Example::
 
     >>> from learn2diss.data.audio import read_audio
     >>> wav = read_audio("LibriSpeech/dev-clean/84/121123/84-121123-0000.flac")  # doctest: +SKIP
-    >>> wav.dtype, wav.ndim
+    >>> wav.dtype, wav.ndim  # doctest: +SKIP
     (dtype('float32'), 1)
 """
 

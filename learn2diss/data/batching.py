@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Self
+from typing import Any, Protocol, Self, overload
 
 import numpy as np
 import torch
@@ -31,9 +31,20 @@ from learn2diss.upstream.padding import pad_waveforms
 IGNORE = -100  # frame label of padding (torch's cross-entropy ignore_index)
 
 __all__ = ["IGNORE", "Batch", "PaddedBatch", "SecondsBatchSampler", "UtteranceDataset", "collate", "frames_for_samples",
-           "sample_segments", "inference_batches", "bucketed"]
+           "sample_segments", "inference_batches", "bucketed", "LabelTable"]
 
 
+class LabelTable(Protocol):
+    """Frame labels by manifest row: a list of arrays, or the stage's memory-mapped ``FrameLabels``."""
+
+    def __len__(self) -> int: ...
+    def __getitem__(self, row: int) -> np.ndarray: ...
+
+
+@overload
+def frames_for_samples(samples: int, conv_layers: Sequence[Sequence[int]]) -> int: ...
+@overload
+def frames_for_samples(samples: np.ndarray, conv_layers: Sequence[Sequence[int]]) -> np.ndarray: ...
 def frames_for_samples(samples: np.ndarray | int, conv_layers: Sequence[Sequence[int]]) -> np.ndarray | int:
     """Frames the convolutional encoder makes from ``samples`` (torchaudio's ``floor((L - k) / s) + 1`` per layer)."""
     n = np.asarray(samples, dtype=np.int64)
@@ -62,6 +73,10 @@ def sample_segments(frames: np.ndarray, segment_frames: int, rng: np.random.Gene
     return np.where(eligible[:, None], starts, 0), eligible
 
 
+@overload
+def bucketed(samples: int, bucket: int) -> int: ...
+@overload
+def bucketed(samples: np.ndarray, bucket: int) -> np.ndarray: ...
 def bucketed(samples: np.ndarray | int, bucket: int) -> np.ndarray | int:
     """``samples`` rounded up to a multiple of ``bucket`` (0: unchanged): the padded length of a bucketed batch.
 
@@ -103,7 +118,7 @@ class SecondsBatchSampler:
     def __init__(
         self,
         lengths: np.ndarray,
-        indices: Sequence[int],
+        indices: Sequence[int] | np.ndarray,
         max_batch_samples: int,
         seed: int,
         rank: int = 0,
@@ -161,7 +176,7 @@ class UtteranceDataset(torch.utils.data.Dataset):
         conv_layers: Sequence[Sequence[int]],
         max_samples: int,
         seed: int,
-        frame_labels: Sequence[np.ndarray] | None = None,
+        frame_labels: LabelTable | None = None,
         utt_labels: np.ndarray | None = None,
     ) -> None:
         self.paths, self.samples = paths, np.asarray(samples, dtype=np.int64)
@@ -195,22 +210,28 @@ class UtteranceDataset(torch.utils.data.Dataset):
             offset = int(keyed_rng(self.seed, 0, epoch, batch, utt).integers(0, steps + 1)) * self.stride
             wav = wav[offset : offset + self.max_samples]
         item = {"wav": wav, "utt": utt, "epoch": epoch, "batch": batch}
-        if frame_labels is not None or self.frame_labels is not None:
-            labels = np.asarray(self.frame_labels[utt] if frame_labels is None else frame_labels)
+        if frame_labels is None and self.frame_labels is not None:
+            frame_labels = self.frame_labels[utt]
+        if frame_labels is not None:
+            labels = np.asarray(frame_labels)
             expected = frames_for_samples(int(self.samples[utt]), self.conv_layers)
             if len(labels) != expected:
                 raise InputError(f"{self.paths[utt]}: {len(labels)} frame labels for {expected} frames; "
                                  "the frame targets were made for another manifest or model")
             first = offset // self.stride
             item["frame_labels"] = labels[first : first + frames_for_samples(len(wav), self.conv_layers)]
-        if utt_label is not None or self.utt_labels is not None:
-            item["utt_label"] = int(self.utt_labels[utt] if utt_label is None else utt_label)
+        if utt_label is None and self.utt_labels is not None:
+            utt_label = int(self.utt_labels[utt])
+        if utt_label is not None:
+            item["utt_label"] = int(utt_label)
         return item
 
 
 class PaddedBatch:
     """What every training batch dataclass shares: ``waveforms``/``lengths`` fields, the audio seconds it holds,
     and moving or pinning all its tensor fields (the data loader and the trainer call these)."""
+
+    lengths: torch.Tensor  # (B,) valid samples of each row, a field of every subclass
 
     @property
     def audio_seconds(self) -> float:
@@ -223,7 +244,8 @@ class PaddedBatch:
         return self._apply(lambda t: t.to(device, non_blocking=True))
 
     def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> Self:
-        return dataclasses.replace(self, **{f.name: fn(value) for f in dataclasses.fields(self)
+        batch: Any = self  # a dataclass: every subclass is one
+        return dataclasses.replace(batch, **{f.name: fn(value) for f in dataclasses.fields(batch)
                                             if isinstance(value := getattr(self, f.name), torch.Tensor)})
 
 
@@ -256,13 +278,13 @@ def collate(items: list[dict], conv_layers: Sequence[Sequence[int]], segment_fra
     segment pairs."""
     waveforms, lengths = pad_waveforms([it["wav"] for it in items], bucketed(max(len(it["wav"]) for it in items), bucket))
     frames = frames_for_samples(lengths.numpy(), conv_layers)
-    frame_targets = None
+    frame_targets: torch.Tensor | None = None
     if "frame_labels" in items[0]:
         width = frames_for_samples(waveforms.shape[1], conv_layers)  # the model's frames of the padded batch
-        frame_targets = np.full((len(items), width), IGNORE, dtype=np.int64)
+        labels = np.full((len(items), width), IGNORE, dtype=np.int64)
         for row, it in enumerate(items):
-            frame_targets[row, : len(it["frame_labels"])] = it["frame_labels"]
-        frame_targets = torch.from_numpy(frame_targets)
+            labels[row, : len(it["frame_labels"])] = it["frame_labels"]
+        frame_targets = torch.from_numpy(labels)
     utt_targets = torch.tensor([it["utt_label"] for it in items]) if "utt_label" in items[0] else None
     epoch, index = items[0]["epoch"], items[0]["batch"]
     starts, eligible = sample_segments(frames, segment_frames, keyed_rng(seed, 1, epoch, index))

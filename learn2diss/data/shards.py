@@ -45,7 +45,7 @@ import argparse
 import hashlib
 import io
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,7 +54,7 @@ import soundfile as sf
 import torch
 
 from learn2diss.data.audio import read_audio
-from learn2diss.data.batching import Batch, UtteranceDataset, inference_batches
+from learn2diss.data.batching import Batch, LabelTable, UtteranceDataset, inference_batches
 from learn2diss.data.manifest import Manifest, read_manifest
 from learn2diss.errors import Learn2DissError
 from learn2diss.io import atomic_path, save_npy, write_text
@@ -149,7 +149,7 @@ def write_shards(
     manifest: Manifest,
     out: Path,
     shard_utterances: int = 1000,
-    frame_labels: Sequence[np.ndarray] | None = None,
+    frame_labels: LabelTable | None = None,
     frame_fingerprint: str | None = None,
     utt_labels: np.ndarray | None = None,
     utt_fingerprint: str | None = None,

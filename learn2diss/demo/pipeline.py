@@ -119,7 +119,8 @@ class StageRunner:
         titles = dict(stages)
         todo = [n for n, t in stages if not self._skipped(n, t, parallel=True)]
         if not todo:
-            self._skipped(name, title) or self.times.append(StageTime(name, title, 0.0, 0.0, True))
+            if not self._skipped(name, title):
+                self.times.append(StageTime(name, title, 0.0, 0.0, True))
             return
         print(f"[demo] {title}: {len(todo)} to run ...", flush=True)
         start, cpu = time.perf_counter(), 0.0

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from torch.utils.data import Dataset
 
@@ -59,7 +60,7 @@ def _librispeech_transcripts(folder: Path) -> dict[str, str]:
 class LibriPhoneDataset(_BucketDataset):
     """PR: LibriSpeech ``<path>/<split>/<spk>/<chapter>/*.flac`` + ``*.trans.txt``, words -> phones by lexicon."""
 
-    def __init__(self, split: Sequence[str], tokenizer: object, bucket_size: int, path: str,
+    def __init__(self, split: Sequence[str], tokenizer: Any, bucket_size: int, path: str,
                  lexicon: Sequence[str], ascending: bool = False, **kwargs: object) -> None:
         words = read_lexicon(lexicon)
         items = []
@@ -85,8 +86,8 @@ class SnipsDataset(_BucketDataset):
     """SF: Audio SNIPS ``<path>/<split>/*.wav`` of the speakers listed for the split, labels from
     ``all.iob.snips.txt`` (slot mode) or ``all-trans.txt``."""
 
-    def __init__(self, split: Sequence[str], tokenizer: object, bucket_size: int, path: str,
-                 ascending: bool = False, **kwargs: object) -> None:
+    def __init__(self, split: Sequence[str], tokenizer: Any, bucket_size: int, path: str,
+                 ascending: bool = False, **kwargs: Any) -> None:
         speakers = kwargs[f"{split[0]}_speakers"]
         label_file = Path(path) / ("all.iob.snips.txt" if "-slot" in tokenizer.token_type else "all-trans.txt")
         transcripts = {}

@@ -34,6 +34,7 @@ import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -48,7 +49,7 @@ AUDIO_EXTENSIONS = (".flac", ".wav")
 FRAME_SHIFT_S = 320 / SAMPLE_RATE
 
 
-def frame_shift(model: object) -> float:
+def frame_shift(model: Any) -> float:
     """Seconds per frame of ``model``'s frame features: its parent's conv stride over the sample rate."""
     return model.config.parent.stride / SAMPLE_RATE
 
@@ -69,7 +70,7 @@ class FeatureSpec:
             choices = "frame:all|" if stacked else ""
             raise InputError(f"--features {text!r}: expected {choices}frame:last|frame:N|frame:mean|utt:N|utt:embedding")
         if layer.isdigit():
-            value: int | str = int(layer)
+            value = int(layer)
             if stream == "utt" and value < 1:
                 raise InputError(f"--features {text!r}: utterance layers are numbered from 1 (z^1 .. z^(L-1))")
             return cls(stream, value)
@@ -101,6 +102,7 @@ class FeatureSpec:
             if self.layer == "embedding":
                 return output.utt_embedding[0]
             layers = output.utt_hidden_states
+            assert isinstance(self.layer, int)  # parse: utt:N or utt:embedding
             if self.layer > len(layers):
                 raise InputError(f"--features {self}: the utterance encoder has layers 1..{len(layers)}")
             return output.utt_hidden_states[self.layer - 1][0]
@@ -111,6 +113,7 @@ class FeatureSpec:
             return states[-1][0]
         if self.layer == "mean":
             return sum(states[-num_trainable_layers:])[0] / num_trainable_layers
+        assert isinstance(self.layer, int)  # parse: frame:N or one of the names above
         if self.layer >= len(states):
             raise InputError(f"--features {self}: the frame path has hidden states 0..{len(states) - 1}")
         return states[self.layer][0]
@@ -197,7 +200,7 @@ class _Cache:
             for old in folder.glob("*.npy"):
                 old.unlink()
         self.key = key
-        self.sources: dict[str, dict] = {} if stale else dict(stored.get("sources", {}))
+        self.sources: dict[str, dict] = {} if stale or stored is None else dict(stored.get("sources", {}))
 
     def valid(self, utt: str, identity: Mapping[str, object]) -> bool:
         return same_content(self.sources.get(utt), identity) and (self.folder / f"{utt}.npy").is_file()
@@ -236,9 +239,8 @@ def extract_features(
     with contextlib.ExitStack() as stack:
         for folder in sorted(set(targets.values())):
             stack.enter_context(locked(folder / CACHE_FILE))
-        base = {"model": state_digest(model.state_dict()), "config": to_dict(model.config), **(key or {})}
-        if np.dtype(dtype) != np.float32:  # the float32 caches written before this option keep their key
-            base["dtype"] = np.dtype(dtype).name
+        base = {"model": state_digest(model.state_dict()), "config": to_dict(model.config),
+                "dtype": np.dtype(dtype).name, **(key or {})}
         caches = {name: _Cache(folder, {**base, "spec": name}, tqdm.write) for name, folder in targets.items()}
         identities = {}
         for utt, path in audio.items():

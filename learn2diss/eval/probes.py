@@ -87,7 +87,8 @@ class ProbeScores:
 
 
 def linear_probe_scores(
-    train_x: np.ndarray, train_y: Sequence[str], test_x: np.ndarray, test_y: Sequence[str], max_iter: int = 100,
+    train_x: np.ndarray, train_y: Sequence[str] | np.ndarray, test_x: np.ndarray, test_y: Sequence[str] | np.ndarray,
+    max_iter: int = 100,
 ) -> ProbeScores:
     """Accuracy and cross-entropy of a standardised multinomial logistic regression (L2, C = 1;
     :func:`fit_logistic_regression`).
@@ -114,8 +115,8 @@ def linear_probe_scores(
 
 
 def linear_probe_accuracy(
-    train_x: np.ndarray, train_y: Sequence[str], test_x: np.ndarray, test_y: Sequence[str], seed: int = 0,
-    max_iter: int = 100,
+    train_x: np.ndarray, train_y: Sequence[str] | np.ndarray, test_x: np.ndarray, test_y: Sequence[str] | np.ndarray,
+    seed: int = 0, max_iter: int = 100,
 ) -> float:
     """Accuracy (%) of :func:`linear_probe_scores`; ``seed`` is accepted for the callers and unused (the fit is
     deterministic)."""

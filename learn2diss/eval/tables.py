@@ -257,8 +257,8 @@ def build_table(spec: TableSpec, rows: Sequence[ResultRow]) -> tuple[list[str], 
         if ours:
             note = provenance(r for c in ours.values() for r in c.rows)
             out.append(TableRow(model, variant, "yours", {c: _fmt(v.value) for c, v in ours.items()}, note))
-            diffs = {c: f"{ours[c].value - theirs[c].value:+.2f}" for c in ours
-                     if c in theirs and theirs[c].value is not None}
+            diffs = {c: f"{ours[c].value - paper_value:+.2f}" for c in ours
+                     if c in theirs and (paper_value := theirs[c].value) is not None}
             if diffs:
                 out.append(TableRow(model, variant, "Δ", diffs, ""))
     return columns, out

@@ -49,13 +49,14 @@ class RunningMoments:
         if self.total is None:
             self.total, self.squares = rows.sum(0), rows.pow(2).sum(0)
         else:
+            assert self.squares is not None  # set with the total
             self.total += rows.sum(0)
             self.squares += rows.pow(2).sum(0)
         self.count += rows.shape[0]
 
     def variance(self) -> float:
         """Mean over dimensions of the population variance (NaN when no row was added)."""
-        if self.total is None or self.count == 0:
+        if self.total is None or self.squares is None or self.count == 0:
             return float("nan")
         mean = self.total / self.count
         return float((self.squares / self.count - mean.pow(2)).clamp(min=0).mean())

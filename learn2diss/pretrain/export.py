@@ -21,8 +21,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from learn2diss.errors import MissingInputError, UsageError
+
+if TYPE_CHECKING:
+    from learn2diss.upstream.model import Learn2Diss
 
 FORMATS = ("ours", "huggingface", "fairseq")
 
@@ -74,10 +78,13 @@ def find_checkpoint(run_dir: Path, step: int | None = None, latest: bool = False
     if not latest:
         raise MissingInputError(f"{run_dir}: the joint stage has not finished (latest checkpoint {found.name}); "
                                 "pass --latest to export it anyway")
-    return load_latest_checkpoint(ckpt_dir, lambda message: print(message, file=sys.stderr))
+    loaded = load_latest_checkpoint(ckpt_dir, lambda message: print(message, file=sys.stderr))
+    if loaded is None:
+        raise MissingInputError(f"{ckpt_dir}: no joint-stage checkpoint loads")
+    return loaded
 
 
-def load_source(source: Path, step: int | None, latest: bool) -> tuple[object, Path | None, str, int | None]:
+def load_source(source: Path, step: int | None, latest: bool) -> tuple[Learn2Diss, Path | None, str, int | None]:
     """(model, its pretraining run or None, where it was read, step) of a run folder or one of our checkpoints."""
     from learn2diss.schema import from_dict
     from learn2diss.upstream.checkpoints import CONFIG_FILE, WEIGHTS_FILE, load_model

@@ -40,7 +40,7 @@ class _BatchReader(torch.utils.data.Dataset):
 
 
 def iterate_batches(
-    manifest: Manifest, indices: Sequence[int], max_batch_samples: int, max_samples: int, num_workers: int,
+    manifest: Manifest, indices: Sequence[int] | np.ndarray, max_batch_samples: int, max_samples: int, num_workers: int,
     device: torch.device,
 ) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor]]:
     """Yield ``(rows, waveforms (B, S) on device, lengths (B,))`` for ``indices``, length-sorted batches."""
@@ -56,7 +56,7 @@ def iterate_batches(
 
 def _save_npz(path: Path, **arrays: np.ndarray) -> None:
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        np.savez(handle, **arrays)
+        np.savez(handle, **arrays)  # type: ignore[arg-type]  # numpy's stub types allow_pickle as **kwds
 
 
 def map_utterances(

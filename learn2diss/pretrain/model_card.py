@@ -15,6 +15,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from learn2diss.errors import UsageError
 from learn2diss.upstream.checkpoints import frame_path
@@ -134,7 +135,7 @@ def _producer(path: Path, rows) -> str:
     return "(not recorded)"
 
 
-def _evaluations_section(found: list[tuple[Path, object]], folders: Sequence[Path], weights_hash: str) -> list[str]:
+def _evaluations_section(found: list[tuple[Path, Any]], folders: Sequence[Path], weights_hash: str) -> list[str]:
     lines = ["## Evaluations", ""]
     if not found:
         searched = ", ".join(f"`{f}`" for f in folders) or "no results folder"

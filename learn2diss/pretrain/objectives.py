@@ -144,7 +144,9 @@ class SimCLRObjective(Objective):
 
     def compile(self, mode: str) -> None:
         """h, the one trained part of this stage."""
-        self.module.encode_utterance = compiled_utterance_encoder(self.module.model, mode)
+        module = self.module
+        assert isinstance(module, SimCLRForward)
+        module.encode_utterance = compiled_utterance_encoder(module.model, mode)
 
 
 class JointForward(nn.Module):
@@ -176,6 +178,7 @@ class JointForward(nn.Module):
         features = model.extract(batch.waveforms, batch.lengths)
         mask = model.sample_mask(features, generator)
         frames = model.encode_frames(features, mask)
+        assert batch.frame_targets is not None and batch.utt_targets is not None  # the joint stage labels both
         targets = batch.frame_targets[:, : mask.shape[1]]
         if targets.shape != mask.shape:
             raise ValueError(f"frame targets {tuple(targets.shape)} do not cover the {tuple(mask.shape)} frames")
@@ -262,7 +265,9 @@ class JointObjective(Objective):
     def compile(self, mode: str) -> None:
         """h and the frame-loss block of the forward pass, and the q_phi block: its NLL (eq. 2, forward and
         backward) and the CLUB estimate (eq. 8). The number of MI pairs changes from batch to batch (dynamic)."""
-        self.module.compile_parts(mode)
+        module = self.module
+        assert isinstance(module, JointForward)
+        module.compile_parts(mode)
         self.nll_block = compile_part(_q_nll, mode, dynamic=[(), (0,), (0,)])
         self.club_block = compile_part(self._club_estimate, mode, dynamic=[(0,), (0,)])
 

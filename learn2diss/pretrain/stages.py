@@ -80,9 +80,8 @@ def stage_dir(stage: str) -> str:
 def stage_checkpoint(out: Path, stage: str, done: dict) -> Path:
     """The checkpoint that a finished stage recorded in its ``done.json``, inside the run folder ``out``.
 
-    ``done.json`` stores it relative to the run folder; runs written before stored the path as given at launch
-    (relative to that working directory, or absolute). Only its file name is used, in this run's
-    ``<stage>/checkpoints/``: a moved run works from any directory and a copied run reads its own files.
+    Only its file name is used, in this run's ``<stage>/checkpoints/``: a moved run works from any directory, a
+    copied run reads its own files, and a ``done.json`` cannot point outside the run folder.
     """
     path = out / stage_dir(stage) / "checkpoints" / Path(str(done["checkpoint"])).name
     if not path.is_file():
@@ -109,9 +108,16 @@ class Run:
         path = self.out / stage_dir(stage) / "done.json"
         return read_json(path) if path.is_file() else None
 
+    def finished(self, stage: str) -> dict:
+        """The ``done.json`` of a stage this one needs; an error naming the stage when it has not finished."""
+        done = self.done(stage)
+        if done is None:
+            raise StageError(f"{self.out}: stage {stage} has not finished; run it first")
+        return done
+
     def checkpoint(self, stage: str) -> Path:
         """The final checkpoint of a finished training stage, resolved inside this run folder."""
-        return stage_checkpoint(self.out, stage, self.done(stage))
+        return stage_checkpoint(self.out, stage, self.finished(stage))
 
     def mark_done(self, stage: str, info: dict) -> None:
         """Write ``done.json``; a checkpoint path in ``info`` is stored relative to the run folder."""
@@ -214,7 +220,7 @@ def layer_features(model: Learn2Diss, wav: Tensor, lengths: Tensor, layer: int) 
 
 def _target_features(model: Learn2Diss, wav: Tensor, lengths: Tensor, layer: int | str) -> tuple[Tensor, Tensor]:
     """What stage a clusters: a parent layer, or (``layer: mfcc``, HuBERT iteration 1) MFCC + deltas."""
-    if layer != "mfcc":
+    if isinstance(layer, int):
         return layer_features(model, wav, lengths, layer)
     n = torch.as_tensor(frames_for_samples(lengths.cpu().numpy(), model.config.parent.conv_layers))
     shift_ms = 1000 * model.config.parent.stride / SAMPLE_RATE  # one MFCC frame per model frame
@@ -245,8 +251,8 @@ def frame_targets(run: Run) -> None:
         if len(x) > cfg.fit_max_frames:
             x = x[rng.choice(len(x), cfg.fit_max_frames, replace=False)]
         run.log(f"[frame-targets] k-means K={k} on {len(x)} frames of layer {cfg.layer} ({x.shape[1]}-d)")
-        centroids, inertia = fit_kmeans(x, k, cfg.kmeans_iterations, cfg.seed)
-        save_npy(centroids_path, centroids)
+        fitted, inertia = fit_kmeans(x, k, cfg.kmeans_iterations, cfg.seed)
+        save_npy(centroids_path, fitted)
         write_json(work / "kmeans.json", {"frames": len(x), "inertia": inertia})
     barrier(run.ctx)
     centroids = torch.from_numpy(np.load(centroids_path)).to(run.ctx.device)
@@ -261,11 +267,11 @@ def frame_targets(run: Run) -> None:
     num_chunks = map_utterances(run.manifest, label, work / "chunks", run.ctx, batch_samples, longest,
                                 run.config.data.num_workers, desc="frame targets")
     if run.ctx.is_main:
-        lengths = chunk_lengths(work / "chunks", num_chunks)
+        counts = chunk_lengths(work / "chunks", num_chunks)
         expected = frames_for_samples(run.manifest.samples, run.config.model.parent.conv_layers)
-        bad = np.flatnonzero(lengths != expected)
+        bad = np.flatnonzero(counts != expected)
         if len(bad):
-            raise StageError(f"frame labels of {run.manifest.paths[bad[0]]} have {lengths[bad[0]]} frames, "
+            raise StageError(f"frame labels of {run.manifest.paths[bad[0]]} have {counts[bad[0]]} frames, "
                              f"expected {expected[bad[0]]}")
         FrameLabels.write_chunks(work, work / "chunks", num_chunks, k)  # one chunk in memory at a time
         shutil.rmtree(work / "chunks")
@@ -419,7 +425,7 @@ def joint_stage(model: Learn2Diss, cfg: JointConfig, segment_frames: int) -> Tra
 def joint(run: Run) -> None:
     """Stage d: L_total = L_frame + L_utt + lambda L_MI (eq. 10), q_phi by its NLL (eq. 2)."""
     cfg, work = run.config.joint, run.dir("joint")
-    num_q = int(run.done("utt-targets")["num_clusters"])
+    num_q = int(run.finished("utt-targets")["num_clusters"])
     model_config = joint_model_config(run.config, num_q)
     torch.manual_seed(run.config.train.seed)
     model = Learn2Diss(model_config)

@@ -112,19 +112,14 @@ class CorpusSplit:
 
 
 def variance_diagnostic(model, audio: dict[str, Path], device: str, batch_size: int = 8,
-                        seed: int = 0) -> list[Measurement] | None:
-    """The per-position feature-variance diagnostic of g (``learn2diss.eval.variance``, issue 10) on ``audio``.
+                        seed: int = 0) -> list[Measurement]:
+    """The per-position feature-variance diagnostic of g (:mod:`learn2diss.eval.variance`) on ``audio``.
 
     Per-dimension variance of ``frame:last`` on the inference pass and inside one masked pass, at the masked and
-    the unmasked positions. None when this checkout has no ``learn2diss.eval.variance`` (then nothing is
-    reported in its place).
+    the unmasked positions.
     """
-    try:
-        from learn2diss.eval.variance import feature_variance
-    except ImportError:
-        return None
-
     from learn2diss.data.audio import read_audio
+    from learn2diss.eval.variance import feature_variance
     from learn2diss.upstream.padding import pad_waveforms
 
     waves = sorted((read_audio(path) for path in audio.values()), key=len)
@@ -266,7 +261,7 @@ def evaluate_split(model, split: CorpusSplit, sizes: EvalSizes, features_dir: Pa
             Measurement("probes", "utterance", "phone_acc", phone.accuracy, UTT_FRAMES, probe),
             Measurement("probes", "utterance", "phone_bits", phone.cross_entropy_bits, UTT_FRAMES, probe)]
     if sizes.variance:
-        out += variance_diagnostic(model, find_audio(split.audio, labels.utterances), device, seed=seed) or []
+        out += variance_diagnostic(model, find_audio(split.audio, labels.utterances), device, seed=seed)
     purity, q = utterance_speaker_purity(stacked, speakers, q=len(set(speakers)), seed=seed)
     out.append(Measurement("purity", UTT, "speaker_purity", purity, UTT, f"Q={q} clusters"))
     return out

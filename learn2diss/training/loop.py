@@ -184,6 +184,12 @@ def _parameters(optimizer: torch.optim.Optimizer) -> list[nn.Parameter]:
     return [p for group in optimizer.param_groups for p in group["params"]]
 
 
+def _no_sync(module: nn.Module) -> contextlib.AbstractContextManager:
+    """DDP's ``no_sync`` (gradients accumulate locally) of a wrapped module."""
+    assert isinstance(module, nn.parallel.DistributedDataParallel)
+    return module.no_sync()
+
+
 def _wrap(module: nn.Module, ctx: DistributedContext, find_unused_parameters: bool = False) -> nn.Module:
     """``module``, in DDP when the run has several processes."""
     if not ctx.distributed:
@@ -241,7 +247,7 @@ class Trainer:
             generator = torch.Generator(device=ctx.device).manual_seed(
                 seed_for(self.cfg.seed, progress.step, ctx.rank, micro))
             sync = micro == stage.grad_accum - 1 or not ctx.distributed
-            with contextlib.nullcontext() if sync else self.module.no_sync():
+            with contextlib.nullcontext() if sync else _no_sync(self.module):
                 with self.autocast:
                     outputs = self.module(batch, generator)
                 auxiliary_terms = self.auxiliary_steps(outputs)
@@ -303,7 +309,8 @@ def _check_replicas(ctx: DistributedContext, modules: list[nn.Module], step: int
         return
     import torch.distributed as dist
 
-    checksum = sum(p.detach().double().sum() for m in modules for p in m.parameters()).to(ctx.device).reshape(1)
+    checksum = torch.stack([p.detach().double().sum() for m in modules for p in m.parameters()]).sum()
+    checksum = checksum.to(ctx.device).reshape(1)
     low, high = checksum.clone(), checksum.clone()
     dist.all_reduce(low, op=dist.ReduceOp.MIN)
     dist.all_reduce(high, op=dist.ReduceOp.MAX)
@@ -320,7 +327,9 @@ def _resume(stage: TrainingStage, ckpt_dir: Path, ctx: DistributedContext, resum
     if not resume:
         raise CheckpointExistsError(f"{latest_checkpoint(ckpt_dir)} exists: pass --resume to continue this run, "
                                     "or use another --out")
-    found, state = load_latest_checkpoint(ckpt_dir, print if ctx.is_main else lambda _: None)
+    loaded = load_latest_checkpoint(ckpt_dir, print if ctx.is_main else lambda _: None)
+    assert loaded is not None  # a checkpoint exists (checked above)
+    found, state = loaded
     if ctx.is_main:  # damaged newer files are kept aside, out of the way of pruning and later resumes
         newest_first = checkpoints(ckpt_dir)
         for damaged in newest_first[: newest_first.index(found)]:

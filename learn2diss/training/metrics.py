@@ -39,7 +39,7 @@ class MetricsLogger:
         self.enabled = enabled and directory is not None
         self.sums: dict[str, Tensor] = {}
         self.counts: dict[str, int] = {}
-        if self.enabled:
+        if enabled and directory is not None:
             from torch.utils.tensorboard import SummaryWriter
 
             directory.mkdir(parents=True, exist_ok=True)

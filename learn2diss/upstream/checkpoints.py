@@ -21,6 +21,7 @@ import os
 import pickle
 import re
 from pathlib import Path
+from typing import Any
 
 import torch
 import yaml
@@ -55,7 +56,7 @@ class _InertObject:
 
 # Classes that fairseq checkpoints carry next to the weights. Unpickling builds an inert stand-in
 # (no code of the original class runs); argparse.Namespace holds old fairseq "args".
-_ALLOWED_GLOBALS = [
+_ALLOWED_GLOBALS: list[Any] = [
     argparse.Namespace,
     (_InertObject, "fairseq.data.dictionary.Dictionary"),
 ]

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -38,6 +39,7 @@ from learn2diss.upstream.padding import pad_waveforms
 
 FRAME_TASKS = ("pr", "asr", "ks", "ic", "sf")
 UTTERANCE_TASKS = ("sid", "asv", "er")
+T = TypeVar("T")
 FRAME_KEYS = ("hidden_states", "frame_hidden_states", *FRAME_TASKS)
 UTTERANCE_KEYS = ("utt_hidden_states", *UTTERANCE_TASKS)
 FEATURE_KEYS = (*FRAME_KEYS, *UTTERANCE_KEYS, "utt_embedding")
@@ -61,7 +63,7 @@ class _Modes:
         self.autocast = torch.is_autocast_enabled(device_type)
         self.dtype = torch.get_autocast_dtype(device_type)
 
-    def __call__(self, compute: Callable[[], object]) -> object:
+    def __call__(self, compute: Callable[[], T]) -> T:
         with torch.inference_mode(self.inference), torch.set_grad_enabled(self.grad), \
                 torch.autocast(self.device_type, dtype=self.dtype, enabled=self.autocast):
             return compute()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from learn2diss.errors import InputError, MissingInputError
 from learn2diss.upstream.checkpoints import CONFIG_FILE, read_model_config
@@ -38,7 +39,7 @@ def default_checkpoint_dir(name: str) -> Path:
     return Path(root) / name
 
 
-def _named(name: str, ckpt: str | None, **kwargs: object) -> _UpstreamExpert:
+def _named(name: str, ckpt: str | None, **kwargs: Any) -> _UpstreamExpert:
     config_name, kind, frozen = NAMED_MODELS[name]
     directory = Path(ckpt) if ckpt else default_checkpoint_dir(name)
     if not (directory / CONFIG_FILE).is_file():
@@ -63,27 +64,27 @@ def _named(name: str, ckpt: str | None, **kwargs: object) -> _UpstreamExpert:
     return _UpstreamExpert(ckpt=directory, **kwargs)
 
 
-def learn2diss_local(ckpt: str, *args: object, **kwargs: object) -> _UpstreamExpert:
+def learn2diss_local(ckpt: str, *args: Any, **kwargs: Any) -> _UpstreamExpert:
     """Any learn2diss checkpoint directory: ``-u learn2diss_local -k CKPT_DIR``."""
     return _UpstreamExpert(ckpt, *args, **kwargs)
 
 
-def learn2diss_h6(ckpt: str | None = None, refresh: bool = False, **kwargs: object) -> _UpstreamExpert:
+def learn2diss_h6(ckpt: str | None = None, refresh: bool = False, **kwargs: Any) -> _UpstreamExpert:
     """L2D-H6: HuBERT base parent, N = 6 frozen layers, M = 6 trainable."""
     return _named("learn2diss_h6", ckpt, **kwargs)
 
 
-def learn2diss_h12(ckpt: str | None = None, refresh: bool = False, **kwargs: object) -> _UpstreamExpert:
+def learn2diss_h12(ckpt: str | None = None, refresh: bool = False, **kwargs: Any) -> _UpstreamExpert:
     """L2D-H12: HuBERT base parent, M = 12 trainable layers."""
     return _named("learn2diss_h12", ckpt, **kwargs)
 
 
-def learn2diss_w6(ckpt: str | None = None, refresh: bool = False, **kwargs: object) -> _UpstreamExpert:
+def learn2diss_w6(ckpt: str | None = None, refresh: bool = False, **kwargs: Any) -> _UpstreamExpert:
     """L2D-W6: WavLM base parent, N = 6 frozen layers, M = 6 trainable."""
     return _named("learn2diss_w6", ckpt, **kwargs)
 
 
-def learn2diss_w12(ckpt: str | None = None, refresh: bool = False, **kwargs: object) -> _UpstreamExpert:
+def learn2diss_w12(ckpt: str | None = None, refresh: bool = False, **kwargs: Any) -> _UpstreamExpert:
     """L2D-W12: WavLM base parent, M = 12 trainable layers."""
     return _named("learn2diss_w12", ckpt, **kwargs)
 

@@ -209,9 +209,9 @@ def summarise(
         ok = [
             results[u.utt_id] for u in plan if u.split == split and results[u.utt_id].error is None
         ]
-        speakers = {u.speaker.speaker_id for u in plan if u.split == split}
+        split_speakers = {u.speaker.speaker_id for u in plan if u.split == split}
         hours = sum(r.num_samples for r in ok) / SAMPLE_RATE / 3600
-        splits[split] = {"speakers": len(speakers), "utterances": len(ok), "hours": round(hours, 4)}
+        splits[split] = {"speakers": len(split_speakers), "utterances": len(ok), "hours": round(hours, 4)}
     skipped = [
         {"utt_id": u.utt_id, "reason": results[u.utt_id].error}
         for u in plan

@@ -6,6 +6,7 @@ functions of their job and the corpus is identical for a seed whatever the numbe
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +42,7 @@ class Utterance:
         return transcript(self.sentence)
 
 
-def used_splits(utterances: list[Utterance] | list[tuple[Utterance, object]]) -> tuple[str, ...]:
+def used_splits(utterances: Sequence[Utterance] | Sequence[tuple[Utterance, object]]) -> tuple[str, ...]:
     """The splits a corpus has: train, dev and test always, val only with validation speakers."""
     names = {(u[0] if isinstance(u, tuple) else u).split for u in utterances}
     return tuple(s for s in SPLITS if s != "val" or s in names)

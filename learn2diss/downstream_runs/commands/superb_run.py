@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lrs", help="learning rates to sweep, comma-separated (default: each task config's)")
     parser.add_argument("--feature-key", help="s3prl -s for every task (default: each task's key)")
     overrides = add_set_argument(parser, "runner.total_steps=1000")
-    overrides.help += ("; a key of the task config, or args.NAME for s3prl's arguments (passed to s3prl as "
+    overrides.help = (overrides.help or "") + ("; a key of the task config, or args.NAME for s3prl's arguments (passed to s3prl as "
                        "-o config.KEY=VALUE)")
     add_deprecated(parser, "--override", overrides, convert=lambda text: [o.strip() for o in text.split(",,")],
                    note="one --set per s3prl -o option")

@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from learn2diss.errors import InputError, UsageError
+
+if TYPE_CHECKING:
+    from learn2diss.upstream.model import Learn2Diss
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, features_default: str | None) -> None:
@@ -40,7 +44,7 @@ class ModelSource:
     checkpoint: str
     checkpoint_hash: str
     config: str
-    model: object | None
+    model: Learn2Diss | None
     device: str
 
     @property

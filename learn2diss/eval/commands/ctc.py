@@ -86,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
     condition = args.condition or args.train_split or config_name.removeprefix("ctc_")
 
     source = open_source(args)
+    if source.model is None:
+        raise UsageError("ctc fine-tunes a model: give --checkpoint, not --features-dir")
     run_dir = args.work_dir / "ctc" / source.name / condition
     ctx = setup_distributed(source.device)
     if ctx.is_main:

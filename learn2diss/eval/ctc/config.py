@@ -81,4 +81,5 @@ def packaged_configs() -> list[str]:
 def load_ctc_config(name_or_path: str | os.PathLike[str],
                     overrides: Iterable[str | tuple[str, Any]] = ()) -> tuple[str, CtcConfig]:
     """``(name, config)`` from a packaged name (``ctc_10h``) or a YAML path, with ``a.b=value`` overrides."""
-    return find_config(name_or_path, "ctc").stem, load_config_file(CtcConfig, name_or_path, "ctc", overrides)
+    path = find_config(os.fspath(name_or_path), "ctc")
+    return path.stem, load_config_file(CtcConfig, path, "ctc", overrides)

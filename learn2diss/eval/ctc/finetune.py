@@ -17,7 +17,7 @@ import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import torch
@@ -32,6 +32,9 @@ from learn2diss.training.loop import Objective, StepLoss
 from learn2diss.upstream.checkpoints import CheckpointError
 from learn2diss.upstream.config import SAMPLE_RATE
 
+if TYPE_CHECKING:
+    from learn2diss.upstream.model import Learn2Diss
+
 log = logging.getLogger(__name__)
 STAGE = "ctc"  # the stage name in the trainer's checkpoints
 
@@ -39,7 +42,7 @@ STAGE = "ctc"  # the stage name in the trainer's checkpoints
 class CtcModel(nn.Module):
     """A Learn2Diss model with a linear letter head on the last frame-encoder layer."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: Learn2Diss) -> None:
         super().__init__()
         self.model = model
         self.head = nn.Linear(model.config.parent.embed_dim, len(TOKENS))
@@ -96,7 +99,9 @@ class CtcObjective(Objective):
         super().__init__(CtcForward(ctc, config))
 
     def before_step(self, step: int) -> None:
-        self.module.before_step(step)
+        module = self.module
+        assert isinstance(module, CtcForward)
+        module.before_step(step)
 
     def loss(self, outputs: CtcOutput, step: int) -> StepLoss:
         return StepLoss(outputs.ctc, {"ctc": outputs.ctc})
@@ -136,16 +141,8 @@ def _batches(utterances: list[LabelledUtterance], samples: np.ndarray, config: C
     return factory
 
 
-def _refuse_earlier_layout(out_dir: Path) -> None:
-    """A run folder of the fine-tune's own loop (``checkpoint/trainer.pt``) cannot be resumed by the trainer."""
-    earlier = out_dir / "checkpoint" / "trainer.pt"
-    if earlier.is_file():
-        raise CheckpointError(f"{earlier.parent}: a CTC checkpoint of the earlier format (before fine-tuning ran in "
-                              "the pretraining trainer) cannot be resumed; move it away or use another --work-dir")
-
-
 def finetune(
-    model: nn.Module, train: Sequence[LabelledUtterance], config: CtcConfig, out_dir: str | os.PathLike[str],
+    model: Learn2Diss, train: Sequence[LabelledUtterance], config: CtcConfig, out_dir: str | os.PathLike[str],
     ctx: DistributedContext | None = None,
 ) -> CtcModel:
     """Fine-tune ``model`` with CTC on ``train`` (in place); resumes from the newest ``out_dir/checkpoints/step_N.pt``.
@@ -159,7 +156,6 @@ def finetune(
 
     ctx = ctx or DistributedContext(0, 0, 1, torch.device("cpu"))
     out_dir = Path(out_dir)
-    _refuse_earlier_layout(out_dir)
     utterances, samples = _trainable_utterances(train, model.min_samples, config.finetune.max_seconds)
     torch.manual_seed(config.train.seed)  # the head's initialisation
     ctc = CtcModel(model).to(ctx.device)
@@ -192,7 +188,6 @@ def load_ctc_checkpoint(path: str | os.PathLike[str], map_location: str = "cpu")
 
     path = Path(path)
     if path.is_dir():
-        _refuse_earlier_layout(path)
         found = load_latest_checkpoint(path / "checkpoints")
         if found is None:
             raise CheckpointError(f"{path}: no CTC checkpoint (checkpoints/step_N.pt)")

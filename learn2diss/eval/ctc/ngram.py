@@ -122,7 +122,7 @@ def arpa_text(sentences: Iterable[str], order: int = 4) -> str:
     probs, backoff = witten_bell(counts)
     sections: list[list[str]] = []
     for n in range(1, order + 1):
-        entries = sorted(probs[n - 1].items())
+        entries: list[tuple[tuple[str, ...], float | None]] = sorted(probs[n - 1].items())
         if n == 1:
             entries = sorted([*entries, ((BOS,), None)])
         lines = []
