@@ -1,6 +1,6 @@
 """Per-dimension variance of the frame features, on the inference pass and inside a masked pass.
 
-The diagnostic of issue 10: a penalty that lowers the CLUB estimate by shrinking the scale of g's
+The diagnostic of the CLUB term's failure mode: a penalty that lowers the CLUB estimate by shrinking the scale of g's
 output, rather than by removing information, shows up as a collapse of this variance. It reads
 ``frame:last`` (y^M, the output of g's last layer, what the ABX and probes read) three ways:
 
