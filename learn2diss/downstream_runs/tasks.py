@@ -39,7 +39,7 @@ class Task:
     name: str  # our name, also the -d value of run_downstream.py
     title: str  # column group of Table 2
     downstream: str  # s3prl's -d
-    dataset: str  # folder name under a data root (see layout.py)
+    dataset: str  # folder name under a data root (prepare.py checks its layout; docs/superb.md lists them)
     metrics: tuple[Metric, ...]  # the first one selects the learning rate and the checkpoint
     dev_split: str | None  # None: the protocol picks checkpoints on the test trials (ASV)
     test_split: str
