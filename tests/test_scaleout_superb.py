@@ -94,26 +94,41 @@ def _grid_survives_a_preemption(grid: list[str], cluster: list[str], runs: Path,
     assert cli([*grid, *cluster, "--no-wait"]) == 1  # the same grid again: its runs are active, nothing resubmitted
     assert "2 run(s) of an earlier submission are still active" in capsys.readouterr().out
 
-    # preempt the KS job once s3prl has saved step 10 of 20
+    # preempt the KS job at step 10 of 20: freeze its s3prl process as soon as states-10.ckpt is there (the
+    # launcher writes checkpoints atomically: one that exists is complete), then send SIGUSR2 as Slurm does
     ks = runs / "ks" / "lr0.001"
-    deadline = time.time() + 900
+    deadline = time.time() + 3600  # only against a hang: every wait below is on an event, not on a speed
     while not (ks / "states-10.ckpt").exists():
         assert time.time() < deadline, "KS never saved states-10.ckpt"
-        time.sleep(0.5)
+        time.sleep(0.02)
     record = json.loads((runs / "submitit" / "jobs.json").read_text())
     ks_job = next(r["job_id"] for r in record["runs"] if r["task"] == "ks")
     (task,) = _job_tasks(ks_job)
-    os.kill(task, signal.SIGUSR2)
+    trainers = _job_tasks(str(task))  # the s3prl run; none when it has already exited
+    for pid in trainers:
+        os.kill(pid, signal.SIGSTOP)
+    # with its trainer frozen, what is on disk can no longer change: the case this run checks is decided here
+    finished_first = (ks / "states-20.ckpt").exists()
+    os.kill(task, signal.SIGUSR2)  # submitit checkpoints and requeues; the frozen s3prl process is killed with its job
 
     while cli(["superb", "status", "--out", str(runs)]) != 0:
-        assert time.time() < deadline, capsys.readouterr().out
+        states = capsys.readouterr().out
+        assert time.time() < deadline and "FAILED" not in states and "LOST" not in states, states
         time.sleep(2)
     assert "2 of 2 runs finished" in capsys.readouterr().out
     log = "".join(p.read_text() for p in (runs / "submitit").glob(f"{ks_job}_0_log.*"))
     assert "this job is preempted" in log and "Requeued job" in log
-    train_log = (ks / "learn2diss_train.log").read_text()
-    assert f"-m train -e {ks}" in train_log  # the requeued job resumed s3prl from states-10.ckpt
     assert (ks / "states-20.ckpt").exists()
+    train_log = ks / "learn2diss_train.log"
+    if finished_first:  # KS had saved its last step before it could be frozen: the requeued job skips training
+        case = "KS had finished training before the preemption; the requeued job only evaluated it"
+        assert not train_log.exists() or f"-m train -e {ks}" not in train_log.read_text()
+    else:
+        case = "KS preempted at states-10.ckpt; the requeued job resumed s3prl from it"
+        assert f"-m train -e {ks}" in train_log.read_text()
+        assert f"Resume from {ks / 'states-10.ckpt'}" in train_log.read_text()
+    with capsys.disabled():
+        print(f"\n[preemption case] {case}")
 
     # every run finished: the same command submits nothing and collects the CSV
     assert cli([*grid, *cluster]) == 0

@@ -17,7 +17,10 @@ Each function fixes one known trap (docs/superb.md, "Traps handled") and is appl
 * SID and ASV cache file lists inside the s3prl package folder, so a cache made for one dataset
   is silently reused for another: the caches are kept per data root under ``cache_dir``
   (ASV's VAD pass also runs on :func:`vad_jobs` processes instead of a fixed 12);
-* ASV moves an attention mask to CUDA unconditionally: on CPU runs that move is a no-op.
+* ASV moves an attention mask to CUDA unconditionally: on CPU runs that move is a no-op;
+* s3prl writes ``states-*.ckpt`` in place, so a run killed while saving left a truncated checkpoint that
+  the next start took for a finished one: checkpoints written to a path go through
+  :func:`learn2diss.io.save_torch` (temporary file, fsync, rename).
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ import torch
 
 from learn2diss.data.audio import AudioError, read_audio
 from learn2diss.errors import MissingInputError
+from learn2diss.io import save_torch
 from learn2diss.upstream.config import SAMPLE_RATE
 
 _PYTHON_EFFECTS = {"channels", "rate", "gain"}
@@ -249,9 +253,28 @@ def allow_asv_on_cpu() -> None:
     expert.forward = forward
 
 
+def write_checkpoints_atomically() -> None:
+    """``torch.save(obj, PATH)`` writes a temporary file and renames it (s3prl's runner saves ``states-*.ckpt``
+    with it; a file object or extra arguments go to torch as they are)."""
+    original = torch.save
+    if getattr(original, "_learn2diss_wrapped", False):
+        return
+
+    @functools.wraps(original)
+    def save(obj: object, f: object, *args: object, **kwargs: object) -> None:
+        if isinstance(f, str | os.PathLike) and not args and not kwargs:
+            save_torch(f, obj)
+        else:
+            original(obj, f, *args, **kwargs)
+
+    save._learn2diss_wrapped = True
+    torch.save = save
+
+
 def install(cache_dir: Path) -> None:
     """Apply every fix above (idempotent). Call before s3prl's runner is imported."""
     allow_namespace_in_checkpoints()
+    write_checkpoints_atomically()
     replace_torchaudio_io()
     provide_catalyst_stand_in()
     provide_ctc_corpus()
