@@ -76,19 +76,25 @@ def console(argv: Sequence[str] | None = None) -> int:
 
     Bad input is a :class:`~learn2diss.errors.Learn2DissError` (config, options, files, audio, checkpoints),
     or an ``OSError`` that names a file (permission denied, disk full, read-only file system, missing),
-    printed as ``PATH: reason``. Anything else propagates with its traceback. ``LEARN2DISS_DEBUG=1`` shows
-    the traceback of bad input too.
+    printed as ``PATH: reason``. Ctrl-C is one line too (exit status 130): a training stage says the step it
+    reached and how to resume. Anything else propagates with its traceback. ``LEARN2DISS_DEBUG=1`` shows the
+    traceback of bad input and of Ctrl-C too.
     """
+    given = list(argv if argv is not None else sys.argv[1:])
+    prefix = f"learn2diss {' '.join((find_command(given) or ((), ''))[0])}"
     try:
         return main(argv)
     except (Learn2DissError, OSError) as err:
         message = error_line(err)
         if message is None or os.environ.get("LEARN2DISS_DEBUG"):
             raise
-        given = list(argv if argv is not None else sys.argv[1:])
-        words = (find_command(given) or ((), ""))[0]
-        print(f"learn2diss {' '.join(words)}: error: {message}", file=sys.stderr)
+        print(f"{prefix}: error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as err:  # Ctrl-C: where it stopped and how to go on (errors.Interrupted), no traceback
+        if os.environ.get("LEARN2DISS_DEBUG"):
+            raise
+        print(f"{prefix}: {err or 'interrupted'}", file=sys.stderr)
+        return 130
 
 
 def error_line(err: BaseException) -> str | None:

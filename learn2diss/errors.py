@@ -35,3 +35,11 @@ class MissingInputError(Learn2DissError, FileNotFoundError):
 
 class OutputExistsError(Learn2DissError, FileExistsError):
     """The output already exists and the command will not overwrite it; the message names it."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, with where the command stopped and how to continue (``interrupted at step N; resume with --resume``).
+
+    A ``KeyboardInterrupt``, so nothing that catches ``Exception`` swallows it; the console prints its message as
+    one line (exit status 130).
+    """

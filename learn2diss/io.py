@@ -29,6 +29,7 @@ Example::
 
 from __future__ import annotations
 
+import collections.abc
 import contextlib
 import ctypes
 import errno
@@ -45,6 +46,7 @@ from learn2diss.errors import Learn2DissError
 
 __all__ = ["FileReadError", "FileWriteError", "atomic_path", "atomic_dir", "publish_dir", "recover_dir", "remove_temporaries", "locked",
            "write_text", "write_json", "write_yaml", "save_npy", "save_torch", "save_safetensors", "save_figure", "read_text", "read_json",
+           "parse_json", "parse_yaml",
            "read_yaml", "load_npy"]
 
 _TEMP = ".tmp-"  # temporary names: .NAME.tmp-XXXXXXXX
@@ -352,26 +354,60 @@ def read_text(path: str | os.PathLike[str], what: str = "file") -> str:
         raise FileReadError(f"{path}: cannot read the {what}: {_reason(err)}") from None
 
 
-def read_json(path: str | os.PathLike[str], what: str = "JSON file") -> Any:
-    """Parsed JSON of ``path``; errors name the file and the line."""
-    text = read_text(path, what)
+def parse_json(text: str, where: str | os.PathLike[str]) -> Any:
+    """Parsed JSON of ``text`` read from ``where`` (a file, a process's output); errors name it and the line."""
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:
-        raise FileReadError(f"{path}: not valid JSON ({err})") from None
+        raise FileReadError(f"{where}: not valid JSON ({err})") from None
 
 
-def read_yaml(path: str | os.PathLike[str], what: str = "YAML file") -> Any:
-    """``yaml.safe_load`` of ``path``; invalid YAML or a Python tag (``!!python/...``) names the file."""
+def read_json(path: str | os.PathLike[str], what: str = "JSON file") -> Any:
+    """Parsed JSON of ``path``; errors name the file and the line."""
+    return parse_json(read_text(path, what), path)
+
+
+def _strict_loader() -> type:
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (PyYAML keeps the last silently)."""
     import yaml
 
-    text = read_text(path, what)
+    class StrictLoader(yaml.SafeLoader):
+        def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+            seen: dict[object, int] = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                if isinstance(key, collections.abc.Hashable) and key in seen:
+                    raise DuplicateKeyError(f"{line}: key {key!r} given twice (first on line {seen[key]})")
+                if isinstance(key, collections.abc.Hashable):
+                    seen[key] = line
+            return super().construct_mapping(node, deep)
+
+    return StrictLoader
+
+
+class DuplicateKeyError(ValueError):
+    """Raised inside the YAML loader; :func:`parse_yaml` names the file."""
+
+
+def parse_yaml(text: str, where: str | os.PathLike[str]) -> Any:
+    """The YAML ``text`` read from ``where``: safe types only (a Python tag ``!!python/...`` is refused) and a key
+    given twice in one mapping is an error naming ``where``, the line and the key."""
+    import yaml
+
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_strict_loader())  # noqa: S506 - a SafeLoader subclass
+    except DuplicateKeyError as err:
+        raise FileReadError(f"{where}:{err}") from None
     except yaml.YAMLError as err:
         detail = " ".join(str(err).split())
         hint = " (Python tags are never loaded)" if "python/" in detail else ""
-        raise FileReadError(f"{path}: not valid YAML{hint}: {detail}") from None
+        raise FileReadError(f"{where}: not valid YAML{hint}: {detail}") from None
+
+
+def read_yaml(path: str | os.PathLike[str], what: str = "YAML file") -> Any:
+    """The YAML file ``path`` (:func:`parse_yaml`): invalid YAML, a Python tag or a duplicated key names the file."""
+    return parse_yaml(read_text(path, what), path)
 
 
 def load_npy(path: str | os.PathLike[str], mmap: bool = False) -> Any:

@@ -18,6 +18,7 @@ raises one :class:`RangeError` that names every failing field, its value and the
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -53,6 +54,27 @@ def check_ranges(*checks: tuple[str, Any, bool, str]) -> None:
 
 
 _EXPONENT_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def positive(field: str, value: float) -> tuple[str, Any, bool, str]:
+    """The :func:`check_ranges` check "finite and > 0" (a learning rate, eps, a batch's seconds)."""
+    return field, value, math.isfinite(value) and value > 0, "finite and > 0"
+
+
+def non_negative(field: str, value: float) -> tuple[str, Any, bool, str]:
+    """The :func:`check_ranges` check "finite and >= 0" (a loss weight, a schedule's end points)."""
+    return field, value, math.isfinite(value) and value >= 0, "finite and >= 0"
+
+
+DEVICES = re.compile(r"cpu|cuda(:\d+)?|mps")
+
+
+def check_device(device: str | None, option: str = "--device") -> str | None:
+    """``device`` if it names a torch device this package runs on (``cpu``, ``cuda``, ``cuda:N``, ``mps``), else a
+    :class:`ConfigError` naming the option; None (choose automatically) passes."""
+    if device is not None and not DEVICES.fullmatch(device):
+        raise ConfigError(f"{option} {device!r}: not a device; use cpu, cuda, cuda:N or mps")
+    return device
 
 
 def _check_value(tp: Any, value: Any, key: str) -> Any:

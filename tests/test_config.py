@@ -53,7 +53,7 @@ def test_every_range_problem_is_named_at_once():
     with pytest.raises(ConfigError) as info:
         load_config("l2d_w12", ["joint.club.weight=-1", "joint.club.inner_steps=-2", "joint.club.hidden_dim=4"])
     assert str(info.value).endswith(
-        "l2d_w12.yaml: joint.club.weight = -1.0, must be >= 0; joint.club.inner_steps = -2, must be >= 0")
+        "l2d_w12.yaml: joint.club.weight = -1.0, must be finite and >= 0; joint.club.inner_steps = -2, must be >= 0")
 
 
 def test_overrides_are_validated_too():

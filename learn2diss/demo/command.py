@@ -143,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
     from learn2diss.demo import pipeline as p
     from learn2diss.demo.plan import FULL, QUICK, SETTING_TITLES, DemoPaths
     from learn2diss.demo.report import read_records, write_report
+    from learn2diss.schema import check_device
 
     settings = QUICK if args.quick else FULL
     if args.train_parent:
@@ -154,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
         paths.config(name)  # fail early when a config is missing
     paths.work.mkdir(parents=True, exist_ok=True)
     _check_settings(paths.work, settings.to_dict())
-    dev = args.device
+    dev = check_device(args.device)
     cells = p.cells(settings)
     by_name = {f"cell-{c.name}": c for c in cells}
     jobs = max(1, min(args.jobs, len(cells))) if dev == "cpu" else 1

@@ -58,11 +58,10 @@ class SuperbRunJob(_Checkpointable):
         self.run, self.spec, self.need_dev = run, spec, need_dev
 
     def __call__(self) -> dict:
-        from learn2diss.downstream_runs.runner import evaluate, train
+        from learn2diss.downstream_runs.runner import train_and_evaluate
         from learn2diss.downstream_runs.tasks import TASKS
 
-        task = TASKS[self.run.task]
-        return evaluate(task, self.spec, train(task, self.spec, self.run.lr, self.run.fold), need_dev=self.need_dev)
+        return train_and_evaluate(TASKS[self.run.task], self.spec, self.run.lr, self.run.fold, self.need_dev)
 
 
 def grid_runs(tasks: list, spec: Any, lrs: list[float] | None) -> list[tuple[GridRun, bool]]:

@@ -39,6 +39,7 @@ import yaml
 
 from learn2diss.downstream_runs.tasks import TASKS, Task
 from learn2diss.errors import Learn2DissError
+from learn2diss.schema import check_device
 
 # s3prl's -d -> our task, where that is unambiguous (ctc is both PR and SF)
 S3PRL_NAMES = {task.downstream: task.name for task in TASKS.values() if task.downstream not in ("ctc", task.name)}
@@ -127,6 +128,7 @@ def s3prl_arguments(argv: Sequence[str]) -> list[str]:
         import torch
 
         known.device = "cuda" if torch.cuda.is_available() else "cpu"
+    check_device(known.device)
     new_experiment = known.mode == "train" and not known.past_exp
     name = (known.downstream or "").lower()
     if new_experiment and not known.config:

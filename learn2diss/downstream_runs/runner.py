@@ -45,6 +45,7 @@ from learn2diss.eval.results import (
     checkpoint_hash,
     write_atomic,
 )
+from learn2diss.runlock import FolderInUseError
 
 RESULT_FILE = "learn2diss_result.json"
 OK, LAST_CHECKPOINT, FAILED = "ok", "last-checkpoint", "failed"
@@ -234,13 +235,21 @@ def task_folds(task: Task, spec: RunSpec) -> tuple[str | None, ...]:
     return task.folds[:1] if spec.smoke else task.folds
 
 
+def train_and_evaluate(task: Task, spec: RunSpec, lr: float, fold: str | None, need_dev: bool) -> dict:
+    """One run of the grid (:func:`train` then :func:`evaluate`), as the one writer of its folder: a second
+    process on the same run is refused, naming this one (:func:`learn2diss.runlock.hold`)."""
+    from learn2diss.runlock import hold
+
+    with hold(lr_dir(spec.out, task, lr, fold)):
+        return evaluate(task, spec, train(task, spec, lr, fold), need_dev=need_dev)
+
+
 def run_task(task: Task, spec: RunSpec, lrs: list[float] | None = None) -> dict[float, dict]:
     """Train and evaluate ``task`` at every learning rate; ER's per-lr result is the mean over its folds."""
     results: dict[float, dict] = {}
     lrs = lrs or default_lrs(task, spec)
     for lr in tqdm(lrs, desc=f"{task.name} learning rates", leave=False):
-        per_fold = [evaluate(task, spec, train(task, spec, lr, fold), need_dev=len(lrs) > 1)
-                    for fold in task_folds(task, spec)]
+        per_fold = [train_and_evaluate(task, spec, lr, fold, need_dev=len(lrs) > 1) for fold in task_folds(task, spec)]
         mean = {split: None if per_fold[0][split] is None else
                 {name: sum(r[split][name] for r in per_fold) / len(per_fold) for name in per_fold[0][split]}
                 for split in ("test", "dev")}
@@ -335,7 +344,7 @@ def run(tasks: list[Task], spec: RunSpec, lrs: list[float] | None, results_csv: 
             chosen = results[select(task, results)]
             status, reason = chosen["status"], chosen["reason"]
         except Exception as error:  # one cell must not stop the grid; the reason goes to the CSV and summary
-            if fail_fast:
+            if fail_fast or isinstance(error, FolderInUseError):  # another process runs it: not a result
                 raise
             status, reason = FAILED, f"{type(error).__name__}: {_first_line(error)}"
             rows = failed_rows(task, spec, reason, model, variant)

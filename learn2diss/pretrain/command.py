@@ -24,6 +24,7 @@ The paper's recipe (not run: needs a WavLM base checkpoint, a LibriSpeech manife
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 
 STAGE_CHOICES = ("all", "frame-targets", "utt-simclr", "utt-targets", "joint")
@@ -55,16 +56,18 @@ def run(args: argparse.Namespace) -> int:
     from learn2diss.data.manifest import read_manifest
     from learn2diss.pretrain.config import load_config
     from learn2diss.pretrain.stages import STAGES, prepare_run, run_stage
+    from learn2diss.runlock import hold
     from learn2diss.training.ddp import setup_distributed, teardown
 
     config = load_config(args.config, args.set)
     manifest = read_manifest(args.data)
     ctx = setup_distributed(args.device)
-    try:
-        run_dir = prepare_run(Path(args.out), config, manifest, ctx, Path(args.parent) if args.parent else None,
-                              args.random_parent, args.resume)
-        for stage in STAGES if args.stage == "all" else (args.stage,):
-            run_stage(run_dir, stage)
+    try:  # rank 0 is the one writer of the run folder; a second `pretrain` on it is refused, naming this one
+        with hold(args.out) if ctx.is_main else contextlib.nullcontext():
+            run_dir = prepare_run(Path(args.out), config, manifest, ctx, Path(args.parent) if args.parent else None,
+                                  args.random_parent, args.resume)
+            for stage in STAGES if args.stage == "all" else (args.stage,):
+                run_stage(run_dir, stage)
     finally:
         teardown(ctx)
     if ctx.is_main:

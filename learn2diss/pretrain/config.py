@@ -21,6 +21,8 @@ from learn2diss.schema import (
     check_ranges,
     find_config,
     load_config_file,
+    non_negative,
+    positive,
     read_config_data,
     to_dict,
 )
@@ -53,7 +55,8 @@ class DataConfig:
             ("min_utterance_seconds", shortest, 0 < shortest <= longest, f"in (0, max_utterance_seconds = {longest}]"),
             ("max_utterance_seconds", longest, longest <= self.max_batch_seconds,
              f"<= max_batch_seconds = {self.max_batch_seconds}"),
-            ("segment_seconds", self.segment_seconds, self.segment_seconds > 0, "> 0"),
+            positive("max_batch_seconds", self.max_batch_seconds),
+            positive("segment_seconds", self.segment_seconds),
             ("num_workers", self.num_workers, self.num_workers >= 0, ">= 0"),
             ("shuffle_buffer", self.shuffle_buffer, self.shuffle_buffer >= 1, ">= 1"),
             ("bucket_seconds", self.bucket_seconds, 0 <= self.bucket_seconds <= self.max_utterance_seconds,
@@ -78,7 +81,7 @@ class FrameTargetsConfig:
             ("layer", self.layer, self.layer == "mfcc" or self.layer >= 0, ">= 0 or mfcc"),
             ("fit_max_frames", self.fit_max_frames, self.fit_max_frames >= 1, ">= 1"),
             ("kmeans_iterations", self.kmeans_iterations, self.kmeans_iterations >= 1, ">= 1"),
-            ("batch_seconds", self.batch_seconds, self.batch_seconds > 0, "> 0"),
+            positive("batch_seconds", self.batch_seconds),
         )
 
 
@@ -90,7 +93,7 @@ class InfoNCEConfig:
     denominator: Literal["all_others", "paper"]  # NT-Xent, or eq. 5's indicator read literally
 
     def __post_init__(self) -> None:
-        check_ranges(("temperature", self.temperature, self.temperature > 0, "> 0"))
+        check_ranges(positive("temperature", self.temperature))
 
 
 @dataclass(frozen=True)
@@ -107,7 +110,7 @@ class UttSimCLRConfig:
         check_ranges(
             ("steps", self.steps, self.steps >= 0, ">= 0"),
             ("grad_accum", self.grad_accum, self.grad_accum >= 1, ">= 1"),
-            ("max_batch_seconds", self.max_batch_seconds, self.max_batch_seconds > 0, "> 0"),
+            positive("max_batch_seconds", self.max_batch_seconds),
         )
 
 
@@ -129,8 +132,8 @@ class UttTargetsConfig:
             ("cluster_counts", counts, bool(counts) and min(counts) >= 2 and counts == sorted(set(counts)),
              "increasing values >= 2"),
             ("kmeans_iterations", self.kmeans_iterations, self.kmeans_iterations >= 1, ">= 1"),
-            ("batch_seconds", self.batch_seconds, self.batch_seconds > 0, "> 0"),
-            ("max_utterance_seconds", self.max_utterance_seconds, self.max_utterance_seconds > 0, "> 0"),
+            positive("batch_seconds", self.batch_seconds),
+            positive("max_utterance_seconds", self.max_utterance_seconds),
         )
 
 
@@ -146,8 +149,8 @@ class PseudoConConfig:
 
     def __post_init__(self) -> None:
         check_ranges(
-            ("weight", self.weight, self.weight >= 0, ">= 0"),
-            ("temperature", self.temperature, self.temperature > 0, "> 0"),
+            non_negative("weight", self.weight),
+            positive("temperature", self.temperature),
             ("max_frames", self.max_frames, self.max_frames >= 0, ">= 0 (0: all)"),
         )
 
@@ -172,7 +175,7 @@ class CLUBConfig:
 
     def __post_init__(self) -> None:
         check_ranges(
-            ("weight", self.weight, self.weight >= 0, ">= 0"),
+            non_negative("weight", self.weight),
             ("hidden_dim", self.hidden_dim, self.hidden_dim >= 1, ">= 1"),
             ("inner_steps", self.inner_steps, self.inner_steps >= 0, ">= 0"),
         )

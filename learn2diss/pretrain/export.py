@@ -7,6 +7,8 @@ its s3prl entries load. --format huggingface: the frame path (f then g) as a Hub
 Wav2Vec2Model / Data2VecAudioModel folder (config.json, model.safetensors, preprocessor_config.json) with a
 model card (README.md) generated from the run; --format fairseq: model.pt in the parent's original layout
 (what s3prl's hubert_local / wavlm_local / wav2vec2_local / data2vec_local read) with the same card.
+Whatever the format, a model with a NaN or infinite weight is refused, naming the tensors
+(--allow-nonfinite exports it anyway, for debugging), and --out is held by one export at a time.
 
 Examples (on the files of `make demo`: its parent's pretraining run)::
 
@@ -23,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from learn2diss.errors import MissingInputError, UsageError
+from learn2diss.errors import InputError, MissingInputError, UsageError
 
 if TYPE_CHECKING:
     from learn2diss.upstream.model import Learn2Diss
@@ -46,6 +48,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                            "(default: results/ when it exists)")
     card.add_argument("--license", help="licence of the exported weights (default: the parent's, where it is known)")
     card.add_argument("--name", help="model name in the card (default: the --out folder's name)")
+    parser.add_argument("--allow-nonfinite", action="store_true",
+                        help="export even if some weights are NaN/inf (refused by default, naming the tensors)")
+
+
+def nonfinite_tensors(state: dict) -> list[str]:
+    """``name (count of numel)`` of every floating-point tensor of ``state`` holding a NaN or an infinity."""
+    import torch
+
+    found = []
+    for name, tensor in state.items():
+        if torch.is_tensor(tensor) and tensor.is_floating_point():
+            bad = int((~torch.isfinite(tensor)).sum())
+            if bad:
+                found.append(f"{name} ({bad} of {tensor.numel()})")
+    return found
+
+
+def check_finite(state: dict, where: str, allow: bool = False) -> None:
+    """Refuse to export the weights ``state`` read from ``where`` when any is NaN/inf (``allow``: warn only)."""
+    bad = nonfinite_tensors(state)
+    if bad and allow:
+        print(f"warning: exporting {len(bad)} tensors with NaN/inf values (--allow-nonfinite)", file=sys.stderr)
+    elif bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise InputError(f"{where}: {len(bad)} of {len(state)} tensors hold NaN/inf values: {shown}; not exported "
+                         "(export an earlier --step, or pass --allow-nonfinite to export it anyway)")
 
 
 def find_checkpoint(run_dir: Path, step: int | None = None, latest: bool = False) -> tuple[Path, dict]:
@@ -106,9 +134,17 @@ def load_source(source: Path, step: int | None, latest: bool) -> tuple[Learn2Dis
 
 
 def run(args: argparse.Namespace) -> int:
+    from learn2diss.runlock import hold
+
+    with hold(args.out):  # one writer of --out: a second export to it is refused, naming this one
+        return _export(args)
+
+
+def _export(args: argparse.Namespace) -> int:
     from learn2diss.upstream.checkpoints import export_frame_path, save_model
 
     model, run_dir, where, step = load_source(Path(args.run_dir), args.step, args.latest)
+    check_finite(model.state_dict(), where, args.allow_nonfinite)  # before any format is written
     if args.format == "ours":
         save_model(model, args.out, extra={"run": str(run_dir or where), "checkpoint": Path(where).name,
                                            "step": step})

@@ -178,17 +178,19 @@ def prepare_run(
                          "Hugging Face folder), or --random-parent for a randomly initialised parent")
     if ctx.is_main:
         remove_temporaries(run.out)  # left by a writer that was killed
-        write_yaml(config_path, current)
-        write_json(run_path, {"manifest": manifest.source, "manifest_utterances": len(manifest),
-                               "manifest_fingerprint": manifest.fingerprint()})
-        if not (run.out / "init").is_dir():
+        model = None
+        if not (run.out / "init").is_dir():  # imported before anything is written: a refused parent leaves no run
             torch.manual_seed(config.train.seed)
             model = Learn2Diss(config.model)
             if parent is not None:
                 import_parent(model, parent)
-            save_model(model, run.out / "init", extra={"parent": str(parent) if parent else "random"})
         elif parent is not None:
             run.log(f"note: {run.out / 'init'} exists; --parent {parent} is not imported again")
+        write_yaml(config_path, current)
+        write_json(run_path, {"manifest": manifest.source, "manifest_utterances": len(manifest),
+                               "manifest_fingerprint": manifest.fingerprint()})
+        if model is not None:
+            save_model(model, run.out / "init", extra={"parent": str(parent) if parent else "random"})
     barrier(ctx)
     return run
 

@@ -112,9 +112,16 @@ def _prepared_run(args: argparse.Namespace, work: Path) -> tuple[Path, Path, Pat
 
 
 def run(args: argparse.Namespace) -> int:
+    from learn2diss.runlock import hold
+
+    with hold(args.out):  # one study per --out; each cell's run folder is held by its own `pretrain`
+        return _study(args)
+
+
+def _study(args: argparse.Namespace) -> int:
     from learn2diss.io import write_json
     from learn2diss.pretrain.config import read_config
-    from learn2diss.schema import apply_overrides, format_override
+    from learn2diss.schema import apply_overrides, check_device, format_override
     from learn2diss.study.cells import Cell, CellTime, StudyInputs, StudyPaths, run_cell, run_cells
     from learn2diss.study.evaluate import CorpusSplit, EvalSizes
     from learn2diss.study.grid import StudyError, check_grid, read_grid
@@ -133,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
     paths = StudyPaths(args.out, args.work_dir or Path("runs") / args.out.name)
     shared, config, manifest = _prepared_run(args, paths.work)
     check_grid(grid, apply_overrides(read_config(config), args.set))
-    inputs = StudyInputs(config, manifest, shared, args.corpus, tuple(args.set), args.device)
+    inputs = StudyInputs(config, manifest, shared, args.corpus, tuple(args.set), check_device(args.device))
     sizes = EvalSizes(args.purity_clusters, args.probe_max_frames, args.probe_test_fraction, args.asr_train_utterances)
     cells = [Cell(setting, seed) for setting in grid.settings for seed in args.seeds]
     names = [s.name for s in grid.settings]

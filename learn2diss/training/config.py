@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from learn2diss.schema import check_ranges
+from learn2diss.schema import check_ranges, non_negative, positive
 
 __all__ = ["TrainConfig", "OptimizerConfig", "TriStageOptimizerConfig"]
 
@@ -51,8 +51,14 @@ class OptimizerConfig:
     clip_grad_norm: float  # 0 disables clipping
 
     def __post_init__(self) -> None:
-        check_ranges(*((name, getattr(self, name), getattr(self, name) >= 0, ">= 0")
-                       for name in ("lr", "initial_lr", "final_lr", "warmup_steps", "clip_grad_norm")))
+        check_ranges(
+            positive("lr", self.lr),
+            *(non_negative(name, getattr(self, name)) for name in ("initial_lr", "final_lr", "weight_decay",
+                                                                    "clip_grad_norm")),
+            ("warmup_steps", self.warmup_steps, self.warmup_steps >= 0, ">= 0"),
+            ("betas", list(self.betas), all(0 <= beta < 1 for beta in self.betas), "each in [0, 1)"),
+            positive("eps", self.eps),
+        )
 
     def learning_rate(self, step: int, total_steps: int) -> float:
         """The learning rate of optimiser step ``step`` (0-based), a pure function of the step.

@@ -37,7 +37,9 @@ class DistributedContext:
 
 def setup_distributed(device: str | None = None) -> DistributedContext:
     """Join the process group when launched by torchrun; pick the device (``cuda:LOCAL_RANK`` if CUDA is used)."""
-    wanted = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    from learn2diss.schema import check_device
+
+    wanted = check_device(device) or ("cuda" if torch.cuda.is_available() else "cpu")
     if wanted.startswith("cuda") and not torch.cuda.is_available():
         raise InputError("--device cuda was asked for but torch sees no CUDA device")
     if "RANK" not in os.environ:

@@ -11,13 +11,16 @@ optimiser step, the objective's auxiliary networks (q_phi) included. :class:`Tra
    forward under autocast, then ``steps`` optimiser steps of each :class:`Auxiliary` on the outputs (q_phi's
    NLL, eq. 2; a step whose gradient is NaN/inf is skipped), then the objective's ``loss`` and its backward;
 3. skips the step if a loss or a gradient norm is NaN/inf on any rank (counted; the run aborts after
-   ``train.max_nonfinite_steps``), else clips and steps every optimiser.
+   ``train.max_nonfinite_steps``), else clips and steps every optimiser;
+4. stops the run at the first update that leaves a NaN/inf weight, naming the step and the tensor, before a
+   checkpoint can hold it (:class:`NonFiniteWeightsError`).
 
 :func:`train` drives it: :func:`_resume` from the newest usable checkpoint, then per step the
 :class:`Trainer` step, the log (every term, the learning rates and audio-seconds/s to TensorBoard and
 ``metrics.jsonl``, a tqdm bar) and every ``train.checkpoint_every`` steps a checkpoint written atomically by
 rank 0 (:func:`checkpoint_state`). Everything random is a function of (seed, step, rank, micro-batch) and the
-data position, so resuming continues exactly (bit-for-bit on the CPU).
+data position, so resuming continues exactly (bit-for-bit on the CPU). Ctrl-C ends it with
+:class:`~learn2diss.errors.Interrupted`: the step reached and the checkpoint a resumed run starts from.
 """
 
 from __future__ import annotations
@@ -33,10 +36,11 @@ from typing import Any, NamedTuple, Protocol
 import torch
 from torch import Tensor, nn
 
-from learn2diss.errors import Learn2DissError
+from learn2diss.errors import Interrupted, Learn2DissError
 from learn2diss.io import remove_temporaries
 from learn2diss.rng import seed_for
 from learn2diss.training.checkpoint import (
+    CHECKPOINT_PATTERN,
     checkpoints,
     latest_checkpoint,
     load_latest_checkpoint,
@@ -49,11 +53,16 @@ from learn2diss.training.metrics import MetricsLogger, cut_metrics
 from learn2diss.training.precision import autocast
 
 __all__ = ["Objective", "Auxiliary", "TrainingStage", "TrainingBatch", "StepLoss", "Trainer", "Progress", "train",
-           "make_adam", "checkpoint_state", "NonFiniteLossError", "ResumeError", "CheckpointExistsError"]
+           "make_adam", "checkpoint_state", "NonFiniteLossError", "NonFiniteWeightsError", "ResumeError",
+           "CheckpointExistsError"]
 
 
 class NonFiniteLossError(Learn2DissError, RuntimeError):
     """Too many optimiser steps were skipped for NaN/inf losses or gradients."""
+
+
+class NonFiniteWeightsError(Learn2DissError, RuntimeError):
+    """An update left a NaN/inf weight (a learning rate or eps that diverges); the message names step and tensor."""
 
 
 class ResumeError(Learn2DissError, ValueError):
@@ -222,8 +231,25 @@ class Trainer:
         self.stage.objective.before_step(step)
         bad, seconds = self._micro_batches(stream, progress, logger)
         logger.add({f"grad_norm/{k}": v for k, v in self._apply(bad, progress).items()})
+        self._check_weights(step + 1)
         progress.step = step + 1
         return seconds
+
+    def _check_weights(self, step: int) -> None:
+        """Stop at the first update that left a NaN/inf weight in the model or an auxiliary, naming the step and the
+        tensor. One max-norm over every parameter (one host sync); the names are looked up only when it is not finite.
+        """
+        modules = {"": self.stage.model} | {f"{aux.name}.": aux.module for aux in self.stage.objective.auxiliaries}
+        params = [p for module in modules.values() for p in module.parameters()]
+        if not params or bool(torch.isfinite(torch.nn.utils.get_total_norm(params, math.inf, foreach=True))):
+            return
+        for prefix, module in modules.items():
+            for name, p in module.named_parameters():
+                bad = int((~torch.isfinite(p.detach())).sum())
+                if bad:
+                    raise NonFiniteWeightsError(
+                        f"{self.stage.name}: step {step}: the update made {bad} of {p.numel()} values of {prefix}{name} "
+                        "NaN/inf; stopped before anything non-finite was saved (lower the learning rate, raise eps)")
 
     def _set_learning_rates(self, step: int) -> dict[str, float]:
         lrs = {}
@@ -385,6 +411,14 @@ def _log(logger: MetricsLogger, bar: Any, progress: Progress, seconds: float, el
     bar.set_postfix(loss=f"{means['loss/total']:.3f}", audio_s_per_s=f"{means['throughput/audio_seconds_per_second']:.0f}")
 
 
+def _interrupted(stage: TrainingStage, progress: Progress, resume: bool) -> Interrupted:
+    """Ctrl-C in the loop: the step reached, the checkpoint a resumed run starts from, and how to resume."""
+    found = CHECKPOINT_PATTERN.fullmatch(progress.checkpoint.name) if progress.checkpoint else None
+    start = f"its checkpoint of step {int(found.group(1))}" if found else "the start (no checkpoint yet)"
+    how = "rerun the same command to resume" if resume else "resume with --resume"
+    return Interrupted(f"{stage.name}: interrupted at step {progress.step}; {how} (from {start})")
+
+
 def train(
     stage: TrainingStage,
     batches: Callable[[tuple[int, int]], Iterator[TrainingBatch]],
@@ -416,16 +450,20 @@ def train(
                dynamic_ncols=True)
     seconds, tic = 0.0, time.perf_counter()
     stage.objective.module.train()
-    while progress.step < stage.steps:
-        seconds += trainer.step(stream, progress, logger)
-        bar.update(1)
-        if progress.step % train_cfg.log_every == 0 or progress.step == stage.steps:
-            _log(logger, bar, progress, seconds, time.perf_counter() - tic)
-            seconds, tic = 0.0, time.perf_counter()
-        if progress.step % train_cfg.checkpoint_every == 0 or progress.step == stage.steps:
-            progress.checkpoint = _save(stage, progress, ckpt_dir, train_cfg, ctx, checkpoint_extra or {})
-    bar.close()
-    logger.close()
+    try:
+        while progress.step < stage.steps:
+            seconds += trainer.step(stream, progress, logger)
+            bar.update(1)
+            if progress.step % train_cfg.log_every == 0 or progress.step == stage.steps:
+                _log(logger, bar, progress, seconds, time.perf_counter() - tic)
+                seconds, tic = 0.0, time.perf_counter()
+            if progress.step % train_cfg.checkpoint_every == 0 or progress.step == stage.steps:
+                progress.checkpoint = _save(stage, progress, ckpt_dir, train_cfg, ctx, checkpoint_extra or {})
+    except KeyboardInterrupt:
+        raise _interrupted(stage, progress, resume) from None
+    finally:
+        bar.close()
+        logger.close()
     if progress.checkpoint is None:  # steps == 0: the initial state is the result
         progress.checkpoint = _save(stage, progress, ckpt_dir, train_cfg, ctx, checkpoint_extra or {})
     return progress.checkpoint

@@ -93,9 +93,17 @@ def model_name(upstream: str, checkpoint: str | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from learn2diss.runlock import hold
+
+    with hold(args.out):  # one grid per --out; each run's folder is held by the process that trains it
+        return _grid(args)
+
+
+def _grid(args: argparse.Namespace) -> int:
     from learn2diss.downstream_runs.runner import RunSpec
     from learn2diss.downstream_runs.runner import run as run_superb
     from learn2diss.downstream_runs.tasks import parse_tasks
+    from learn2diss.schema import check_device
 
     tasks = parse_tasks(args.tasks)
     if args.feature_key and args.upstream.startswith("learn2diss_"):
@@ -107,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     input_folder(args.data_root, "--data-root")
     output_folder(args.out, "--out")
     spec = RunSpec(upstream=args.upstream, checkpoint=args.checkpoint, data_root=args.data_root, out=args.out,
-                   override=s3prl_overrides(args.set), device=args.device, feature_key=args.feature_key,
+                   override=s3prl_overrides(args.set), device=check_device(args.device), feature_key=args.feature_key,
                    smoke=args.smoke)
     if args.launcher:  # one submitit job per (task, LR, fold); collected below once all are finished
         from learn2diss.downstream_runs.cluster import run_on_cluster

@@ -72,11 +72,12 @@ def open_source(args: argparse.Namespace) -> ModelSource:
         return ModelSource(name, "", "", args.config_name or "", None, "cpu")
     import torch
 
+    from learn2diss.schema import check_device
     from learn2diss.upstream.checkpoints import load_model
 
     model = load_model(input_folder(args.checkpoint, "--checkpoint"))
     config = checkpoint_config(args.checkpoint) if args.config_name is None else args.config_name
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = check_device(args.device) or ("cuda" if torch.cuda.is_available() else "cpu")
     return ModelSource(args.model_name or args.checkpoint.name, str(args.checkpoint), checkpoint_hash(args.checkpoint),
                        config, model, device)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from learn2diss.eval.ctc.decode import DecodeConfig
-from learn2diss.schema import ConfigError, check_ranges, find_config, load_config_file
+from learn2diss.schema import ConfigError, check_ranges, find_config, load_config_file, positive
 from learn2diss.schema import packaged_configs as schema_packaged_configs
 from learn2diss.training.config import TrainConfig, TriStageOptimizerConfig
 
@@ -38,6 +38,7 @@ class FinetuneConfig:
             *((name, getattr(self, name), getattr(self, name) >= 1, ">= 1")
               for name in ("max_updates", "grad_accum", "mask_length")),
             *((name, getattr(self, name), getattr(self, name) >= 0, ">= 0") for name in ("freeze_updates", "num_workers")),
+            positive("batch_seconds", self.batch_seconds),
             ("max_seconds", self.max_seconds, 0 < self.max_seconds <= self.batch_seconds,
              f"in (0, batch_seconds = {self.batch_seconds}] (a batch holds the longest utterance)"),
             ("mask_prob", self.mask_prob, 0 <= self.mask_prob <= 1, "in [0, 1]"),

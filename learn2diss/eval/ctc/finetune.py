@@ -13,6 +13,7 @@ loop adds DDP (``torchrun``), skipped and counted NaN/inf updates, and checkpoin
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -150,12 +151,20 @@ def finetune(
     ``ctx``: the process group (``torchrun``); default one process on the CPU. Every rank returns the
     fine-tuned :class:`CtcModel` (in eval mode); ``out_dir/metrics.jsonl`` holds the logged losses.
     """
+    from learn2diss.runlock import hold
+
+    ctx = ctx or DistributedContext(0, 0, 1, torch.device("cpu"))
+    out_dir = Path(out_dir)
+    with hold(out_dir) if ctx.is_main else contextlib.nullcontext():  # one writer per run folder
+        return _finetune(model, train, config, out_dir, ctx)
+
+
+def _finetune(model: nn.Module, train: Sequence[LabelledUtterance], config: CtcConfig, out_dir: Path,
+              ctx: DistributedContext) -> CtcModel:
     from learn2diss.schema import to_dict
     from learn2diss.training.loop import TrainingStage, make_adam
     from learn2diss.training.loop import train as run_stage
 
-    ctx = ctx or DistributedContext(0, 0, 1, torch.device("cpu"))
-    out_dir = Path(out_dir)
     utterances, samples = _trainable_utterances(train, model.min_samples, config.finetune.max_seconds)
     torch.manual_seed(config.train.seed)  # the head's initialisation
     ctc = CtcModel(model).to(ctx.device)
