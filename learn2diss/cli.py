@@ -100,10 +100,20 @@ def console(argv: Sequence[str] | None = None) -> int:
 def error_line(err: BaseException) -> str | None:
     """The one-line message for bad input, or None when ``err`` is a bug (it keeps its traceback)."""
     if isinstance(err, Learn2DissError):
-        return str(err)
+        return _worker_message(err)
     if isinstance(err, OSError) and err.filename and err.strerror:
         return f"{err.filename}: {err.strerror}"  # the path first, like every project error
     return None
+
+
+def _worker_message(err: BaseException) -> str:
+    """A DataLoader worker's error is raised again in the main process with the worker's traceback as its message
+    ("Caught ShardError in DataLoader worker process 0. Original Traceback ..."): keep the error's own text."""
+    text = str(err)
+    if "\nOriginal Traceback" not in text:
+        return text
+    name = f"{type(err).__module__}.{type(err).__qualname__}: "
+    return text[text.rindex(name) + len(name):].strip() if name in text else text.strip().splitlines()[-1]
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ import importlib
 from collections.abc import Sequence
 from typing import NoReturn
 
+from learn2diss.errors import UsageError
+
 # (words of the sub-command, module, one-line help). Registered explicitly, in the order shown by --help.
 COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("params",), "learn2diss.params", "print the learnable-parameter breakdown of a config"),
@@ -57,7 +59,7 @@ class _CallerParser(argparse.ArgumentParser):
     """Arguments built by code: a parse error is a bug of the caller, raised rather than an exit."""
 
     def error(self, message: str) -> NoReturn:
-        raise ValueError(f"{self.prog}: {message}")
+        raise UsageError(f"{self.prog}: {message}")
 
 
 def run_command(*argv: object, check: type[Exception] | None = None) -> int:
@@ -69,7 +71,7 @@ def run_command(*argv: object, check: type[Exception] | None = None) -> int:
     args = [str(a) for a in argv]
     found = find_command(args)
     if found is None:
-        raise ValueError(f"no learn2diss command at the start of {args[:2]}")
+        raise UsageError(f"no learn2diss command at the start of {args[:2]}")
     words, name = found
     module = importlib.import_module(name)
     parser = _CallerParser(prog=f"learn2diss {' '.join(words)}")

@@ -1,4 +1,8 @@
-"""Reading and writing the project's files: atomic writes, atomic folder swaps, one error naming the file.
+"""Reading and writing the project's files: the one way to do it, atomic writes, safe reads, one error naming the file.
+
+Every module reads and writes files through this one (``tests/test_reliability_io.py`` walks the syntax tree of
+the package to keep it so): no other module calls ``open(..., "w")``, ``Path.write_*``, ``Path.replace``,
+``json.load``, ``yaml.safe_load``, ``np.load``/``np.save`` or ``torch.load``/``torch.save``.
 
 Writes never leave a half-written file or folder under the final name, and never a temporary file
 behind when they fail:
@@ -6,6 +10,9 @@ behind when they fail:
 - :func:`atomic_path` yields a temporary path beside the destination (same folder, so the rename is
   atomic); on success the file and the folder are fsynced and the file is renamed over the
   destination. Permissions are the usual ``0666 & ~umask`` (0644 under umask 022), not mkstemp's 0600.
+  :func:`write_text`, :func:`write_lines`, :func:`write_bytes`, :func:`write_json`, :func:`write_yaml`,
+  :func:`save_npy`, :func:`save_npz`, :func:`save_torch`, :func:`save_safetensors`, :func:`save_figure` and
+  :func:`atomic_open` (an open handle, for a writer that streams) are built on it.
 - :func:`atomic_dir` does the same for a folder (a checkpoint): the new folder is written beside the old
   one and swapped in so that a complete folder exists at every instant: with one atomic
   ``renameat2(RENAME_EXCHANGE)`` on Linux, else with renames (``.NAME.new`` complete -> ``NAME`` moved
@@ -15,16 +22,19 @@ behind when they fail:
 - A write that fails for an OS reason (disk full, read-only file system, permission) raises
   :class:`FileWriteError` naming the destination; the temporary file is removed.
 
-Reads (:func:`read_text`, :func:`read_json`, :func:`read_yaml`, :func:`load_npy`) raise
-:class:`FileReadError` whose message starts with the path and says why (missing, unreadable, not valid
-YAML, a Python tag, an object array ...). The ``learn2diss`` command prints both as one ``error:`` line.
+Reads never run code from a file: YAML with the safe loader and no key twice (:func:`read_yaml`,
+:func:`parse_yaml`), arrays with ``allow_pickle=False`` (:func:`load_npy`, :func:`load_npz`, :func:`parse_npy`),
+PyTorch files with ``weights_only=True`` (:func:`load_torch`); :func:`read_bytes` and :func:`regular_file`
+refuse a symbolic link. They raise :class:`FileReadError` whose message starts with the path and says why
+(missing, unreadable, not valid YAML, a Python tag, a key given twice, an object array ...). The
+``learn2diss`` command prints both as one ``error:`` line.
 
 Example::
 
-    from learn2diss.io import atomic_path, write_json
-    with atomic_path("runs/x/kmeans.npz") as tmp, open(tmp, "wb") as handle:
-        numpy.savez(handle, centroids=centroids)  # a file object: numpy would append .npz to a path
+    from learn2diss.io import read_yaml, save_npz, write_json
+    save_npz("runs/x/kmeans.npz", centroids=centroids)
     write_json("runs/x/done.json", {"step": 4})
+    config = read_yaml("runs/x/config.yaml", "run config")
 """
 
 from __future__ import annotations
@@ -33,21 +43,28 @@ import collections.abc
 import contextlib
 import ctypes
 import errno
+import io
 import json
 import os
 import secrets
 import shutil
+import stat
 import sys
-from collections.abc import Iterator
+import zipfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from learn2diss.errors import Learn2DissError
 
-__all__ = ["FileReadError", "FileWriteError", "atomic_path", "atomic_dir", "publish_dir", "recover_dir", "remove_temporaries", "locked",
-           "write_text", "write_json", "write_yaml", "save_npy", "save_torch", "save_safetensors", "save_figure", "read_text", "read_json",
-           "parse_json", "parse_yaml",
-           "read_yaml", "load_npy"]
+__all__ = [
+    "FileReadError", "FileWriteError",
+    "atomic_path", "atomic_open", "atomic_dir", "publish_dir", "recover_dir", "remove_temporaries", "locked", "move", "open_append",
+    "write_text", "write_lines", "write_bytes", "write_json", "write_yaml", "save_npy", "save_npz", "save_torch",
+    "save_safetensors", "save_figure", "npy_bytes",
+    "read_text", "read_bytes", "regular_file", "read_json", "parse_json", "read_yaml", "parse_yaml", "load_npy",
+    "load_npz", "parse_npy", "load_torch",
+]
 
 _TEMP = ".tmp-"  # temporary names: .NAME.tmp-XXXXXXXX
 
@@ -118,11 +135,27 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs: Any) -> Iterator[IO[Any]]:
+    """An open file (``mode`` ``"w"``: UTF-8 text, or ``"wb"``) for a writer that streams (csv, a tar writer); it
+    becomes ``path`` when the block succeeds (:func:`atomic_path`)."""
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_open writes a new file: mode 'w' or 'wb', not {mode!r}")
+    text = {"encoding": "utf-8"} if mode == "w" else {}
+    with atomic_path(path) as tmp, open(tmp, mode, **(text | kwargs)) as handle:
+        yield handle
+
+
 def write_text(path: str | os.PathLike[str], text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8", newline="")
     return Path(path)
+
+
+def write_lines(path: str | os.PathLike[str], lines: Iterable[str]) -> Path:
+    """Write ``lines``, each followed by a newline, atomically."""
+    return write_text(path, "".join(f"{line}\n" for line in lines))
 
 
 def write_json(path: str | os.PathLike[str], data: Any) -> Path:
@@ -190,6 +223,27 @@ def save_figure(path: str | os.PathLike[str], figure: Any, **savefig: Any) -> Pa
     with atomic_path(target) as tmp, open(tmp, "wb") as handle:
         figure.savefig(handle, format=target.suffix.lstrip(".") or "png", **savefig)
     return target
+
+
+def move(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> Path:
+    """Rename ``source`` to ``target`` (same file system: atomic, replacing ``target``); errors name both."""
+    try:
+        os.replace(source, target)
+        _fsync(Path(target).parent, directory=True)
+    except OSError as err:
+        raise FileWriteError(f"{source}: cannot move it to {target}: {_reason(err)}") from None
+    return Path(target)
+
+
+def open_append(path: str | os.PathLike[str]) -> IO[str]:
+    """``path`` open for appending lines, for the caller to close: a log such as ``metrics.jsonl`` (not atomic;
+    the writer flushes each line, a reader drops a last line cut short). Errors name the file."""
+    target = Path(path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return open(target, "a", encoding="utf-8")  # noqa: SIM115 - the caller closes it
+    except OSError as err:
+        raise _write_error(target, err) from None
 
 
 def _exchange(a: Path, b: Path) -> bool:
@@ -310,7 +364,8 @@ def locked(path: str | os.PathLike[str]) -> Iterator[None]:
     """Hold an exclusive lock for a read-modify-write of ``path`` (``flock`` on ``.NAME.lock`` beside it).
 
     Processes that update the same file (two evaluations appending to one results file) take turns; the
-    lock is released when the block ends or the process dies.
+    lock is released when the block ends or the process dies. Temporary files of ``path`` that a killed holder
+    left (``.NAME.tmp-*``) are removed when the lock is taken.
     """
     import fcntl
 
@@ -324,6 +379,8 @@ def locked(path: str | os.PathLike[str]) -> Iterator[None]:
     with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
+            for leftover in target.parent.glob(f".{target.name}{_TEMP}*"):  # a holder that was killed mid-write
+                leftover.unlink(missing_ok=True)
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
@@ -341,6 +398,42 @@ def remove_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
             shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
             removed.append(leftover)
     return removed
+
+
+def regular_file(path: str | os.PathLike[str], what: str = "file") -> Path:
+    """``path`` if it is a regular file itself: a symbolic link (to anything) or a special file (a FIFO, a device)
+    is refused with :class:`FileReadError`, so a package holds only the files it names, not what a link points at."""
+    path = Path(path)
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        raise FileReadError(f"{path}: {what} not found") from None
+    except OSError as err:
+        raise FileReadError(f"{path}: cannot read the {what}: {_reason(err)}") from None
+    if stat.S_ISLNK(mode):
+        raise FileReadError(f"{path}: the {what} is a symbolic link (to {os.readlink(path)}); refused: copy the file "
+                            "itself there")
+    if not stat.S_ISREG(mode):
+        raise FileReadError(f"{path}: the {what} is not a regular file; refused")
+    return path
+
+
+def read_bytes(path: str | os.PathLike[str], what: str = "file") -> bytes:
+    """The bytes of the regular file ``path`` (:func:`regular_file`: no link is followed); errors name it."""
+    path = regular_file(path, what)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as handle:
+            return handle.read()
+    except OSError as err:
+        raise FileReadError(f"{path}: cannot read the {what}: {_reason(err)}") from None
+
+
+def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
 
 
 def read_text(path: str | os.PathLike[str], what: str = "file") -> str:
@@ -410,6 +503,12 @@ def read_yaml(path: str | os.PathLike[str], what: str = "YAML file") -> Any:
     return parse_yaml(read_text(path, what), path)
 
 
+def _npy_refusal(where: object, err: BaseException, what: str = ".npy array") -> FileReadError:
+    reason = "it holds Python objects (a pickled object array), not numbers" if "object" in str(err).lower() \
+        else _reason(err)
+    return FileReadError(f"{where}: not a readable {what}: {reason}")
+
+
 def load_npy(path: str | os.PathLike[str], mmap: bool = False) -> Any:
     """A numeric ``.npy`` array (memory-mapped with ``mmap``); pickled object arrays are refused, never loaded."""
     import numpy as np
@@ -420,9 +519,88 @@ def load_npy(path: str | os.PathLike[str], mmap: bool = False) -> Any:
     except FileNotFoundError:
         raise FileReadError(f"{path}: .npy file not found") from None
     except (ValueError, OSError, EOFError) as err:
-        reason = "it holds Python objects (a pickled object array), not numbers" if "object" in str(err).lower() \
-            else _reason(err)
-        raise FileReadError(f"{path}: not a readable .npy array: {reason}") from None
+        raise _npy_refusal(path, err) from None
     if not isinstance(array, np.ndarray):
+        array.close()
         raise FileReadError(f"{path}: expected one .npy array, found a .npz archive")
     return array
+
+
+def npy_bytes(array: Any) -> bytes:
+    """``array`` in the ``.npy`` format, as bytes (a member of a tar shard)."""
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(array), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def parse_npy(data: bytes, where: str | os.PathLike[str]) -> Any:
+    """The numeric array of ``.npy`` bytes read from ``where`` (a tar member); object arrays are refused."""
+    import numpy as np
+
+    try:
+        array = np.load(io.BytesIO(data), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise _npy_refusal(where, err) from None
+    if not isinstance(array, np.ndarray):
+        raise FileReadError(f"{where}: expected one .npy array, found a .npz archive")
+    return array
+
+
+def save_npz(path: str | os.PathLike[str], **arrays: Any) -> Path:
+    """``np.savez`` of ``arrays`` to exactly ``path``, atomically."""
+    import numpy as np
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, **arrays)
+    return Path(path)
+
+
+def load_npz(path: str | os.PathLike[str], *names: str) -> dict[str, Any]:
+    """The arrays ``names`` (default: all) of the ``.npz`` archive ``path``, read into memory; object arrays are
+    refused, a missing name is an error naming the file."""
+    import numpy as np
+
+    path = Path(path)
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise FileReadError(f"{path}: .npz file not found") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
+        raise _npy_refusal(path, err, ".npz archive") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise FileReadError(f"{path}: expected a .npz archive, found one .npy array")
+    with archive:
+        missing = [name for name in names if name not in archive.files]
+        if missing:
+            raise FileReadError(f"{path}: no array {', '.join(missing)} in the .npz archive")
+        try:
+            return {name: archive[name] for name in names or archive.files}
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
+            raise _npy_refusal(path, err, ".npz archive") from None
+
+
+def load_torch(path: str | os.PathLike[str], allowed: list | None = None) -> Any:
+    """``torch.load(path, weights_only=True)`` with the extra ``allowed`` classes: a file that would need arbitrary
+    unpickling is refused with :class:`FileReadError` naming it and the class it asks for; nothing in it runs."""
+    import pickle
+    import re
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileReadError(f"{path}: checkpoint not found")
+    try:
+        with torch.serialization.safe_globals(allowed or []):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        found = re.search(r"GLOBAL ([\w.]+)|global '?([\w.]+)", str(err))
+        what = next((g for g in found.groups() if g), "an object") if found else "an object"
+        raise FileReadError(
+            f"{path}: refused to load: it asks to construct {what}, which safe loading (weights_only=True) does not "
+            "allow; nothing in the file was executed. Re-save the weights as a plain state dict or safetensors."
+        ) from None
+    except (RuntimeError, EOFError, OSError) as err:
+        raise FileReadError(f"{path}: not a readable PyTorch checkpoint ({err})") from None

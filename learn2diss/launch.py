@@ -7,6 +7,12 @@ time-out Slurm sends ``SIGUSR2`` (``--signal-delay`` seconds before the end), su
 job's ``checkpoint()`` and requeues it, and the requeued job resumes from the last checkpoint on
 disk (pretraining: ``--resume``; SUPERB: s3prl's ``states-*.ckpt``). Logs and submitit's pickles
 go to ``--jobs-dir`` (default ``OUT/submitit``).
+
+Each job writes its state (running, completed or failed, with the error's text) to
+``JOBS_DIR/<job id>_state.json`` (:func:`record_state`); waiting for a job and ``superb status`` read that
+file and the scheduler's state, never a result pickle (:func:`wait_for`). The one pickle left is submitit's
+own: the job process unpickles ``<job id>_submitted.pkl`` to know what to run, so keep the jobs folder
+writable by you alone.
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ from submitit.helpers import Checkpointable as _Checkpointable
 
 from learn2diss.errors import Learn2DissError
 
-__all__ = ["LaunchError", "add_launcher_arguments", "make_executor", "parse_time", "PretrainJob", "submit_pretrain"]
+__all__ = ["LaunchError", "add_launcher_arguments", "make_executor", "parse_time", "PretrainJob", "submit_pretrain",
+           "record_state", "read_state", "wait_for", "StateRecording"]
 
 
 class LaunchError(Learn2DissError, ValueError):
@@ -112,13 +119,83 @@ def _export_distributed_environment() -> None:
         submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
 
 
-class PretrainJob(_Checkpointable):
+STATE_FILE = "{job_id}_state.json"
+
+
+def state_path(folder: str | os.PathLike[str], job_id: str) -> Path:
+    """Where the job ``job_id`` of the jobs folder ``folder`` records its state."""
+    return Path(folder) / STATE_FILE.format(job_id=job_id)
+
+
+def record_state(status: str, **info: object) -> None:
+    """Inside a submitit job (its first task): write ``{"status": status, ...info}`` to the job's state file."""
+    import socket
+    import time
+
+    import submitit
+
+    from learn2diss.io import write_json
+
+    env = submitit.JobEnvironment()
+    if env.global_rank == 0:
+        write_json(state_path(env.paths.folder, env.job_id), {
+            "status": status, "job_id": env.job_id, "host": socket.gethostname(), "pid": os.getpid(),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **info})
+
+
+def read_state(folder: str | os.PathLike[str], job_id: str) -> dict | None:
+    """The state a job recorded (JSON; None before it started); an unreadable file is a ``FileReadError``."""
+    from learn2diss.io import read_json
+
+    path = state_path(folder, job_id)
+    return read_json(path, "job state file") if path.is_file() else None
+
+
+class StateRecording(_Checkpointable):
+    """A submitit job that records its state: ``running``, then ``completed`` (with :meth:`summary` of the result)
+    or ``failed`` (with the error's text). A preemption (submitit's ``SystemExit``) leaves ``running``: the
+    requeued job records again."""
+
+    def __call__(self) -> object:
+        record_state("running")
+        try:
+            result = self.run()
+        except Exception as err:
+            import traceback
+
+            record_state("failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc()[-4000:])
+            raise
+        record_state("completed", **self.summary(result))
+        return result
+
+    def run(self) -> object:
+        raise NotImplementedError
+
+    def summary(self, result: object) -> dict:
+        return {}
+
+
+def wait_for(job: Any, poll: float = 1.0) -> dict:
+    """Wait until ``job`` is over (the scheduler's state: no pickle is read) and return the state it recorded;
+    a job that ended without recording one (killed, out of memory) is ``{"status": "failed", "error": ...}``."""
+    import time
+
+    while not job.done():
+        time.sleep(poll)
+    state = read_state(job.paths.folder, job.job_id)
+    if state is None or state.get("status") not in ("completed", "failed"):
+        return {"status": "failed", "error": f"the job ended without recording a result (state {state and state.get('status')}): "
+                                             "killed, out of memory or time?"}
+    return state
+
+
+class PretrainJob(StateRecording):
     """``learn2diss pretrain ARGV --resume`` in every task of a submitit job; requeued as is on preemption."""
 
     def __init__(self, argv: list[str]) -> None:
         self.argv = argv
 
-    def __call__(self) -> str:
+    def run(self) -> str:
         _export_distributed_environment()
         from learn2diss.commands import run_command
 
@@ -155,10 +232,9 @@ def submit_pretrain(args: argparse.Namespace, wait: bool) -> int:
     if not wait:
         print(f"follow it with `tail -f {folder}/{job.job_id}_0_log.out`; a requeued job resumes by itself")
         return 0
-    try:
-        job.result()
-    except Exception as err:  # submitit re-raises the job's error with its traceback as text
+    state = wait_for(job)
+    if state["status"] != "completed":
         raise LaunchError(f"pretraining job {job.job_id} failed; logs {folder}/{job.job_id}_0_log.err:\n"
-                          f"{str(err)[-2000:]}") from None
+                          f"{state.get('traceback') or state['error']}")
     print(f"job {job.job_id} finished")
     return 0

@@ -27,9 +27,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
-
 from learn2diss.errors import Learn2DissError
+from learn2diss.io import FileReadError, parse_yaml
 
 T = TypeVar("T")
 
@@ -222,7 +221,6 @@ def load_config_file(cls: type[T], name_or_path: str | Path, kind: str = "",
 
 def read_yaml(path: str | Path) -> Any:
     """``yaml.safe_load`` with an error that names the file (invalid YAML, a Python tag, unreadable)."""
-    from learn2diss.io import FileReadError
     from learn2diss.io import read_yaml as read
 
     path = Path(path)
@@ -273,11 +271,9 @@ def parse_override(item: str, where: str = "--set") -> tuple[str, Any]:
         raise ConfigError(f"{where}: expected KEY=VALUE, got {item!r}")
     key, raw = item.split("=", 1)
     try:
-        return key, yaml.safe_load(raw)
-    except yaml.YAMLError as err:
-        detail = " ".join(str(err).split())
-        hint = " (Python tags are never loaded)" if "python/" in detail else ""
-        raise ConfigError(f"{where} {key}: {raw!r} is not a valid YAML value{hint}: {detail}") from None
+        return key, parse_yaml(raw, f"{where} {key}={raw}")
+    except FileReadError as err:
+        raise ConfigError(str(err)) from None
 
 
 def format_override(key: str, value: Any) -> str:
@@ -286,6 +282,8 @@ def format_override(key: str, value: Any) -> str:
     >>> format_override("utt_targets.cluster_counts", [2, 3])
     'utt_targets.cluster_counts=[2, 3]'
     """
+    import yaml
+
     return f"{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}"
 
 

@@ -44,14 +44,14 @@ def kill_after_checkpoint(monkeypatch: pytest.MonkeyPatch, step: int, run: Calla
     """Call ``run`` as if the process were killed right after writing the checkpoint of ``step``."""
     import learn2diss.training.loop as loop_module
 
-    real_save = loop_module.save_checkpoint
+    real_save = loop_module.save_torch
 
     def die_after(path, state):
         if state["step"] > step:
             raise KeyboardInterrupt("killed")
         real_save(path, state)
 
-    monkeypatch.setattr(loop_module, "save_checkpoint", die_after)
+    monkeypatch.setattr(loop_module, "save_torch", die_after)
     with pytest.raises(KeyboardInterrupt):
         run()
-    monkeypatch.setattr(loop_module, "save_checkpoint", real_save)
+    monkeypatch.setattr(loop_module, "save_torch", real_save)

@@ -12,6 +12,7 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -212,3 +213,16 @@ def test_a_refused_parent_leaves_no_run_folder(finished, tmp_path, capsys):
     err = _error_lines(capsys.readouterr().err)
     assert code == 2 and len(err) == 1 and f"{parent}: refused to load" in err[0]
     assert not marker.exists() and not out.exists() and sorted(os.listdir(tmp_path)) == ["parent.pt"]
+
+
+@pytest.mark.parametrize("target", ["frame_targets/offsets.npy", "frame_targets/labels.npy", "utt_targets/labels.npy"])
+def test_an_object_array_in_a_run_folders_targets_is_one_line_naming_it(finished, tmp_path, capsys, target):
+    run, corpus = finished
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("joint"))
+    np.save(copy / target, np.array([{"not": "labels"}] * 3, dtype=object), allow_pickle=True)
+    code = console(["pretrain", "joint", "--config", str(CONFIG), "--data", str(corpus), "--out", str(copy),
+                    "--device", "cpu"])
+    err = _error_lines(capsys.readouterr().err)
+    assert code == 2 and len(err) == 1
+    assert f"{copy / target}: not a readable .npy array: it holds Python objects" in err[0]

@@ -135,7 +135,7 @@ def test_builds_resume_and_only_a_valid_package_replaces_the_old_one(package, da
         return {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
 
     old = snapshot()
-    real_read, real_save, calls = audio.read_audio, features.save_npy_atomic, []
+    real_read, real_save, calls = audio.read_audio, features.save_npy, []
 
     def dies_after_five(path, *args, **kwargs):
         calls.append(path)
@@ -154,7 +154,7 @@ def test_builds_resume_and_only_a_valid_package_replaces_the_old_one(package, da
         real_save(path, np.full_like(array, np.nan) if path.parent.name == "test-other" else array)
 
     monkeypatch.setattr(audio, "read_audio", real_read)
-    monkeypatch.setattr(features, "save_npy_atomic", nan_in_test_other)
+    monkeypatch.setattr(features, "save_npy", nan_in_test_other)
     with pytest.raises(InvalidPackage) as error:
         submit(dataset, checkpoint, out)
     assert {p.rule for p in error.value.problems} == {"finite"} and len(error.value.problems) == 3
@@ -163,7 +163,7 @@ def test_builds_resume_and_only_a_valid_package_replaces_the_old_one(package, da
     assert all(p.stat().st_mtime_ns == stamp for p, stamp in first.items())  # resumed, not recomputed
     assert not list((staging / "test-other").glob("*.npy"))  # the refused files are gone from the staging
 
-    monkeypatch.setattr(features, "save_npy_atomic", real_save)
+    monkeypatch.setattr(features, "save_npy", real_save)
     assert submit(dataset, checkpoint, out) == 0
     assert not staging.exists()
     assert validate_package(out, read_dataset(dataset)) == []

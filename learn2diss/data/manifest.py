@@ -32,7 +32,7 @@ import numpy as np
 
 from learn2diss.data.audio import AudioError, audio_info, read_audio
 from learn2diss.errors import InputError, MissingInputError
-from learn2diss.io import atomic_path, read_text
+from learn2diss.io import atomic_open, read_text
 from learn2diss.upstream.config import SAMPLE_RATE
 
 __all__ = ["Manifest", "scan_librispeech", "build_manifest", "write_manifest", "read_manifest", "resolve_manifest"]
@@ -117,7 +117,7 @@ def build_manifest(
 
 
 def _atomic_write_rows(path: Path, header: Iterable[str], rows: Iterable[Iterable[object]]) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
+    with atomic_open(path, "w", newline="") as handle:
         writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
         writer.writerow(header)
         writer.writerows(rows)

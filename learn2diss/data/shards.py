@@ -44,8 +44,9 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
-import json
-from collections.abc import Callable, Iterator
+import re
+import shutil
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,7 +58,15 @@ from learn2diss.data.audio import read_audio
 from learn2diss.data.batching import Batch, LabelTable, UtteranceDataset, inference_batches
 from learn2diss.data.manifest import Manifest, read_manifest
 from learn2diss.errors import Learn2DissError
-from learn2diss.io import atomic_path, save_npy, write_text
+from learn2diss.io import (
+    atomic_open,
+    load_npy,
+    npy_bytes,
+    parse_npy,
+    read_json,
+    save_npy,
+    write_json,
+)
 from learn2diss.rng import keyed_rng
 from learn2diss.upstream.config import SAMPLE_RATE
 
@@ -66,6 +75,8 @@ __all__ = ["ShardError", "ShardIndex", "write_shards", "epoch_plan", "ShardStrea
 
 INDEX, ROWS = "index.json", "rows.npy"
 SHARD_NAME = "shard-{:06d}.tar"
+SHARD_PATTERN = re.compile(r"shard-\d{6,}\.tar")
+KEY_PATTERN = re.compile(r"\d{9,}")  # a sample's key: its manifest row
 BUCKET = 256  # utterances length-sorted together into seconds-budget batches
 FORMAT_VERSION = 1
 
@@ -99,15 +110,29 @@ class ShardIndex:
         if not path.is_file():
             raise ShardError(f"{path}: no shard index; write the shards with `learn2diss data shard` "
                              "(an interrupted run writes it last)")
-        info = json.loads(path.read_text())
-        if info.get("format") != FORMAT_VERSION:
-            raise ShardError(f"{path}: shard format {info.get('format')}, this version reads {FORMAT_VERSION}")
-        counts = np.asarray(info["counts"], dtype=np.int64)
-        offsets = np.concatenate([[0], np.cumsum(counts)])
-        rows = np.load(directory / ROWS)
+        info = read_json(path, "shard index")
+        if not isinstance(info, dict) or info.get("format") != FORMAT_VERSION:
+            found = info.get("format") if isinstance(info, dict) else info
+            raise ShardError(f"{path}: shard format {found!r}, this version reads {FORMAT_VERSION}")
+        missing = [key for key in ("shards", "counts", "manifest_fingerprint", "manifest_utterances", "frame_targets",
+                                   "utt_targets") if key not in info]
+        if missing:
+            raise ShardError(f"{path}: not a shard index (missing {', '.join(missing)})")
+        names, counts = info["shards"], info["counts"]
+        if not isinstance(names, list) or not isinstance(counts, list) or len(names) != len(counts) \
+                or not all(isinstance(c, int) and c >= 0 for c in counts):
+            raise ShardError(f"{path}: 'shards' and 'counts' must be lists of one name and one count per shard")
+        outside = [name for name in names if not isinstance(name, str) or not SHARD_PATTERN.fullmatch(name)]
+        if outside:  # a name like ../../x.tar would read files outside the shard folder
+            raise ShardError(f"{path}: shard names must be shard-NNNNNN.tar files of this folder, got {outside[0]!r}")
+        offsets = np.concatenate([[0], np.cumsum(np.asarray(counts, dtype=np.int64))])
+        rows = load_npy(directory / ROWS)
+        if rows.ndim != 1 or rows.dtype.kind not in "iu":
+            raise ShardError(f"{directory / ROWS}: expected one integer row per utterance, got {rows.dtype} "
+                             f"{rows.shape}")
         if len(rows) != offsets[-1]:
             raise ShardError(f"{directory / ROWS}: {len(rows)} rows, {path} counts {offsets[-1]}")
-        return cls(directory, list(info["shards"]), offsets, rows, info["manifest_fingerprint"],
+        return cls(directory, names, offsets, rows, info["manifest_fingerprint"],
                    int(info["manifest_utterances"]), info["frame_targets"], info["utt_targets"])
 
     def __len__(self) -> int:
@@ -125,7 +150,10 @@ class ShardIndex:
 
 def _audio_sample(path: str) -> tuple[str, bytes]:
     """(extension, bytes): the file itself when it is 16 kHz mono, else FLAC of the 16 kHz mono audio."""
-    info = sf.info(path)
+    try:
+        info = sf.info(path)
+    except (sf.LibsndfileError, RuntimeError, OSError) as err:
+        raise ShardError(f"{path}: unreadable audio ({err}); rebuild the manifest with `learn2diss data manifest`") from None
     suffix = Path(path).suffix.lower().lstrip(".")
     if info.samplerate == SAMPLE_RATE and info.channels == 1 and suffix in ("flac", "wav"):
         return suffix, Path(path).read_bytes()
@@ -156,7 +184,21 @@ def write_shards(
     seed: int = 0,
     progress: bool = True,
 ) -> ShardIndex:
-    """Write ``manifest`` (shuffled with ``seed``) into shards of ``shard_utterances`` utterances; resumable."""
+    """Write ``manifest`` (shuffled with ``seed``) into shards of ``shard_utterances`` utterances; resumable. A run
+    that fails before its first shard removes the folder it created."""
+    created = not out.exists()
+    try:
+        return _write_shards(manifest, out, shard_utterances, frame_labels, frame_fingerprint, utt_labels,
+                             utt_fingerprint, seed, progress)
+    except BaseException:
+        if created and not any(out.glob("shard-*.tar")):  # nothing worth resuming: leave no empty folder behind
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _write_shards(manifest: Manifest, out: Path, shard_utterances: int, frame_labels: Sequence[np.ndarray] | None,
+                  frame_fingerprint: str | None, utt_labels: np.ndarray | None, utt_fingerprint: str | None,
+                  seed: int, progress: bool) -> ShardIndex:
     import webdataset as wds
     from tqdm import tqdm
 
@@ -166,30 +208,28 @@ def write_shards(
                 "frame_targets": frame_fingerprint if frame_labels is not None else None,
                 "utt_targets": utt_fingerprint if utt_labels is not None else None}
     plan_path = out / ".plan.json"
-    if plan_path.is_file() and json.loads(plan_path.read_text()) != settings:
+    if plan_path.is_file() and read_json(plan_path, "shard plan") != settings:
         raise ShardError(f"{out}: holds shards written with other settings, manifest or targets ({plan_path}); "
                          "use another --out")
-    write_text(plan_path, json.dumps(settings, indent=1))
+    write_json(plan_path, settings)
     order = keyed_rng(seed).permutation(len(manifest))
     chunks = [order[i : i + shard_utterances] for i in range(0, len(order), shard_utterances)]
     names = [SHARD_NAME.format(i) for i in range(len(chunks))]
     for name, rows in tqdm(list(zip(names, chunks, strict=True)), desc="shards", unit="shard", disable=not progress):
         if (out / name).is_file():
             continue
-        with atomic_path(out / name) as tmp, open(tmp, "wb") as handle, wds.TarWriter(handle) as writer:
+        with atomic_open(out / name, "wb") as handle, wds.TarWriter(handle) as writer:
             for row in rows:
                 ext, data = _audio_sample(manifest.paths[row])
                 sample = {"__key__": f"{row:09d}", ext: data}
                 if frame_labels is not None:
-                    labels = io.BytesIO()
-                    np.save(labels, np.asarray(frame_labels[row]))
-                    sample["frames.npy"] = labels.getvalue()
+                    sample["frames.npy"] = npy_bytes(frame_labels[row])
                 if utt_labels is not None:
                     sample["cls"] = str(int(utt_labels[row])).encode()
                 writer.write(sample)
     save_npy(out / ROWS, np.concatenate(chunks).astype(np.int64))
     index = {**settings, "shards": names, "counts": [len(c) for c in chunks]}
-    write_text(out / INDEX, json.dumps(index, indent=1))
+    write_json(out / INDEX, index)
     return ShardIndex.load(out)
 
 
@@ -316,8 +356,8 @@ class ShardStream(torch.utils.data.IterableDataset):
             if not any(int(r) in batch_of for r in self.index.shard_rows(shard)):
                 continue  # nothing needed from here: not even opened
             url = str(self.index.directory / self.index.names[shard])
-            for sample in wds.tarfile_samples([{"url": url}]):
-                row = int(sample["__key__"])
+            for sample in _samples(wds, url):
+                row = _row(sample, url)
                 if row not in batch_of:
                     continue
                 held[row] = sample
@@ -334,9 +374,42 @@ class ShardStream(torch.utils.data.IterableDataset):
         audio = sample.get("flac", sample.get("wav"))
         if audio is None:
             raise ShardError(f"{where}: no .flac or .wav member")
-        frames = np.load(io.BytesIO(sample["frames.npy"])) if self.use_frames else None
-        utt = int(sample["cls"]) if self.use_utt else None
+        frames = _member(sample, "frames.npy", where, lambda data: parse_npy(data, f"{where}.frames.npy")) \
+            if self.use_frames else None
+        if frames is not None and (frames.ndim != 1 or frames.dtype.kind not in "iu"):
+            raise ShardError(f"{where}.frames.npy: expected one integer label per frame, got {frames.dtype} "
+                             f"{frames.shape}")
+        utt = _member(sample, "cls", where, lambda data: int(data.decode("ascii"))) if self.use_utt else None
         return self.dataset.item((row, epoch, batch), decode_audio(audio, where), frames, utt)
+
+
+def _samples(wds: object, url: str) -> Iterator[dict]:
+    """The samples of one tar shard; a damaged or truncated tar is a :class:`ShardError` naming it."""
+    import tarfile
+
+    try:
+        yield from wds.tarfile_samples([{"url": url}])
+    except (tarfile.TarError, EOFError, OSError, ValueError) as err:
+        raise ShardError(f"{url}: not a readable tar shard ({type(err).__name__}: {err}); rewrite the shards with "
+                         "`learn2diss data shard`") from None
+
+
+def _row(sample: dict, url: str) -> int:
+    """The manifest row a sample's key names (``000000042``): anything else (a path, a name) is refused."""
+    key = str(sample.get("__key__"))
+    if not KEY_PATTERN.fullmatch(key):
+        raise ShardError(f"{url}: member {key!r} is not a manifest row (9 digits); the shard was not written by "
+                         "`learn2diss data shard`")
+    return int(key)
+
+
+def _member(sample: dict, name: str, where: str, parse: Callable[[bytes], object]) -> object:
+    if name not in sample:
+        raise ShardError(f"{where}: no .{name} member")
+    try:
+        return parse(sample[name])
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ShardError(f"{where}.{name}: {err}") from None
 
 
 def shard_batches(
@@ -354,7 +427,7 @@ def shard_batches(
     index.check_manifest(manifest)
     frame_fingerprint = utt_fingerprint = None
     if dataset.frame_labels is not None and hasattr(dataset.frame_labels, "directory"):
-        frame_fingerprint = targets_fingerprint(np.load(Path(dataset.frame_labels.directory) / "centroids.npy"))
+        frame_fingerprint = targets_fingerprint(load_npy(Path(dataset.frame_labels.directory) / "centroids.npy"))
     if dataset.utt_labels is not None:
         utt_fingerprint = targets_fingerprint(np.asarray(dataset.utt_labels))
     for kind, stored, wanted in (("frame", index.frame_targets, frame_fingerprint),
@@ -405,12 +478,12 @@ def run(args: argparse.Namespace) -> int:
         run_dir = Path(args.run)
         if (run_dir / "frame_targets" / "done.json").is_file():
             frame_labels = FrameLabels(run_dir / "frame_targets")
-            frame_fp = targets_fingerprint(np.load(run_dir / "frame_targets" / "centroids.npy"))
+            frame_fp = targets_fingerprint(load_npy(run_dir / "frame_targets" / "centroids.npy"))
             if len(frame_labels) != len(manifest):
                 raise ShardError(f"{run_dir / 'frame_targets'}: labels of {len(frame_labels)} utterances, "
                                  f"{manifest.source} has {len(manifest)}")
         if (run_dir / "utt_targets" / "done.json").is_file():
-            utt_labels = np.load(run_dir / "utt_targets" / "labels.npy")
+            utt_labels = load_npy(run_dir / "utt_targets" / "labels.npy")
             utt_fp = targets_fingerprint(utt_labels)
         if frame_labels is None and utt_labels is None:
             print(f"note: {run_dir} has no finished frame_targets or utt_targets stage; writing audio only")

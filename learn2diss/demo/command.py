@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 from pathlib import Path
 
@@ -52,11 +51,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _check_settings(work: Path, settings: dict) -> None:
     from learn2diss.demo.pipeline import DemoError
-    from learn2diss.io import write_json
+    from learn2diss.io import read_json, write_json
 
     path = work / "demo.json"
     if path.is_file():
-        stored = json.loads(path.read_text())
+        stored = read_json(path, "demo settings")
         if stored != settings:
             changed = sorted(k for k in set(stored) | set(settings) if stored.get(k) != settings.get(k))
             raise DemoError(f"{work} holds a demo run with other settings ({', '.join(changed)}): pass another "
@@ -67,24 +66,23 @@ def _check_settings(work: Path, settings: dict) -> None:
 
 def _context(paths, settings) -> str:
     """One paragraph on what was run: corpus size, parent and joint steps, lambda, seeds."""
-    import yaml
-
     from learn2diss.demo.plan import GRID, PARENT
     from learn2diss.eval.results import checkpoint_hash
+    from learn2diss.io import read_json, read_yaml
     from learn2diss.study.cells import config_value
 
-    corpus = json.loads((paths.corpus / "corpus.json").read_text())
+    corpus = read_json(paths.corpus / "corpus.json", "corpus summary")
     splits = corpus["splits"]
     hours = ", ".join(f"{name} {info['speakers']} speakers {info['hours']:.2f} h" for name, info in splits.items())
-    stored = yaml.safe_load((paths.checkpoint(PARENT) / "config.yaml").read_text())
+    stored = read_yaml(paths.checkpoint(PARENT) / "config.yaml", "checkpoint config")
     if settings.train_parent:
-        steps = yaml.safe_load((paths.run("parent") / "config.yaml").read_text())["joint"]["steps"]
+        steps = read_yaml(paths.run("parent") / "config.yaml", "run config")["joint"]["steps"]
         how = f"trained here (`--train-parent`), {steps} steps from random weights on the train split"
     else:
         extra = stored.get("extra", {})
         how = (f"the shipped one ({extra.get('steps')} steps from random weights on the train split of this corpus, "
                f"by `{extra.get('command')}`, commit {extra.get('git_commit')}; hash {checkpoint_hash(paths.checkpoint(PARENT))})")
-    l2d = yaml.safe_load((paths.run("l2d_shared") / "config.yaml").read_text())
+    l2d = read_yaml(paths.run("l2d_shared") / "config.yaml", "run config")
     lam = config_value(paths.config("demo_l2d"), list(settings.l2d_overrides), GRID.x)
     steps = config_value(paths.config("demo_l2d"), list(settings.l2d_overrides), "joint.steps")
     return (f"Demo corpus: {hours} (validation and test speakers unseen in training; the demo evaluates on the "

@@ -13,7 +13,6 @@ evaluations on the test speakers.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from learn2diss.demo.plan import (
 )
 from learn2diss.errors import Learn2DissError
 from learn2diss.eval.results import checkpoint_hash
-from learn2diss.io import write_json
+from learn2diss.io import read_json, read_yaml, write_json
 from learn2diss.study.cells import (
     Cell,
     CellTime,
@@ -88,7 +87,7 @@ class StageRunner:
     def _skipped(self, name: str, title: str, parallel: bool = False) -> StageTime | None:
         if not self._marker(name).is_file():
             return None
-        saved = json.loads(self._marker(name).read_text())
+        saved = read_json(self._marker(name), "stage record")
         result = StageTime(name, title, saved["wall"], saved["cpu"], True, parallel)
         print(f"[demo {len(self.times) + 1}/{self.total}] {title}: done before ({saved['wall']:.0f} s), skipped",
               flush=True)
@@ -170,10 +169,8 @@ def save_half(checkpoint: Path, out: Path, provenance: dict) -> Path:
 
 def parent_provenance(paths: DemoPaths, settings: DemoSettings, seconds: dict[str, float]) -> dict:
     """How the trained parent was made: command, config, steps, seed, corpus, commit and time."""
-    import yaml
-
-    config = yaml.safe_load((paths.run("parent") / "config.yaml").read_text())
-    corpus = json.loads((paths.corpus / "corpus.json").read_text())
+    config = read_yaml(paths.run("parent") / "config.yaml", "run config")
+    corpus = read_json(paths.corpus / "corpus.json", "corpus summary")
     return {"command": "learn2diss demo --train-parent", "config": "demo_parent",
             "overrides": list(settings.parent_overrides), "steps": config["joint"]["steps"],
             "seed": config["train"]["seed"], "corpus": {"fingerprint": corpus["fingerprint"],

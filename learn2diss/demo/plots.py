@@ -10,13 +10,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from learn2diss.io import save_figure
+from learn2diss.io import parse_json, read_text, save_figure
 
 
 def project_2d(x: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -57,7 +56,7 @@ def plot_embeddings(panels: Mapping[str, np.ndarray], speakers: Sequence[str], t
 
 def read_metrics(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """``metrics.jsonl`` of a training stage -> {key: (steps, values)}."""
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = [parse_json(line, path) for line in read_text(path, "metrics log").splitlines() if line.strip()]
     keys = sorted({k for r in records for k in r if k != "step"})
     out = {}
     for key in keys:

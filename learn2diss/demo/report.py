@@ -18,7 +18,6 @@ measured. ``summary.md`` holds
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,8 +26,8 @@ import pandas as pd
 
 from learn2diss.demo.floors import FLOORS
 from learn2diss.demo.plan import GRID, MI, NO_MI, PARENT
-from learn2diss.eval.results import write_atomic
 from learn2diss.eval.tables import format_interval, markdown_table
+from learn2diss.io import read_json, write_text
 from learn2diss.study.summary import LABELS, paired_difference, raw_rows, summarise, t_interval
 
 PER = "asr/linear-ctc/per"  # the phone error rate of the linear CTC head (learn2diss.eval.phone_recognition)
@@ -134,17 +133,17 @@ def timing_table(times: Sequence) -> str:
 def read_records(out: Path, cell_files: Sequence[Path]) -> list[dict]:
     """The floors', the parent's and the cells' records."""
     floors = [out / "floors" / f"{floor}.json" for floor in FLOORS]
-    return [json.loads(path.read_text()) for path in [*(f for f in floors if f.is_file()), out / "parent.json",
+    return [read_json(path, "demo record") for path in [*(f for f in floors if f.is_file()), out / "parent.json",
                                                       *cell_files]]
 
 
 def write_report(out: Path, records: Sequence[dict], times: Sequence, context: str, figures: Sequence[Path]) -> str:
     """Write ``out/rows.csv``, ``out/summary.csv``, ``out/timings.md`` and ``out/summary.md``; returns the summary."""
     rows = raw_rows(records)
-    write_atomic(out / "rows.csv", rows.to_csv(index=False))
-    write_atomic(out / "summary.csv", summarise(rows).to_csv(index=False))
+    write_text(out / "rows.csv", rows.to_csv(index=False))
+    write_text(out / "summary.csv", summarise(rows).to_csv(index=False))
     timing = timing_table(times)
-    write_atomic(out / "timings.md", "# Demo stages: wall and CPU time\n\n" + timing)
+    write_text(out / "timings.md", "# Demo stages: wall and CPU time\n\n" + timing)
     directions, verdicts = directions_table(rows)
     counts = ", ".join(f"{verdicts.count(v)} {v}" for v in ("yes", "no", "not resolved") if v in verdicts)
     summary = "\n".join([
@@ -166,5 +165,5 @@ def write_report(out: Path, records: Sequence[dict], times: Sequence, context: s
         "Every number with its provenance (setting, seed, overrides, checkpoint and weight hash, git commit): "
         "`rows.csv`; means and intervals: `summary.csv`.", "",
     ])
-    write_atomic(out / "summary.md", summary)
+    write_text(out / "summary.md", summary)
     return summary

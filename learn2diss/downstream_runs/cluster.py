@@ -17,15 +17,20 @@ and collects the CSV.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from learn2diss.errors import Learn2DissError
-from learn2diss.io import write_text
-from learn2diss.launch import _Checkpointable, add_launcher_arguments, make_executor
+from learn2diss.io import FileReadError, read_json, write_json
+from learn2diss.launch import (
+    StateRecording,
+    add_launcher_arguments,
+    make_executor,
+    read_state,
+    wait_for,
+)
 
 __all__ = ["add_cluster_arguments", "run_on_cluster", "grid_runs", "status", "SuperbRunJob", "JOBS_FILE"]
 
@@ -51,17 +56,22 @@ class GridRun:
         return f"{self.task}/lr{self.lr:g}" + (f"/{self.fold}" if self.fold else "")
 
 
-class SuperbRunJob(_Checkpointable):
-    """Train (or resume, or skip) and evaluate one run of the grid; requeued as is on preemption."""
+class SuperbRunJob(StateRecording):
+    """Train (or resume, or skip) and evaluate one run of the grid; requeued as is on preemption. Its state file
+    holds the test metrics (or the error)."""
 
     def __init__(self, run: GridRun, spec: Any, need_dev: bool) -> None:
-        self.run, self.spec, self.need_dev = run, spec, need_dev
+        self.grid_run, self.spec, self.need_dev = run, spec, need_dev
 
-    def __call__(self) -> dict:
+    def run(self) -> dict:
         from learn2diss.downstream_runs.runner import train_and_evaluate
         from learn2diss.downstream_runs.tasks import TASKS
 
-        return train_and_evaluate(TASKS[self.run.task], self.spec, self.run.lr, self.run.fold, self.need_dev)
+        run = self.grid_run
+        return train_and_evaluate(TASKS[run.task], self.spec, run.lr, run.fold, self.need_dev)
+
+    def summary(self, result: dict) -> dict:
+        return {"run": self.grid_run.name, "test": result.get("test")}
 
 
 def grid_runs(tasks: list, spec: Any, lrs: list[float] | None) -> list[tuple[GridRun, bool]]:
@@ -80,7 +90,7 @@ def _finished(run: GridRun, spec: Any, need_dev: bool) -> bool:
     from learn2diss.downstream_runs.tasks import TASKS
 
     path = lr_dir(spec.out, TASKS[run.task], run.lr, run.fold) / RESULT_FILE
-    return path.is_file() and (not need_dev or json.loads(path.read_text()).get("dev") is not None)
+    return path.is_file() and (not need_dev or read_json(path, "run result").get("dev") is not None)
 
 
 def _jobs_path(out: Path, args: argparse.Namespace | None = None) -> Path:
@@ -107,21 +117,20 @@ def run_on_cluster(args: argparse.Namespace, tasks: list, spec: Any, lrs: list[f
     executor = make_executor(args, jobs_path.parent, "l2d-superb")
     with executor.batch():  # one Slurm job array
         jobs = [executor.submit(SuperbRunJob(run, spec, need_dev)) for run, need_dev in runs]
-    kept = [e for e in json.loads(jobs_path.read_text())["runs"] if e["run"] in active] if active else []
+    kept = [e for e in read_json(jobs_path, "jobs file")["runs"] if e["run"] in active] if active else []
     record = {"launcher": args.launcher, "folder": str(jobs_path.parent.resolve()),
               "runs": kept + [{"run": run.name, "task": run.task, "lr": run.lr, "fold": run.fold, "need_dev": need_dev,
                                "job_id": job.job_id} for (run, need_dev), job in zip(runs, jobs, strict=True)]}
-    write_text(jobs_path, json.dumps(record, indent=1))
+    write_json(jobs_path, record)
     print(f"submitted {len(jobs)} SUPERB run(s) ({args.launcher}), recorded in {jobs_path}")
     if not args.wait:
         print(f"check them with `learn2diss superb status --out {spec.out}`")
         return 0
     failed = []
     for (run, _), job in zip(runs, jobs, strict=True):
-        try:
-            job.result()
-        except Exception:  # the job's error, as text; its log says more
-            failed.append(f"{run.name}: job {job.job_id}, log {job.paths.stderr}")
+        state = wait_for(job)  # the job's state file and the scheduler's state: no pickle is read
+        if state["status"] != "completed":
+            failed.append(f"{run.name}: job {job.job_id}, log {job.paths.stderr}: {state['error']}")
     if failed:
         raise ClusterError(f"{len(failed)} of {len(jobs)} runs failed (rerun the same command to resubmit them):\n  "
                            + "\n  ".join(failed))
@@ -136,7 +145,7 @@ def _active_runs(jobs_path: Path) -> dict[str, str]:
     """run name -> job id of the runs in ``jobs_path`` whose job is still pending or running."""
     if not jobs_path.is_file():
         return {}
-    record = json.loads(jobs_path.read_text())
+    record = read_json(jobs_path, "jobs file")
     states = {entry["run"]: (entry["job_id"], _job_state(record["launcher"], record["folder"], entry["job_id"]))
               for entry in record["runs"]}
     return {name: job_id for name, (job_id, state) in states.items() if state.split(" ")[0] in ACTIVE}
@@ -152,23 +161,21 @@ def _absolute(spec: Any) -> Any:
 ACTIVE = ("RUNNING", "PENDING", "REQUEUED", "CONFIGURING", "COMPLETING", "SUSPENDED", "RESIZING")
 
 
-def _local_state(folder: str, job_id: str) -> str:
-    """A local job: its result pickle, else whether submitit's controller (pid = job id) is alive."""
-    import pickle
-
-    result = Path(folder) / f"{job_id}_0_result.pkl"
-    if result.is_file():
-        with result.open("rb") as handle:
-            outcome = pickle.load(handle)[0]
-        return "COMPLETED" if outcome == "success" else "FAILED"
-    cmdline = Path(f"/proc/{job_id}/cmdline")
-    alive = cmdline.is_file() and b"submitit" in cmdline.read_bytes()
-    return "RUNNING" if alive else "LOST (no process, no result)"
-
-
 def _job_state(launcher: str, folder: str, job_id: str) -> str:
+    """The state file the job wrote (JSON: completed, or failed with its error), else the scheduler's state: a
+    local job's controller (pid = job id) alive or not, Slurm's from sacct. No result pickle is read."""
+    try:
+        state = read_state(folder, job_id) or {}
+    except FileReadError as err:
+        return f"UNKNOWN ({err})"
+    if state.get("status") == "completed":
+        return "COMPLETED"
+    if state.get("status") == "failed":
+        return f"FAILED ({(state.get('error') or 'no reason recorded').splitlines()[0]})"
     if launcher == "local":
-        return _local_state(folder, job_id)
+        cmdline = Path(f"/proc/{job_id}/cmdline")
+        alive = cmdline.is_file() and b"submitit" in cmdline.read_bytes()
+        return "RUNNING" if alive else "LOST (no process, no result)"
     import submitit
 
     try:
@@ -185,11 +192,11 @@ def status(out: Path, jobs_dir: Path | None = None) -> tuple[list[tuple[str, str
     path = (Path(jobs_dir) if jobs_dir else Path(out) / "submitit") / JOBS_FILE
     if not path.is_file():
         raise ClusterError(f"{path}: no jobs recorded; submit the grid with `learn2diss superb run --launcher ...`")
-    record = json.loads(path.read_text())
+    record = read_json(path, "jobs file")
     rows = []
     for entry in record["runs"]:
         result = lr_dir(Path(out), TASKS[entry["task"]], entry["lr"], entry["fold"]) / RESULT_FILE
-        done = result.is_file() and (not entry["need_dev"] or json.loads(result.read_text()).get("dev") is not None)
+        done = result.is_file() and (not entry["need_dev"] or read_json(result, "run result").get("dev") is not None)
         state = "finished" if done else _job_state(record["launcher"], record["folder"], entry["job_id"])
         rows.append((entry["run"], entry["job_id"], state))
     return rows, record

@@ -1,7 +1,18 @@
-"""Run s3prl's SUPERB recipes on today's stack without editing the installed s3prl.
+"""Run s3prl's SUPERB recipes on today's stack without editing the installed s3prl, and without running code
+from the files it is handed.
 
 Each function fixes one known trap (docs/superb.md, "Traps handled") and is applied by
 :func:`install` inside the ``run_downstream.py`` process only:
+
+* files are untrusted (:func:`refuse_unpickling`): s3prl's builders of ``mockingjay_local``,
+  ``distiller_local`` and others call ``torch.load(weights_only=False)``, which runs any code a pickle
+  carries; such a load is refused with one line naming the file, unless the user trusts that file
+  (``--trust-checkpoint PATH``, logged). Every other ``torch.load`` runs with ``weights_only=True`` (also
+  under ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``), and torch's refusal becomes the same one line;
+* s3prl's model builders ``eval()`` strings of a checkpoint's config (``conv_feature_layers`` of
+  ``wavlm_local``, ``hubert_local``, ``wav2vec2_local`` ...), which runs any Python a file puts there: in
+  those modules ``eval`` only evaluates literals (lists, tuples, numbers, strings, ``+`` and ``*``) and
+  dotted names of imported modules (:func:`evaluate_config_strings_literally`);
 
 * downstream checkpoints (``states-*.ckpt``) hold an ``argparse.Namespace``: that one class is
   allowed for ``torch.load(weights_only=True)``; weights_only is never turned off;
@@ -45,11 +56,128 @@ import numpy as np
 import torch
 
 from learn2diss.data.audio import AudioError, read_audio
-from learn2diss.errors import MissingInputError
+from learn2diss.errors import Learn2DissError, MissingInputError
 from learn2diss.io import save_torch
 from learn2diss.upstream.config import SAMPLE_RATE
 
 _PYTHON_EFFECTS = {"channels", "rate", "gain"}
+
+
+class UntrustedFileError(Learn2DissError, ValueError):
+    """A file s3prl was handed would run code to load (a pickle, an expression); nothing of it was executed."""
+
+
+def refuse_unpickling(trusted: Sequence[str | os.PathLike[str]] = (), described: dict[str, str] | None = None,
+                      log: Callable[[str], None] = lambda message: print(message, file=sys.stderr)) -> None:
+    """``torch.load`` in this process: ``weights_only=True`` always, ``False`` only for the ``trusted`` files.
+
+    ``described`` maps a path to what it is for the message (``the -k checkpoint of upstream mockingjay_local``).
+    A refused load raises :class:`UntrustedFileError`: ``refused: FILE needs arbitrary unpickling; nothing
+    executed``. Loading a trusted file unsafely is logged with ``log``.
+    """
+    import pickle
+
+    original = getattr(torch.load, "_learn2diss_original", torch.load)
+    trust = {os.path.realpath(p) for p in trusted}
+    names = {os.path.realpath(p): what for p, what in (described or {}).items()}
+
+    def refusal(f: object) -> UntrustedFileError:
+        name = os.fspath(f) if isinstance(f, str | os.PathLike) else repr(f)
+        what = names.get(os.path.realpath(name)) if isinstance(f, str | os.PathLike) else None
+        hint = f"; if you trust this file and where it came from, pass --trust-checkpoint {name}" \
+            if isinstance(f, str | os.PathLike) else ""
+        return UntrustedFileError(f"refused: {name}{f' ({what})' if what else ''} needs arbitrary unpickling; "
+                                  f"nothing executed{hint}")
+
+    def trusted_file(f: object) -> bool:
+        return isinstance(f, str | os.PathLike) and os.path.realpath(f) in trust
+
+    @functools.wraps(original)
+    def load(f: object, *args: object, weights_only: bool | None = None, **kwargs: object) -> object:
+        if weights_only is False and not trusted_file(f):
+            raise refusal(f)
+        if not trusted_file(f):
+            try:
+                return original(f, *args, weights_only=True, **kwargs)
+            except pickle.UnpicklingError:
+                raise refusal(f) from None
+        try:  # a trusted file: the safe loader first, the unsafe one only if it must
+            return original(f, *args, weights_only=True, **kwargs)
+        except pickle.UnpicklingError:
+            log(f"note: {os.fspath(f)}: loaded with weights_only=False because --trust-checkpoint names it "
+                "(code in it can run)")
+            if hasattr(f, "seek"):
+                f.seek(0)
+            return original(f, *args, weights_only=False, **kwargs)
+
+    load._learn2diss_original = original
+    torch.load = load
+
+
+# s3prl modules that eval() strings of a checkpoint's or a config's model settings (conv_feature_layers ...)
+EVAL_OF_CONFIG_STRINGS = (
+    "s3prl.upstream.baseline.extracter", "s3prl.upstream.data2vec.data2vec_model", "s3prl.upstream.distiller.model",
+    "s3prl.upstream.hubert.hubert_model", "s3prl.upstream.lighthubert.lighthubert.lighthubert",
+    "s3prl.upstream.multires_hubert.hubert_model", "s3prl.upstream.roberta.roberta_model",
+    "s3prl.upstream.wav2vec.wav2vec_model", "s3prl.upstream.wav2vec2.wav2vec2_model", "s3prl.upstream.wavlm.WavLM",
+)
+
+
+def literal_expression(text: str, namespace: dict[str, object], where: str) -> object:
+    """The value of ``text`` if it is a literal expression: numbers, strings, lists, tuples, dicts, ``+ - *`` and
+    dotted names of modules in ``namespace`` (``torchaudio.compliance.kaldi.fbank``); else :class:`UntrustedFileError`."""
+    import ast
+
+    def value(node: ast.AST) -> object:
+        if isinstance(node, ast.Constant):
+            return node.value
+        if isinstance(node, ast.List | ast.Tuple):
+            items = [value(e) for e in node.elts]
+            return tuple(items) if isinstance(node, ast.Tuple) else items
+        if isinstance(node, ast.Dict) and None not in node.keys:
+            return {value(k): value(v) for k, v in zip(node.keys, node.values, strict=True)}
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add | ast.Sub | ast.Mult):
+            left, right = value(node.left), value(node.right)
+            return left + right if isinstance(node.op, ast.Add) else left - right if isinstance(node.op, ast.Sub) \
+                else left * right
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+            operand = value(node.operand)
+            return -operand if isinstance(node.op, ast.USub) else operand
+        if isinstance(node, ast.Attribute) and not node.attr.startswith("_"):
+            owner = module_of(node.value)
+            return getattr(owner, node.attr)
+        raise ValueError(ast.dump(node)[:60])
+
+    def module_of(node: ast.AST) -> types.ModuleType:
+        owner = namespace.get(node.id) if isinstance(node, ast.Name) else value(node) \
+            if isinstance(node, ast.Attribute) else None
+        if not isinstance(owner, types.ModuleType):
+            raise ValueError("not a module")
+        return owner
+
+    try:
+        return value(ast.parse(text.strip(), mode="eval").body)
+    except (SyntaxError, ValueError, TypeError, AttributeError):
+        raise UntrustedFileError(f"refused: {where} would evaluate {text[:120]!r}, which is not a literal; "
+                                 "nothing executed") from None
+
+
+def evaluate_config_strings_literally(source: str = "the upstream's checkpoint or config") -> None:
+    """In the s3prl modules of :data:`EVAL_OF_CONFIG_STRINGS`, ``eval`` is :func:`literal_expression`; ``source``
+    names where the strings come from in the refusal."""
+    for name in EVAL_OF_CONFIG_STRINGS:
+        try:
+            module = importlib.import_module(name)
+        except ImportError:  # an upstream whose optional dependency is missing: s3prl cannot build it either
+            continue
+        where = f"{source}: s3prl's {name.removeprefix('s3prl.upstream.')}"
+        module.eval = functools.partial(_eval_literal, namespace=vars(module), where=where)
+
+
+def _eval_literal(text: object, *scopes: object, namespace: dict[str, object], where: str) -> object:
+    if not isinstance(text, str):
+        raise UntrustedFileError(f"refused: {where} would evaluate a {type(text).__name__}; nothing executed")
+    return literal_expression(text, namespace, where)
 
 
 def allow_namespace_in_checkpoints() -> None:
@@ -271,8 +399,11 @@ def write_checkpoints_atomically() -> None:
     torch.save = save
 
 
-def install(cache_dir: Path) -> None:
-    """Apply every fix above (idempotent). Call before s3prl's runner is imported."""
+def install(cache_dir: Path, trusted: Sequence[str | os.PathLike[str]] = (),
+            described: dict[str, str] | None = None, source: str | None = None) -> None:
+    """Apply every fix above (idempotent; ``trusted`` and ``described``: :func:`refuse_unpickling`, ``source``:
+    :func:`evaluate_config_strings_literally`). Call before s3prl's runner is imported; imports ``s3prl.hub``."""
+    refuse_unpickling(trusted, described)
     allow_namespace_in_checkpoints()
     write_checkpoints_atomically()
     replace_torchaudio_io()
@@ -281,3 +412,6 @@ def install(cache_dir: Path) -> None:
     keep_ctc_worker_cap()
     redirect_dataset_caches(cache_dir)
     allow_asv_on_cpu()
+    import s3prl.hub  # noqa: F401 - imports every upstream's modules, whose eval is replaced next
+
+    evaluate_config_strings_literally(*([source] if source else []))

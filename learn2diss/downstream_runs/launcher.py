@@ -14,6 +14,11 @@ applies :mod:`learn2diss.downstream_runs.compat` and hands over to ``s3prl.run_d
 * ``-m evaluate -e EXPDIR/states-N.ckpt`` without ``-t`` evaluates the task's test split
   (``test-clean`` for ASR), read from the task config this launcher wrote into EXPDIR.
 * An unknown ``-s`` key of a learn2diss upstream is an error (s3prl would fall back silently).
+* A ``-c`` config must be plain YAML: a Python tag (``!!python/...``) or a key given twice is an error naming
+  the file (and the line) before s3prl reads it.
+* Files are untrusted (:mod:`learn2diss.downstream_runs.compat`): an upstream checkpoint that needs arbitrary
+  unpickling (``weights_only=False``) is refused with one line naming it and the upstream, unless
+  ``--trust-checkpoint PATH`` names it (logged; repeatable).
 * Bad input (a dataset layout, a key, a checkpoint) is one ``error:`` line, exit 2
   (``LEARN2DISS_DEBUG=1`` shows the traceback); ``-h`` prints s3prl's options, then ours.
 * ``--local-rank N`` (``torch.distributed.launch``) and ``LOCAL_RANK`` (torchrun) become s3prl's
@@ -35,10 +40,9 @@ from argparse import Namespace
 from collections.abc import Sequence
 from pathlib import Path
 
-import yaml
-
 from learn2diss.downstream_runs.tasks import TASKS, Task
 from learn2diss.errors import Learn2DissError
+from learn2diss.io import read_yaml, write_yaml
 from learn2diss.schema import check_device
 
 # s3prl's -d -> our task, where that is unambiguous (ctc is both PR and SF)
@@ -61,6 +65,7 @@ def _pre_parser() -> argparse.ArgumentParser:
     parser.add_argument("-d", "--downstream")
     parser.add_argument("-c", "--config")
     parser.add_argument("-u", "--upstream")
+    parser.add_argument("-k", "--upstream_ckpt")
     parser.add_argument("-s", "--upstream_feature_selection")
     parser.add_argument("-n", "--expname")
     parser.add_argument("-p", "--expdir")
@@ -71,6 +76,7 @@ def _pre_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device")
     parser.add_argument("--local_rank", "--local-rank", type=int, dest="local_rank")
     parser.add_argument("--data-root", "--data_root", dest="data_root")
+    parser.add_argument("--trust-checkpoint", action="append", default=[], metavar="PATH")
     return parser
 
 
@@ -115,7 +121,7 @@ def _task_config(task: Task, known: Namespace, expdir: Path) -> Path:
     prepare(task, known.data_root, expdir / "metadata", config)
     path = expdir / f"learn2diss_{task.name}.yaml"
     expdir.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    write_yaml(path, config)
     return path
 
 
@@ -129,6 +135,8 @@ def s3prl_arguments(argv: Sequence[str]) -> list[str]:
 
         known.device = "cuda" if torch.cuda.is_available() else "cpu"
     check_device(known.device)
+    if known.config:  # s3prl reads it with yaml.FullLoader: check it is plain YAML (no Python tag, no key twice)
+        read_yaml(known.config, "s3prl config (-c)")
     new_experiment = known.mode == "train" and not known.past_exp
     name = (known.downstream or "").lower()
     if new_experiment and not known.config:
@@ -160,6 +168,7 @@ def s3prl_arguments(argv: Sequence[str]) -> list[str]:
         known.downstream = task.downstream
     out = list(rest)
     for flag, value in (("-m", known.mode), ("-d", known.downstream), ("-c", known.config), ("-u", known.upstream),
+                        ("-k", known.upstream_ckpt),
                         ("-s", known.upstream_feature_selection), ("-n", known.expname), ("-p", known.expdir),
                         ("-e", known.past_exp), ("-t", known.evaluate_split), ("-o", known.override),
                         ("--device", known.device),
@@ -193,6 +202,10 @@ def our_help() -> str:
                         "utterance layers for sid asv er); an unknown key is an error")
     parser.add_argument("-t", metavar="SPLIT", help="with -m evaluate: default the task's test split "
                         "(test-clean for asr)")
+    parser.add_argument("--trust-checkpoint", metavar="PATH", action="append",
+                        help="load PATH even if it needs arbitrary unpickling (weights_only=False), which can run code "
+                             "in it; without it such a file (s3prl's mockingjay_local, distiller_local ... "
+                             "checkpoints) is refused; repeatable, logged")
     return parser.format_help()
 
 
@@ -218,13 +231,36 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"run_downstream.py: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if os.environ.get("LEARN2DISS_DEBUG"):
+            raise
+        print("run_downstream.py: interrupted; continue a training run with -m train -e EXPDIR", file=sys.stderr)
+        return 130
+
+
+def handed_files(argv: Sequence[str]) -> tuple[list[str], dict[str, str], str | None]:
+    """The files of ``argv`` the user trusts (``--trust-checkpoint``, logged), what each checkpoint given is for,
+    and the upstream's checkpoint: they are named when s3prl's loading of them is refused."""
+    known, _ = _pre_parser().parse_known_args(list(argv))
+    described = {}
+    if known.upstream_ckpt:
+        described[known.upstream_ckpt] = f"the -k checkpoint of upstream {known.upstream}"
+    if known.past_exp:
+        past = Path(known.past_exp)
+        for state in (sorted(past.glob("states-*.ckpt")) if past.is_dir() else [past]):
+            described[str(state)] = "the s3prl experiment checkpoint of -e"
+    for path in known.trust_checkpoint:
+        print(f"note: --trust-checkpoint {path}: it may be loaded with weights_only=False, which can run code in it",
+              file=sys.stderr)
+    upstream = f"{known.upstream_ckpt} (the -k checkpoint of upstream {known.upstream})" if known.upstream_ckpt else None
+    return known.trust_checkpoint, described, upstream
 
 
 def _run(argv: list[str]) -> int:
     arguments = s3prl_arguments(argv)
     from learn2diss.downstream_runs import compat
 
-    compat.install(cache_dir())
+    compat.install(cache_dir(), *handed_files(argv))
     import s3prl.hub
 
     from learn2diss.upstream.hubconf import register

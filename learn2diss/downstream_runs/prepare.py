@@ -31,7 +31,7 @@ from tqdm import tqdm
 from learn2diss.data.audio import audio_info
 from learn2diss.downstream_runs.tasks import Task, dataset_dir
 from learn2diss.errors import Learn2DissError
-from learn2diss.eval.results import write_atomic
+from learn2diss.io import write_lines, write_text
 
 LIBRISPEECH_SPLITS = ("train-clean-100", "dev-clean", "test-clean")
 KEYWORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
@@ -83,7 +83,7 @@ def write_phone_vocab(lexicons: list[Path], out: Path) -> Path:
     for lexicon in lexicons:
         for line in require(lexicon, "PR lexicon").read_text(encoding="utf-8").splitlines():
             phones.update(line.split()[1:])
-    write_atomic(out, "".join(f"{p}\n" for p in sorted(phones)))
+    write_text(out, "".join(f"{p}\n" for p in sorted(phones)))
     return out
 
 
@@ -92,7 +92,7 @@ def write_char_dict(transcripts: Iterable[str], out: Path) -> Path:
     counts: Counter[str] = Counter({c: 0 for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ'|"})
     for text in transcripts:
         counts.update(text.upper().replace(" ", "|") + "|")
-    write_atomic(out, "".join(f"{symbol} {count}\n" for symbol, count in counts.most_common()))
+    write_text(out, "".join(f"{symbol} {count}\n" for symbol, count in counts.most_common()))
     return out
 
 
@@ -106,7 +106,7 @@ def write_length_tables(root: Path, splits: Iterable[str], out_dir: Path) -> Pat
         rows = [(str(f.relative_to(root)), audio_info(f)[0]) for f in tqdm(files, desc=f"lengths {split}")]
         rows.sort(key=lambda row: row[1], reverse=True)
         lines = [",file_path,length,label\n"] + [f"{i},{path},{length},\n" for i, (path, length) in enumerate(rows)]
-        write_atomic(target, "".join(lines))
+        write_text(target, "".join(lines))
     return out_dir
 
 
@@ -144,7 +144,7 @@ def write_asv_lists(root: Path, out_dir: Path) -> tuple[Path, Path]:
     dev = root / "dev" / "wav"
     by_speaker = {s.name: sorted(str(f.relative_to(dev)) for f in s.glob("*/*.wav")) for s in sorted(dev.iterdir()) if s.is_dir()}
     by_speaker = {s: files for s, files in by_speaker.items() if files}
-    speakers = write_atomic_lines(out_dir / "dev_speaker_ids.txt", by_speaker)
+    speakers = write_lines(out_dir / "dev_speaker_ids.txt", by_speaker)
     names = list(by_speaker)
     trials = []
     for i, speaker in enumerate(names):
@@ -154,12 +154,7 @@ def write_asv_lists(root: Path, out_dir: Path) -> tuple[Path, Path]:
                 trials.append(f"1 {file} {files[(j + 1) % len(files)]}")
             if speaker != names[(i + 1) % len(names)]:
                 trials.append(f"0 {file} {other[j % len(other)]}")
-    return speakers, write_atomic_lines(out_dir / "dev_trials.txt", trials)
-
-
-def write_atomic_lines(path: Path, lines: Iterable[str]) -> Path:
-    write_atomic(path, "".join(f"{line}\n" for line in lines))
-    return path
+    return speakers, write_lines(out_dir / "dev_trials.txt", trials)
 
 
 # ---------------------------------------------------------------- IEMOCAP (ER)
@@ -195,7 +190,7 @@ def write_iemocap_folds(root: Path, out_dir: Path) -> Path:
     for session in IEMOCAP_SESSIONS:
         train = [item for other in IEMOCAP_SESSIONS if other != session for item in per_session[other]]
         for split, items in (("train", train), ("test", per_session[session])):
-            write_atomic(out_dir / session / f"{split}_meta_data.json",
+            write_text(out_dir / session / f"{split}_meta_data.json",
                          json.dumps({"labels": IEMOCAP_LABELS, "meta_data": items}))
     return out_dir
 
@@ -209,7 +204,7 @@ def write_snips_vocab(label_file: Path, out: Path) -> Path:
         sentence = line.split("\t")[0].split(" ")[2:-1]  # uid BOS w1 ... wn EOS
         chars.update("".join(sentence))
     ordered = [" ", *sorted(chars - {" "})]
-    return write_atomic_lines(out, ordered)
+    return write_lines(out, ordered)
 
 
 def check_fluent_commands(root: Path) -> None:

@@ -21,7 +21,6 @@ task and learning rate one s3prl run goes to ``OUT/<task>/lr<LR>`` (ER: ``.../lr
 from __future__ import annotations
 
 import glob
-import json
 import math
 import os
 import re
@@ -32,19 +31,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 from tqdm import tqdm
 
 from learn2diss.downstream_runs import smoke
 from learn2diss.downstream_runs.tasks import Task
 from learn2diss.errors import Learn2DissError
-from learn2diss.eval.results import (
-    ResultRow,
-    append_rows,
-    checkpoint_config,
-    checkpoint_hash,
-    write_atomic,
-)
+from learn2diss.eval.results import ResultRow, append_rows, checkpoint_config, checkpoint_hash
+from learn2diss.io import read_json, read_yaml, write_json, write_text
 from learn2diss.runlock import FolderInUseError
 
 RESULT_FILE = "learn2diss_result.json"
@@ -70,6 +63,7 @@ class RunSpec:
     device: str | None = None
     feature_key: str | None = None  # None: the task's default key
     smoke: bool = False  # the tiny settings of downstream_runs/smoke.py under ``override`` (ER: fold1 only)
+    trusted: tuple[str, ...] = ()  # --trust-checkpoint: files s3prl may load with weights_only=False
 
 
 def feature_key(task: Task, spec: RunSpec) -> str:
@@ -99,12 +93,13 @@ def launch_environment() -> dict[str, str]:
     return {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
 
 
-def _launch(arguments: list[str], log: Path) -> str:
+def _launch(arguments: list[str], log: Path, spec: RunSpec) -> str:
     """``python -m learn2diss.downstream_runs.launcher ARGS``; stdout returned, stdout+stderr kept in ``log``."""
-    command = [sys.executable, "-m", "learn2diss.downstream_runs.launcher", *arguments]
+    trust = [a for path in spec.trusted for a in ("--trust-checkpoint", path)]
+    command = [sys.executable, "-m", "learn2diss.downstream_runs.launcher", *arguments, *trust]
     result = subprocess.run(command, capture_output=True, text=True, check=False, env=launch_environment())
     log.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(log, f"$ {' '.join(command)}\n{result.stdout}\n--- stderr ---\n{result.stderr}")
+    write_text(log, f"$ {' '.join(command)}\n{result.stdout}\n--- stderr ---\n{result.stderr}")
     if result.returncode != 0:
         lines = result.stderr.strip().splitlines() or ["(no output)"]
         raise RunError(f"s3prl run failed (exit {result.returncode}): {lines[-1].strip()} (log {log})\n"
@@ -121,7 +116,7 @@ def total_steps(expdir: Path) -> int | None:
     configs = sorted(expdir.glob("config_*.yaml"))
     if not configs:
         return None
-    return int(yaml.safe_load(configs[-1].read_text())["runner"]["total_steps"])
+    return int(read_yaml(configs[-1], "s3prl run config")["runner"]["total_steps"])
 
 
 def training_finished(expdir: Path) -> bool:
@@ -150,7 +145,7 @@ def train(task: Task, spec: RunSpec, lr: float, fold: str | None) -> Path:
             arguments += ["-s", spec.feature_key]
     if spec.device:
         arguments += ["--device", spec.device]
-    _launch(arguments, expdir / "learn2diss_train.log")
+    _launch(arguments, expdir / "learn2diss_train.log", spec)
     if not training_finished(expdir):
         raise RunError(f"{expdir}: training ended without states-{total_steps(expdir)}.ckpt")
     return expdir
@@ -170,7 +165,7 @@ def _evaluate(task: Task, spec: RunSpec, checkpoint: Path, split: str, expdir: P
     arguments = ["-m", "evaluate", "-e", str(checkpoint), "-t", split, "-o", f"args.expdir={expdir}"]
     if spec.device:
         arguments += ["--device", spec.device]
-    metrics = parse_metrics(task, split, _launch(arguments, log))
+    metrics = parse_metrics(task, split, _launch(arguments, log, spec))
     if task.metrics[0].name not in metrics:
         raise RunError(f"{checkpoint}: s3prl printed no '{split} {task.metrics[0].key}' line; see {log}")
     return metrics
@@ -180,7 +175,7 @@ def no_best_reason(task: Task, expdir: Path) -> str:
     """Why a run has no ``<dev>-best.ckpt``, for the results and the summary."""
     configs = sorted(expdir.glob("config_*.yaml"))
     if configs:
-        runner = yaml.safe_load(configs[-1].read_text())["runner"]
+        runner = read_yaml(configs[-1], "s3prl run config")["runner"]
         if int(runner["eval_step"]) > int(runner["total_steps"]):
             return (f"no {task.best_checkpoint}: {task.dev_split} was never evaluated (runner.eval_step "
                     f"{runner['eval_step']} > total_steps {runner['total_steps']})")
@@ -195,7 +190,7 @@ def evaluate(task: Task, spec: RunSpec, expdir: Path, need_dev: bool = True) -> 
     ``need_dev`` False skips the dev pass, which only serves to pick among several learning rates.
     """
     cached = expdir / RESULT_FILE
-    result = json.loads(cached.read_text()) if cached.exists() else None
+    result = read_json(cached, "run result") if cached.exists() else None
     if result is not None and (result["dev"] is not None or not need_dev):
         return {"status": OK, "reason": "", **result}
     if task.dev_split is None:  # ASV: every checkpoint on the test trials, keep the best
@@ -224,7 +219,7 @@ def evaluate(task: Task, spec: RunSpec, expdir: Path, need_dev: bool = True) -> 
         if need_dev:
             result["dev"] = _evaluate(task, spec, Path(result["checkpoint"]), task.dev_split, expdir,
                                       expdir / "learn2diss_evaluate_dev.log")
-    write_atomic(cached, json.dumps(result, indent=1))
+    write_json(cached, result)
     return {"status": OK, "reason": "", **result}
 
 

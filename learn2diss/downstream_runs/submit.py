@@ -14,16 +14,19 @@ written: ``.ark`` lines ``<utterance> <tokens>``, KS/SID ``<file> <label>``, ASV
 Hidden set: a folder with ``expert.py`` + ``hubconf.py`` (an s3prl upstream that imports the
 installed ``learn2diss`` package), the checkpoint (``config.yaml`` + ``model.safetensors``),
 ``requirements.txt`` and a README, ready to upload as a SUPERB "pretrained model" repository.
+
+Both hold only regular files this module names itself: a prediction file or a checkpoint file that is a
+symbolic link (or a FIFO, a device) is refused, never followed. :func:`check_submission` reads and checks
+everything first; :func:`write_submission` then writes ``predict.zip`` and swaps the package folder in
+atomically (:func:`learn2diss.io.atomic_dir`: a complete package exists at every instant).
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import re
-import shutil
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +35,7 @@ from pathlib import Path
 from learn2diss.downstream_runs.runner import RESULT_FILE
 from learn2diss.downstream_runs.tasks import TASKS, Task
 from learn2diss.errors import Learn2DissError
+from learn2diss.io import FileReadError, atomic_dir, read_bytes, read_json, write_bytes
 
 
 class SubmissionError(Learn2DissError, ValueError):
@@ -100,7 +104,7 @@ def chosen_run(runs: Path, task: Task, results_csv: Path | None = None) -> Path:
 
     def dev_score(folder: Path) -> float:
         files = [folder / RESULT_FILE] if not task.folds else [folder / fold / RESULT_FILE for fold in task.folds]
-        results = [json.loads(f.read_text()) for f in files if f.exists()]
+        results = [read_json(f, "run result") for f in files if f.exists()]
         values = [r["dev"][primary.name] for r in results if r["dev"] is not None]
         if not values:
             return -math.inf if primary.higher_better else math.inf
@@ -148,14 +152,15 @@ def _check_member(name: str, text: str, where: Path) -> None:
     CHECKS["er" if task.startswith("er_fold") else {"sv": "asv"}.get(task, task)](where, text)
 
 
-def check_predict_zip(path: str | Path) -> list[str]:
-    """Check a predict.zip against the public-set format; returns its member names.
+def check_predict_zip(path: str | Path, data: bytes | None = None) -> list[str]:
+    """Check a predict.zip (the file ``path``, or its bytes ``data`` named ``path``) against the public-set format;
+    returns its member names.
 
     Member names must be public-set names, ER's folds all five or none, and every file must have
     its task's format (module docstring). Raises SubmissionError naming the member.
     """
     path = Path(path)
-    with zipfile.ZipFile(path) as archive:
+    with zipfile.ZipFile(path if data is None else io.BytesIO(data)) as archive:
         names = archive.namelist()
         unknown = sorted(set(names) - public_members())
         if unknown:
@@ -177,25 +182,50 @@ class PredictZip:
     missing: dict[str, str]
 
 
-def build_predict_zip(runs: str | Path, out: str | Path, tasks: list[Task] | None = None,
-                      results_csv: str | Path | None = None) -> PredictZip:
-    """Write ``OUT/predict.zip`` (atomically) from the run folders that have predictions, and check it."""
+@dataclass(frozen=True)
+class Submission:
+    """A checked submission, held in memory until :func:`write_submission`: predict.zip's bytes, and the model
+    package's files (name -> bytes) when a checkpoint was given."""
+
+    predict: PredictZip
+    zip_bytes: bytes
+    package: dict[str, bytes] | None
+
+
+def _read_text(file: Path, what: str) -> str:
+    try:
+        return read_bytes(file, what).decode("utf-8")
+    except FileReadError as err:
+        raise SubmissionError(str(err)) from None
+    except UnicodeDecodeError as err:
+        raise SubmissionError(f"{file}: the {what} is not UTF-8 text ({err})") from None
+
+
+def check_predict_zip_members(runs: str | Path, out: str | Path, tasks: list[Task] | None = None,
+                              results_csv: str | Path | None = None) -> tuple[PredictZip, bytes]:
+    """predict.zip for ``OUT`` from the run folders that have predictions, built and checked in memory."""
     runs, out = Path(runs), Path(out)
     members, missing = prediction_members(runs, tasks or list(TASKS.values()),
                                           Path(results_csv) if results_csv else None)
     texts = {}
     for name, file in sorted(members.items()):
-        texts[name] = file.read_text(encoding="utf-8")
+        texts[name] = _read_text(file, "prediction file")
         _check_member(name, texts[name], file)
-    out.mkdir(parents=True, exist_ok=True)
-    target = out / "predict.zip"
-    tmp = out / ".predict.zip.tmp"
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for name, text in texts.items():
             archive.writestr(name, text)
-    names = check_predict_zip(tmp)
-    tmp.replace(target)
-    return PredictZip(target, names, missing)
+    target = out / "predict.zip"
+    names = check_predict_zip(target, buffer.getvalue())
+    return PredictZip(target, names, missing), buffer.getvalue()
+
+
+def build_predict_zip(runs: str | Path, out: str | Path, tasks: list[Task] | None = None,
+                      results_csv: str | Path | None = None) -> PredictZip:
+    """Write ``OUT/predict.zip`` (atomically) from the run folders that have predictions, checked first."""
+    written, data = check_predict_zip_members(runs, out, tasks, results_csv)
+    write_bytes(written.path, data)
+    return written
 
 
 _HIDDEN_EXPERT = '''"""SUPERB hidden-set upstream: the learn2diss expert on the checkpoint in this folder."""
@@ -218,26 +248,56 @@ def learn2diss(ckpt=None, *args, **kwargs):
 '''
 
 
-def build_model_package(checkpoint: str | Path, out: str | Path) -> Path:
-    """``OUT/model_package``: expert + hubconf + checkpoint + requirements, for a hidden-set upload."""
-    from learn2diss.upstream.checkpoints import load_model
-
-    checkpoint = Path(checkpoint)
-    model = load_model(checkpoint)  # refuses a broken checkpoint before anything is written
-    package = Path(out) / "model_package"
-    tmp = Path(out) / ".model_package.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(checkpoint, tmp / "checkpoint")
-    (tmp / "expert.py").write_text(_HIDDEN_EXPERT)
-    (tmp / "hubconf.py").write_text(_HIDDEN_HUBCONF)
+def model_package_files(checkpoint: str | Path) -> dict[str, bytes]:
+    """The files of the hidden-set package (name -> bytes): expert + hubconf + requirements + README, and the
+    checkpoint's ``config.yaml`` and ``model.safetensors``, each a regular file (no link followed), and the
+    checkpoint loaded to prove it works. Nothing is written."""
     from importlib.metadata import version
 
-    (tmp / "requirements.txt").write_text(f"learn2diss=={version('learn2diss')}\n")
-    (tmp / "README.md").write_text(
-        f"# learn2diss upstream for SUPERB\n\nCheckpoint: {model.config.parent.kind} parent, "
-        f"{model.config.frame.num_frozen_layers} frozen layers. Keys: hidden_states (frame layers), "
-        "utt_hidden_states (utterance layers), task keys pr asr ks ic sf (frame) and sid asv er (utterance).\n"
-    )
-    shutil.rmtree(package, ignore_errors=True)
-    tmp.replace(package)
+    from learn2diss.upstream.checkpoints import CONFIG_FILE, WEIGHTS_FILE, load_model
+
+    checkpoint = Path(checkpoint)
+    files = {f"checkpoint/{name}": read_bytes(checkpoint / name, "checkpoint file")
+             for name in (CONFIG_FILE, WEIGHTS_FILE)}
+    model = load_model(checkpoint)  # refuses a broken checkpoint
+    readme = (f"# learn2diss upstream for SUPERB\n\nCheckpoint: {model.config.parent.kind} parent, "
+              f"{model.config.frame.num_frozen_layers} frozen layers. Keys: hidden_states (frame layers), "
+              "utt_hidden_states (utterance layers), task keys pr asr ks ic sf (frame) and sid asv er (utterance).\n")
+    return files | {"expert.py": _HIDDEN_EXPERT.encode(), "hubconf.py": _HIDDEN_HUBCONF.encode(),
+                    "requirements.txt": f"learn2diss=={version('learn2diss')}\n".encode(), "README.md": readme.encode()}
+
+
+def write_model_package(files: dict[str, bytes], out: str | Path) -> Path:
+    """``OUT/model_package`` holding ``files``, swapped in atomically (the old package stays until the new one is
+    complete)."""
+    package = Path(out) / "model_package"
+    with atomic_dir(package) as tmp:
+        for name, data in files.items():
+            write_bytes(tmp / name, data)
     return package
+
+
+def build_model_package(checkpoint: str | Path, out: str | Path) -> Path:
+    """``OUT/model_package``: expert + hubconf + checkpoint + requirements, for a hidden-set upload."""
+    return write_model_package(model_package_files(checkpoint), out)
+
+
+def check_submission(runs: str | Path, out: str | Path, tasks: list[Task] | None = None,
+                     results_csv: str | Path | None = None, checkpoint: str | Path | None = None) -> Submission:
+    """Read and check everything a submission holds (predictions, and the checkpoint when given): nothing is
+    written, so a refused input leaves no file behind."""
+    predict, data = check_predict_zip_members(runs, out, tasks, results_csv)
+    package = None
+    if checkpoint is not None:
+        try:
+            package = model_package_files(checkpoint)
+        except FileReadError as err:
+            raise SubmissionError(str(err)) from None
+    return Submission(predict, data, package)
+
+
+def write_submission(submission: Submission, out: str | Path) -> Path | None:
+    """Write a checked submission: ``predict.zip`` (atomically), then the model package (swapped in); returns the
+    package folder, if any."""
+    write_bytes(submission.predict.path, submission.zip_bytes)
+    return write_model_package(submission.package, out) if submission.package is not None else None

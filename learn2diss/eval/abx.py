@@ -142,10 +142,16 @@ def check_features(features_dir: str | os.PathLike[str], items: Sequence[AbxItem
         raise MissingInputError(
             f"{len(missing)} utterance(s) of the item file have no {settings.extension} feature file in {folder}: {shown}"
         )
+    reference: tuple[Path, int] | None = None
     for name, frames in needed.items():
         array = load_npy(available[name], mmap=True)  # an object array or a damaged file is an error naming it
         if array.ndim != 2:
             raise InputError(f"{available[name]}: features must be 2-D (frames, dim), got shape {array.shape}")
+        if reference is None:
+            reference = (available[name], array.shape[1])
+        elif array.shape[1] != reference[1]:
+            raise InputError(f"{available[name]}: {array.shape[1]}-dimensional features, but {reference[0]} has "
+                             f"{reference[1]}: every file must come from one representation")
         if array.shape[0] < frames:
             raise InputError(
                 f"{available[name]}: {array.shape[0]} frames but the item file needs {frames} at a "

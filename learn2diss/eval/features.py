@@ -40,7 +40,15 @@ import numpy as np
 
 from learn2diss import __version__
 from learn2diss.errors import InputError, MissingInputError
-from learn2diss.io import FileReadError, load_npy, locked, read_json, save_npy, write_json
+from learn2diss.io import (
+    FileReadError,
+    load_npy,
+    locked,
+    read_json,
+    remove_temporaries,
+    save_npy,
+    write_json,
+)
 from learn2diss.upstream.config import SAMPLE_RATE
 
 AUDIO_EXTENSIONS = (".flac", ".wav")
@@ -148,9 +156,6 @@ FEATURES_VERSION = 2
 CACHE_FILE = "cache.json"
 
 
-def save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    """``np.save`` through a temporary file, fsync and rename (:func:`learn2diss.io.save_npy`)."""
-    save_npy(path, array)
 
 
 def _sha256(path: Path) -> str:
@@ -239,6 +244,7 @@ def extract_features(
     with contextlib.ExitStack() as stack:
         for folder in sorted(set(targets.values())):
             stack.enter_context(locked(folder / CACHE_FILE))
+            remove_temporaries(folder)  # of a run that was killed while writing into it
         base = {"model": state_digest(model.state_dict()), "config": to_dict(model.config),
                 "dtype": np.dtype(dtype).name, **(key or {})}
         caches = {name: _Cache(folder, {**base, "spec": name}, tqdm.write) for name, folder in targets.items()}
@@ -265,13 +271,13 @@ def extract_features(
                     wav = torch.from_numpy(read_audio(audio[utt]))[None].to(device)
                     try:
                         output = model(wav)
-                    except ValueError as err:
+                    except InputError as err:  # the model's input checks (too short ...): name the file
                         raise InputError(f"{audio[utt]}: {err}") from None
                     frames = int(output.frame_lengths[0])
                     for spec in specs:
                         array = spec.trim(spec.select(output, trainable).float().cpu().numpy(), frames)
-                        save_npy_atomic(targets[str(spec)] / f"{utt}.npy",
-                                        np.ascontiguousarray(array, dtype=dtype))
+                        save_npy(targets[str(spec)] / f"{utt}.npy",
+                                 np.ascontiguousarray(array, dtype=dtype))
                         caches[str(spec)].sources[utt] = identities[utt]
                     if n % 200 == 199:
                         for cache in caches.values():
@@ -282,14 +288,27 @@ def extract_features(
 
 
 def load_features(folder: str | os.PathLike[str], utterances: Iterable[str]) -> dict[str, np.ndarray]:
-    """Read ``folder/<utt>.npy`` for each utterance (memory-mapped); a missing file is an error naming it."""
+    """Read ``folder/<utt>.npy`` for each utterance (memory-mapped), checked: a missing file, an object array,
+    NaN/inf values, or a shape other than (frames, D) / (D,) with the first file's D is an error naming the file."""
     folder = Path(folder)
-    out = {}
+    out: dict[str, np.ndarray] = {}
+    first: tuple[Path, int] | None = None
     for utt in utterances:
         path = folder / f"{utt}.npy"
         if not path.is_file():
             raise MissingInputError(f"feature file missing: {path}")
-        out[utt] = load_npy(path, mmap=True)
+        array = load_npy(path, mmap=True)
+        if array.ndim not in (1, 2) or array.dtype.kind not in "fiu" or not array.size:
+            raise InputError(f"{path}: features must be a non-empty (frames, dim) or (dim,) array of numbers, "
+                             f"got {array.dtype} {array.shape}")
+        if first is None:
+            first = (path, array.shape[-1])
+        elif array.shape[-1] != first[1]:
+            raise InputError(f"{path}: {array.shape[-1]}-dimensional features, but {first[0]} has {first[1]}: "
+                             "every file of a feature folder must come from one representation")
+        if not np.isfinite(array).all():
+            raise InputError(f"{path}: features contain NaN or infinite values")
+        out[utt] = array
     return out
 
 

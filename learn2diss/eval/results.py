@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from learn2diss.errors import InputError, MissingInputError
-from learn2diss.io import FileReadError, locked, read_text, write_text
+from learn2diss.io import FileReadError, locked, parse_json, read_text, write_text
 
 # Columns of every results CSV, in order. ``KEY_COLUMNS`` identify a row.
 COLUMNS: tuple[str, ...] = (
@@ -103,7 +103,7 @@ def _digest_tensors(handle: BinaryIO, update: Callable[[bytes], None], path: Pat
     """Feed a safetensors file's tensors (name, dtype, shape, bytes; sorted by name) to ``update``."""
     try:
         size = struct.unpack("<Q", handle.read(8))[0]
-        header = json.loads(handle.read(size))
+        header = parse_json(handle.read(size).decode("utf-8"), path)
     except (struct.error, ValueError) as err:
         raise InputError(f"{path}: not a safetensors file ({err})") from None
     start = 8 + size
@@ -161,11 +161,6 @@ def checkpoint_config(path: str | os.PathLike[str]) -> str:
     return config
 
 
-def write_atomic(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` to ``path`` atomically (:func:`learn2diss.io.write_text`: temporary file, fsync, rename)."""
-    write_text(path, text)
-
-
 def read_rows(path: str | os.PathLike[str]) -> list[ResultRow]:
     """Read a results CSV written by :func:`append_rows`; unknown or missing columns are an error."""
     path = Path(path)
@@ -213,7 +208,7 @@ def append_rows(path: str | os.PathLike[str], rows: Iterable[ResultRow]) -> Path
                 merged[old.key()] = old
         for row in rows:
             merged[row.key()] = row
-        write_atomic(path, format_rows(merged.values()))
+        write_text(path, format_rows(merged.values()))
     return path
 
 

@@ -29,7 +29,8 @@ from importlib import resources
 from pathlib import Path
 
 from learn2diss.errors import InputError
-from learn2diss.eval.results import ResultRow, read_results_dir, write_atomic
+from learn2diss.eval.results import ResultRow, read_results_dir
+from learn2diss.io import write_text
 
 PAPER_FILE = "paper_results.csv"
 
@@ -364,10 +365,10 @@ def render_tables(results: str | os.PathLike[str], out: str | os.PathLike[str], 
         for suffix, render in ((".md", to_markdown), (".tex", to_latex), (".csv", to_csv)):
             path = out / f"table{table_id}{suffix}"
             text = render(spec, columns, table_rows)
-            write_atomic(path, text)
+            write_text(path, text)
             written.append(path)
             if suffix == ".md":
                 markdown.append(text)
     index = out / "tables.md"
-    write_atomic(index, "\n".join(markdown))
+    write_text(index, "\n".join(markdown))
     return [*written, index]

@@ -122,8 +122,10 @@ def load_source(source: Path, step: int | None, latest: bool) -> tuple[Learn2Dis
     if (source / WEIGHTS_FILE).is_file():  # one of our checkpoints, e.g. an earlier `learn2diss export`
         if step is not None or latest:
             raise UsageError(f"{source} is a checkpoint folder: --step and --latest choose among a run's checkpoints")
-        from learn2diss.io import read_yaml
+        from learn2diss.io import read_yaml, regular_file
 
+        for name in (CONFIG_FILE, WEIGHTS_FILE):  # what is exported is the folder's own files, never a link's target
+            regular_file(source / name, "checkpoint file")
         extra = (read_yaml(source / CONFIG_FILE, "checkpoint config") or {}).get("extra") or {}
         run = Path(extra["run"]) if extra.get("run") and Path(extra["run"]).is_dir() else None
         return load_model(source), run, str(source), extra.get("step")

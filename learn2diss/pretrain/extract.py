@@ -18,7 +18,7 @@ import torch
 from learn2diss.data.audio import read_audio
 from learn2diss.data.batching import inference_batches
 from learn2diss.data.manifest import Manifest
-from learn2diss.io import atomic_path
+from learn2diss.io import load_npz, save_npz
 from learn2diss.training.ddp import DistributedContext, barrier
 from learn2diss.upstream.padding import pad_waveforms
 
@@ -54,11 +54,6 @@ def iterate_batches(
         yield rows, wav.to(device, non_blocking=True), lens.to(device)
 
 
-def _save_npz(path: Path, **arrays: np.ndarray) -> None:
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        np.savez(handle, **arrays)  # type: ignore[arg-type]  # numpy's stub types allow_pickle as **kwds
-
-
 def map_utterances(
     manifest: Manifest,
     fn: Callable[[torch.Tensor, torch.Tensor], list[np.ndarray]],
@@ -87,7 +82,7 @@ def map_utterances(
                     results[row] = array
                 bar.update(len(batch_rows))
             arrays = [results[r] for r in rows]
-            _save_npz(work_dir / f"chunk_{c:06d}.npz", data=np.concatenate(arrays),
+            save_npz(work_dir / f"chunk_{c:06d}.npz", data=np.concatenate(arrays),
                       lengths=np.array([len(a) for a in arrays], dtype=np.int64))
     barrier(ctx)
     return num_chunks
@@ -97,8 +92,7 @@ def chunk_lengths(work_dir: Path, num_chunks: int) -> np.ndarray:
     """The length of every utterance's array in the chunks of :func:`map_utterances`, in manifest order."""
     out = []
     for c in range(num_chunks):
-        with np.load(work_dir / f"chunk_{c:06d}.npz") as chunk:
-            out.append(chunk["lengths"])
+        out.append(load_npz(work_dir / f"chunk_{c:06d}.npz", "lengths")["lengths"])
     return np.concatenate(out) if out else np.zeros(0, np.int64)
 
 
@@ -106,7 +100,7 @@ def read_chunks(work_dir: Path, num_chunks: int) -> list[np.ndarray]:
     """The per-utterance arrays written by :func:`map_utterances`, in manifest order."""
     out: list[np.ndarray] = []
     for c in range(num_chunks):
-        with np.load(work_dir / f"chunk_{c:06d}.npz") as chunk:
-            data, lengths = chunk["data"], chunk["lengths"]
+        chunk = load_npz(work_dir / f"chunk_{c:06d}.npz", "data", "lengths")
+        data, lengths = chunk["data"], chunk["lengths"]
         out += np.split(data, np.cumsum(lengths)[:-1])
     return out

@@ -38,10 +38,13 @@ from learn2diss.data.batching import (
 from learn2diss.data.manifest import Manifest
 from learn2diss.errors import Learn2DissError
 from learn2diss.io import (
-    atomic_path,
+    load_npy,
+    load_npz,
     read_json,
     read_yaml,
     remove_temporaries,
+    save_npy,
+    save_npz,
     write_json,
     write_yaml,
 )
@@ -49,7 +52,7 @@ from learn2diss.kmeans import assign, fit_kmeans
 from learn2diss.pretrain.config import Config, JointConfig, config_to_dict
 from learn2diss.pretrain.extract import chunk_lengths, iterate_batches, map_utterances, read_chunks
 from learn2diss.pretrain.objectives import JointObjective, SimCLRObjective
-from learn2diss.pretrain.targets import FrameLabels, knee_point, mfcc_features, plot_knee, save_npy
+from learn2diss.pretrain.targets import FrameLabels, knee_point, mfcc_features, plot_knee
 from learn2diss.schema import to_dict
 from learn2diss.training.checkpoint import load_checkpoint
 from learn2diss.training.ddp import DistributedContext, barrier
@@ -257,7 +260,7 @@ def frame_targets(run: Run) -> None:
         save_npy(centroids_path, fitted)
         write_json(work / "kmeans.json", {"frames": len(x), "inertia": inertia})
     barrier(run.ctx)
-    centroids = torch.from_numpy(np.load(centroids_path)).to(run.ctx.device)
+    centroids = torch.from_numpy(_array(centroids_path, 2, "f")).to(run.ctx.device)
 
     @torch.no_grad()
     def label(wav: Tensor, lengths: Tensor) -> list[np.ndarray]:
@@ -390,12 +393,20 @@ def utt_targets(run: Run) -> None:
 def _kmeans_cached(work: Path, x: np.ndarray, q: int, iterations: int, seed: int) -> tuple[np.ndarray, float]:
     path = work / f"kmeans_Q{q}.npz"
     if path.is_file():
-        with np.load(path) as saved:
-            return saved["centroids"], float(saved["inertia"])
+        saved = load_npz(path, "centroids", "inertia")
+        return saved["centroids"], float(saved["inertia"])
     centroids, inertia = fit_kmeans(x, q, iterations, seed)
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        np.savez(handle, centroids=centroids, inertia=np.float64(inertia))
+    save_npz(path, centroids=centroids, inertia=np.float64(inertia))
     return centroids, inertia
+
+
+def _array(path: Path, ndim: int, kinds: str, rows: int | None = None) -> np.ndarray:
+    """A stage's array file, checked: ``ndim`` dimensions, a dtype kind in ``kinds``, ``rows`` rows if given."""
+    array = load_npy(path)
+    if array.ndim != ndim or array.dtype.kind not in kinds or rows is not None and len(array) != rows:
+        expected = f"{ndim}-D {'integer' if kinds == 'iu' else 'float'} array" + (f" of {rows} rows" if rows else "")
+        raise StageError(f"{path}: expected a {expected}, got {array.dtype} {array.shape}; rerun its stage")
+    return array
 
 
 def joint_model_config(config: Config, num_utterance_clusters: int) -> ModelConfig:
@@ -441,7 +452,7 @@ def joint(run: Run) -> None:
     model.to(run.ctx.device)
     stage = joint_stage(model, cfg, run.segment_frames)
     frame_labels = FrameLabels(run.dir("frame-targets"))
-    utt_labels = np.load(run.dir("utt-targets") / "labels.npy")
+    utt_labels = _array(run.dir("utt-targets") / "labels.npy", 1, "iu", len(run.manifest))
     batches = _training_batches(run, _usable(run, model.min_samples, two_segments=False), run.config.data.max_batch_seconds,
                                 frame_labels, utt_labels)
     final = train(stage, batches, work, run.out / "tensorboard" / "joint", run.config.train, run.ctx, run.resume,

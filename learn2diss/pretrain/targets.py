@@ -18,7 +18,7 @@ from learn2diss import io as lio
 from learn2diss.io import atomic_path
 from learn2diss.upstream.config import SAMPLE_RATE
 
-__all__ = ["knee_point", "plot_knee", "mfcc_features", "FrameLabels", "save_npy"]
+__all__ = ["knee_point", "plot_knee", "mfcc_features", "FrameLabels"]
 
 
 def mfcc_features(wav: torch.Tensor, frames: int, frame_shift_ms: float = 20.0) -> torch.Tensor:
@@ -79,14 +79,8 @@ def plot_knee(counts: Sequence[int], inertias: Sequence[float], knee: int | None
     ax.set_title("Utterance clusters: Kneedle knee point")
     ax.legend()
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
+    lio.save_figure(path, fig, dpi=120)
     plt.close(fig)
-
-
-def save_npy(path: Path, array: np.ndarray) -> None:
-    """``np.save`` atomically (:func:`learn2diss.io.save_npy`: temporary file, fsync, rename)."""
-    lio.save_npy(path, array)
 
 
 class FrameLabels:
@@ -97,7 +91,10 @@ class FrameLabels:
 
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
-        self.offsets = np.load(self.directory / "offsets.npy")
+        self.offsets = lio.load_npy(self.directory / "offsets.npy")
+        if self.offsets.ndim != 1 or self.offsets.dtype.kind not in "iu" or not len(self.offsets):
+            raise lio.FileReadError(f"{self.directory / 'offsets.npy'}: expected N + 1 integer offsets, got "
+                                    f"{self.offsets.dtype} {self.offsets.shape}")
         self._labels: np.ndarray | None = None
 
     @staticmethod
@@ -106,8 +103,8 @@ class FrameLabels:
         offsets = np.zeros(len(per_utterance) + 1, dtype=np.int64)
         offsets[1:] = np.cumsum([len(a) for a in per_utterance])
         flat = np.concatenate(per_utterance).astype(dtype) if per_utterance else np.zeros(0, dtype)
-        save_npy(directory / "labels.npy", flat)
-        save_npy(directory / "offsets.npy", offsets)
+        lio.save_npy(directory / "labels.npy", flat)
+        lio.save_npy(directory / "offsets.npy", offsets)
 
     @staticmethod
     def write_chunks(directory: Path, chunk_dir: Path, num_chunks: int, num_classes: int) -> np.ndarray:
@@ -122,13 +119,12 @@ class FrameLabels:
             flat = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(int(offsets[-1]),))
             start = 0
             for c in range(num_chunks):
-                with np.load(chunk_dir / f"chunk_{c:06d}.npz") as chunk:
-                    data = chunk["data"]
+                data = lio.load_npz(chunk_dir / f"chunk_{c:06d}.npz", "data")["data"]
                 flat[start : start + len(data)] = data
                 start += len(data)
             flat.flush()
             del flat
-        save_npy(directory / "offsets.npy", offsets)
+        lio.save_npy(directory / "offsets.npy", offsets)
         return lengths
 
     def __len__(self) -> int:
@@ -136,7 +132,7 @@ class FrameLabels:
 
     def __getitem__(self, i: int) -> np.ndarray:
         if self._labels is None:
-            self._labels = np.load(self.directory / "labels.npy", mmap_mode="r")
+            self._labels = lio.load_npy(self.directory / "labels.npy", mmap=True)
         return np.asarray(self._labels[self.offsets[i] : self.offsets[i + 1]], dtype=np.int64)
 
     def __getstate__(self) -> dict:

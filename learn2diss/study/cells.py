@@ -9,7 +9,6 @@ process on one thread.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import time
@@ -17,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from learn2diss.io import atomic_dir, write_json
+from learn2diss.io import atomic_dir, read_json, write_json
 from learn2diss.study.evaluate import CorpusSplit, EvalSizes, evaluate_split
 from learn2diss.study.grid import Setting, StudyError
 from learn2diss.version import __version__, git_commit
@@ -98,7 +97,7 @@ def train_cell(cell: Cell, inputs: StudyInputs, paths: StudyPaths) -> Path:
     run, overrides = paths.run(cell), cell.overrides(inputs.common)
     marker = run / "study_cell.json"
     if run.is_dir():
-        stored = json.loads(marker.read_text()).get("overrides") if marker.is_file() else None
+        stored = read_json(marker, "study cell marker").get("overrides") if marker.is_file() else None
         if stored != overrides:
             raise StudyError(f"{run} holds a run with other overrides ({stored}); delete it or use another --work-dir")
     else:
@@ -137,7 +136,7 @@ def run_cell(cell: Cell, inputs: StudyInputs, paths: StudyPaths, splits: tuple[s
     overrides = cell.overrides(inputs.common)
     path = paths.cell_file(cell)
     if path.is_file():
-        record = json.loads(path.read_text())
+        record = read_json(path, "cell record")
         if record["overrides"] != overrides:
             raise StudyError(f"{path}: cell {cell.name} was run with other overrides ({record['overrides']}); "
                              "use another --out and --work-dir, or delete it")

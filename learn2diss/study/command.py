@@ -37,7 +37,6 @@ Examples (on the files of `make demo`; not run: 12 settings x 3 seeds of the joi
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 SPLITS = ("val", "test")
@@ -107,7 +106,9 @@ def _prepared_run(args: argparse.Namespace, work: Path) -> tuple[Path, Path, Pat
                          "run `learn2diss pretrain frame-targets|utt-simclr|utt-targets` into it, or pass --parent")
     manifest = args.data
     if manifest is None:
-        manifest = Path(json.loads((shared / "run.json").read_text())["manifest"])
+        from learn2diss.io import read_json
+
+        manifest = Path(read_json(shared / "run.json", "run record")["manifest"])
     return shared, args.config or shared / "config.yaml", manifest
 
 
@@ -119,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _study(args: argparse.Namespace) -> int:
-    from learn2diss.io import write_json
+    from learn2diss.io import write_json, write_text
     from learn2diss.pretrain.config import read_config
     from learn2diss.schema import apply_overrides, check_device, format_override
     from learn2diss.study.cells import Cell, CellTime, StudyInputs, StudyPaths, run_cell, run_cells
@@ -188,6 +189,6 @@ def _study(args: argparse.Namespace) -> int:
     write_json(args.out / "study.json", {"grid": str(args.grid), "seeds": args.seeds, "splits": args.splits,
                                          "config": str(config), "shared": str(shared), "corpus": str(args.corpus),
                                          "common_overrides": args.set})
-    (args.out / "summary.md").write_text(text)
+    write_text(args.out / "summary.md", text)
     print("\n" + text)
     return 0

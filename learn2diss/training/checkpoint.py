@@ -9,19 +9,13 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from learn2diss.io import save_torch
 from learn2diss.upstream.checkpoints import CheckpointError, load_untrusted
 
-__all__ = ["CHECKPOINT_PATTERN", "CHECKPOINT_KEYS", "save_checkpoint", "checkpoints", "latest_checkpoint",
+__all__ = ["CHECKPOINT_PATTERN", "CHECKPOINT_KEYS", "checkpoints", "latest_checkpoint",
            "load_checkpoint", "load_latest_checkpoint", "prune"]
 
 CHECKPOINT_PATTERN = re.compile(r"step_(\d+)\.pt")
 CHECKPOINT_KEYS = ("stage", "step", "position", "world_size", "nonfinite_steps", "model", "modules", "optimizers")
-
-
-def save_checkpoint(path: Path, state: dict) -> None:
-    """Write a training checkpoint atomically (temporary file, fsync, rename; no temporary file left on failure)."""
-    save_torch(path, state)
 
 
 def checkpoints(directory: Path) -> list[Path]:

@@ -37,7 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from learn2diss.errors import Interrupted, Learn2DissError
-from learn2diss.io import remove_temporaries
+from learn2diss.io import move, remove_temporaries, save_torch
 from learn2diss.rng import seed_for
 from learn2diss.training.checkpoint import (
     CHECKPOINT_PATTERN,
@@ -45,7 +45,6 @@ from learn2diss.training.checkpoint import (
     latest_checkpoint,
     load_latest_checkpoint,
     prune,
-    save_checkpoint,
 )
 from learn2diss.training.config import OptimizerConfig, TrainConfig
 from learn2diss.training.ddp import DistributedContext, any_true, total
@@ -359,7 +358,7 @@ def _resume(stage: TrainingStage, ckpt_dir: Path, ctx: DistributedContext, resum
     if ctx.is_main:  # damaged newer files are kept aside, out of the way of pruning and later resumes
         newest_first = checkpoints(ckpt_dir)
         for damaged in newest_first[: newest_first.index(found)]:
-            damaged.rename(damaged.with_name(damaged.name + ".damaged"))
+            move(damaged, damaged.with_name(damaged.name + ".damaged"))
             print(f"[{stage.name}] {damaged} moved to {damaged.name}.damaged")
     if state.get("world_size") != ctx.world_size:
         raise ResumeError(f"{found} was written by {state.get('world_size')} processes, this run has "
@@ -397,7 +396,7 @@ def _save(stage: TrainingStage, progress: Progress, ckpt_dir: Path, train_cfg: T
     _check_replicas(ctx, [stage.model, *(aux.module for aux in stage.objective.auxiliaries)], progress.step)
     path = ckpt_dir / f"step_{progress.step:07d}.pt"
     if ctx.is_main:
-        save_checkpoint(path, checkpoint_state(stage, progress, ctx.world_size, extra))
+        save_torch(path, checkpoint_state(stage, progress, ctx.world_size, extra))  # atomic: temporary file + rename
         prune(ckpt_dir, train_cfg.keep_checkpoints)
     return path
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from torch import Tensor
 
-from learn2diss.io import write_text
+from learn2diss.io import FileReadError, open_append, parse_json, read_text, write_lines
 
 __all__ = ["MetricsLogger", "cut_metrics"]
 
@@ -18,16 +18,16 @@ def cut_metrics(path: Path, step: int) -> None:
     if not path.is_file():
         return
     kept, dropped = [], 0
-    for line in path.read_text().splitlines():
+    for line in read_text(path, "metrics log").splitlines():
         try:
-            record = json.loads(line)
+            record = parse_json(line, path)
             keep = int(record["step"]) <= step
-        except (ValueError, KeyError, TypeError):
+        except (FileReadError, ValueError, KeyError, TypeError):
             keep = False
         kept += [line] if keep else []
         dropped += not keep
     if dropped:
-        write_text(path, "".join(f"{line}\n" for line in kept))
+        write_lines(path, kept)
 
 
 class MetricsLogger:
@@ -45,7 +45,7 @@ class MetricsLogger:
             directory.mkdir(parents=True, exist_ok=True)
             # purge_step: TensorBoard hides the events a killed run logged after its checkpoint
             self.writer = SummaryWriter(str(tensorboard_dir), purge_step=start_step + 1 if start_step else None)
-            self.jsonl = open(directory / "metrics.jsonl", "a")  # noqa: SIM115 - closed in close()
+            self.jsonl = open_append(directory / "metrics.jsonl")  # closed in close()
 
     def add(self, scalars: dict[str, Tensor]) -> None:
         for key, value in scalars.items():

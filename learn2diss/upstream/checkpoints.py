@@ -16,20 +16,26 @@ Ours: a directory with ``config.yaml`` (the :class:`ModelConfig`) and ``model.sa
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import pickle
-import re
 from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import Tensor
 
-from learn2diss.io import FileReadError, atomic_dir, read_yaml, save_safetensors, save_torch
+from learn2diss.io import (
+    FileReadError,
+    atomic_dir,
+    load_torch,
+    read_json,
+    read_yaml,
+    save_safetensors,
+    save_torch,
+    write_text,
+    write_yaml,
+)
 from learn2diss.schema import ConfigError, from_dict, to_dict
 from learn2diss.upstream import formats
 from learn2diss.upstream.config import SAMPLE_RATE, ModelConfig, ParentConfig
@@ -63,22 +69,12 @@ _ALLOWED_GLOBALS: list[Any] = [
 
 
 def load_untrusted(path: str | Path) -> dict:
-    """``torch.load(path, weights_only=True)``; a file that needs arbitrary unpickling is refused."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+    """``torch.load(path, weights_only=True)`` (:func:`learn2diss.io.load_torch`); a file that needs arbitrary
+    unpickling is refused, naming the class it asks for."""
     try:
-        with torch.serialization.safe_globals(_ALLOWED_GLOBALS):
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        found = re.search(r"GLOBAL ([\w.]+)|global '?([\w.]+)", str(err))
-        what = next((g for g in found.groups() if g), "an object") if found else "an object"
-        raise CheckpointError(
-            f"{path}: refused to load: it asks to construct {what}, which safe loading (weights_only=True) does not "
-            "allow; nothing in the file was executed. Re-save the weights as a plain state dict or safetensors."
-        ) from None
-    except (RuntimeError, EOFError, OSError) as err:
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({err})") from None
+        state = load_torch(path, _ALLOWED_GLOBALS)
+    except FileReadError as err:
+        raise CheckpointError(str(err)) from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: expected a dictionary checkpoint, got {type(state).__name__}")
     return state
@@ -93,7 +89,10 @@ def _read_huggingface(directory: Path) -> tuple[ParentConfig, dict[str, Tensor]]
     import transformers
 
     config_path = directory / "config.json"
-    config = json.loads(config_path.read_text())
+    try:
+        config = read_json(config_path, "Hugging Face config")
+    except FileReadError as err:
+        raise CheckpointError(str(err)) from None
     model_type = config.get("model_type")
     kinds = {hf_type: kind for kind, (hf_type, *_) in formats.HUGGINGFACE_KINDS.items()}
     if model_type not in kinds:
@@ -235,7 +234,7 @@ def export_frame_path(model: Learn2Diss, directory: str | Path, fmt: str, files:
         else:
             save_torch(tmp / FAIRSEQ_FILE, formats.to_fairseq(parent, state))
         for name, text in (files or {}).items():
-            (tmp / name).write_text(text, encoding="utf-8")
+            write_text(tmp / name, text)
     return directory
 
 
@@ -249,7 +248,7 @@ def save_model(model: Learn2Diss, directory: str | Path, extra: dict | None = No
     meta = {"format_version": FORMAT_VERSION, "model": to_dict(model.config), **({"extra": extra} if extra else {})}
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     with atomic_dir(directory) as tmp:
-        (tmp / CONFIG_FILE).write_text(yaml.safe_dump(meta, sort_keys=False))
+        write_yaml(tmp / CONFIG_FILE, meta)
         save_safetensors(tmp / WEIGHTS_FILE, state, {"format": "learn2diss", "version": str(FORMAT_VERSION)})
     return directory
 

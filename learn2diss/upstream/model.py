@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from learn2diss.errors import InputError
 from learn2diss.upstream import formats
 from learn2diss.upstream.config import SAMPLE_RATE, ModelConfig
 from learn2diss.upstream.frames import FeatureExtractor, Features, FrameEncoder, FrameOutput
@@ -167,30 +168,30 @@ class Learn2Diss(nn.Module):
     ) -> tuple[Tensor, bool]:
         """Validate a batch; returns ``lengths`` (filled in when None) and whether the batch has padding.
 
-        Raises ValueError saying what is wrong. One device synchronisation for all the checks.
+        Raises :class:`~learn2diss.errors.InputError` (a ``ValueError``) saying what is wrong. One device synchronisation for all the checks.
         """
         if sample_rate != SAMPLE_RATE:
-            raise ValueError(f"Learn2Diss takes {SAMPLE_RATE} Hz audio, got sample_rate={sample_rate}; resample first")
+            raise InputError(f"Learn2Diss takes {SAMPLE_RATE} Hz audio, got sample_rate={sample_rate}; resample first")
         if waveforms.ndim != 2:
-            raise ValueError(
+            raise InputError(
                 f"waveforms must be (batch, samples) mono 16 kHz audio, got shape {tuple(waveforms.shape)}"
                 + ("; average or pick one channel first" if waveforms.ndim == 3 else "")
             )
         if not waveforms.is_floating_point():
-            raise ValueError(f"waveforms must be floating point, got {waveforms.dtype}")
+            raise InputError(f"waveforms must be floating point, got {waveforms.dtype}")
         batch, samples = waveforms.shape
         if lengths is None:
             lengths = torch.full((batch,), samples, dtype=torch.long, device=waveforms.device)
         if lengths.shape != (batch,) or lengths.is_floating_point():
-            raise ValueError(f"lengths must be an integer tensor of shape ({batch},), got {tuple(lengths.shape)}")
+            raise InputError(f"lengths must be an integer tensor of shape ({batch},), got {tuple(lengths.shape)}")
         bad = ~torch.isfinite(waveforms).all(dim=1)
         low, high, num_bad = torch.stack([lengths.min(), lengths.max(), bad.sum()]).tolist()
         if low <= 0 or high > samples:
-            raise ValueError(f"lengths must be in [1, {samples}], got {lengths.tolist()}")
+            raise InputError(f"lengths must be in [1, {samples}], got {lengths.tolist()}")
         if low < self.min_samples:
-            raise ValueError(f"utterance too short: {low} samples, need at least {self.min_samples}")
+            raise InputError(f"utterance too short: {low} samples, need at least {self.min_samples}")
         if num_bad:
-            raise ValueError(f"waveforms contain NaN or inf (batch items {bad.nonzero().flatten().tolist()})")
+            raise InputError(f"waveforms contain NaN or inf (batch items {bad.nonzero().flatten().tolist()})")
         return lengths, low < samples
 
     @property

@@ -25,6 +25,7 @@ from learn2diss.data.synth.finishing import (
     write_audio,
 )
 from learn2diss.data.synth.speakers import MBROLA_DIR, Speaker
+from learn2diss.io import write_text
 
 MBROLA_PHONE_JITTER = 0.10  # log-normal sigma of each phone's duration
 MBROLA_MIN_PHONE_MS = 12
@@ -158,7 +159,7 @@ def _festival_batch(speaker: Speaker, jobs: list[Job], work: Path) -> None:
     lines = [_FESTIVAL_PRELUDE, f"({speaker.voice.engine_voice})", f"(set! l2d_base {saved})"]
     lines += [_festival_utterance(speaker, j, work / f"{j.utt_id}.festival.wav") for j in jobs]
     script = work / f"{jobs[0].utt_id}.scm"
-    script.write_text("\n".join(lines))
+    write_text(script, "\n".join(lines))
     run_tool(["festival", "--batch", str(script)])
 
 

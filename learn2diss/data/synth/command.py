@@ -124,9 +124,9 @@ def prepare_out_dir(out: Path, fingerprint: str, overwrite: bool) -> bool:
     """Make ``out`` ready; True when a complete corpus with these settings is already there."""
     summary, state = out / SUMMARY_FILE, out / BUILD_DIR / "plan.json"
     ours = summary.is_file() or state.is_file()
-    if summary.is_file() and json.loads(summary.read_text())["fingerprint"] == fingerprint:
+    if summary.is_file() and lio.read_json(summary, "corpus summary").get("fingerprint") == fingerprint:
         return True
-    if state.is_file() and json.loads(state.read_text())["fingerprint"] == fingerprint:
+    if state.is_file() and lio.read_json(state, "corpus build plan").get("fingerprint") == fingerprint:
         return False  # resume
     if out.exists() and any(out.iterdir()):
         if not (ours and overwrite):
@@ -165,7 +165,7 @@ def synthesise(plan: list[Utterance], out: Path, jobs: int) -> dict[str, Result]
     for index, chunk in enumerate(chunks):
         cached = done_dir / f"{index:05d}.json"
         if cached.is_file():
-            for row in json.loads(cached.read_text()):
+            for row in lio.read_json(cached, "synthesis results"):
                 results[row["utt_id"]] = Result(
                     row["utt_id"],
                     row["num_samples"],
@@ -269,7 +269,7 @@ def build(args: argparse.Namespace) -> dict:
     out = args.out
     if prepare_out_dir(out, fingerprint, args.overwrite):
         print(f"{out} already holds this corpus (settings {fingerprint}); nothing to do")
-        return json.loads((out / SUMMARY_FILE).read_text())
+        return lio.read_json(out / SUMMARY_FILE, "corpus summary")
     plan = make_plan(
         speakers, wordnet_sentences(), out.resolve(), utts=args.utts, shared=args.shared,
         seed=args.seed, test_speakers=test_speakers, dev_fraction=args.dev_fraction,
@@ -286,7 +286,7 @@ def build(args: argparse.Namespace) -> dict:
             layout.write_abx(out, done, split)
     layout.write_voxceleb(out, plan, done, args.seed)
     summary = summarise(plan, results, settings, fingerprint)
-    layout.write_text(out / SUMMARY_FILE, [json.dumps(summary, indent=1)])
+    lio.write_text(out / SUMMARY_FILE, json.dumps(summary, indent=1) + "\n")
     shutil.rmtree(out / BUILD_DIR)
     return summary
 

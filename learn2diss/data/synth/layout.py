@@ -8,7 +8,6 @@ temporary name and moved into place.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -16,14 +15,8 @@ import numpy as np
 from learn2diss.data.synth.backends import Result
 from learn2diss.data.synth.phones import INVENTORY, SILENCE
 from learn2diss.data.synth.plan import Utterance, used_splits
-from learn2diss.io import atomic_path
+from learn2diss.io import write_lines
 from learn2diss.upstream.config import SAMPLE_RATE
-
-
-def write_text(path: Path, lines: Iterable[str]) -> None:
-    """Write lines (each ending in a newline) atomically."""
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
-        handle.writelines(f"{line}\n" for line in lines)
 
 
 def seconds(sample: int) -> str:
@@ -40,7 +33,7 @@ def write_transcripts(root: Path, done: list[tuple[Utterance, Result]]) -> None:
             f"{utt.utt_id} {utt.transcript}"
         )
     for path, lines in groups.items():
-        write_text(path, sorted(lines))
+        write_lines(path, sorted(lines))
 
 
 def write_split_manifests(root: Path, done: list[tuple[Utterance, Result]]) -> None:
@@ -52,18 +45,18 @@ def write_split_manifests(root: Path, done: list[tuple[Utterance, Result]]) -> N
             for u, r in done
             if u.split == split
         ]
-        write_text(root / "splits" / f"{split}.tsv", lines)
+        write_lines(root / "splits" / f"{split}.tsv", lines)
 
 
 def write_alignments(root: Path, done: list[tuple[Utterance, Result]]) -> None:
     """``alignments/{split}.tsv`` (utt_id, onset, offset, phone) and ``alignments/phones.txt``."""
-    write_text(root / "alignments" / "phones.txt", INVENTORY)
+    write_lines(root / "alignments" / "phones.txt", INVENTORY)
     for split in used_splits(done):
         lines = ["utt_id\tonset\toffset\tphone"]
         for u, r in done:
             if u.split == split:
                 lines += [f"{u.utt_id}\t{seconds(a)}\t{seconds(b)}\t{p}" for a, b, p in r.segments]
-        write_text(root / "alignments" / f"{split}.tsv", lines)
+        write_lines(root / "alignments" / f"{split}.tsv", lines)
 
 
 def abx_items(done: list[tuple[Utterance, Result]], split: str, triphone_span: bool) -> list[str]:
@@ -90,8 +83,8 @@ def abx_items(done: list[tuple[Utterance, Result]], split: str, triphone_span: b
 
 
 def write_abx(root: Path, done: list[tuple[Utterance, Result]], split: str = "test") -> None:
-    write_text(root / "abx" / f"{split}.item", abx_items(done, split, triphone_span=True))
-    write_text(root / "abx" / f"{split}.pitem", abx_items(done, split, triphone_span=False))
+    write_lines(root / "abx" / f"{split}.item", abx_items(done, split, triphone_span=True))
+    write_lines(root / "abx" / f"{split}.pitem", abx_items(done, split, triphone_span=False))
 
 
 def verification_trials(done: list[tuple[Utterance, Result]], seed: int) -> list[str]:
@@ -134,5 +127,5 @@ def write_voxceleb(
         lines.append(
             f"{sid}\t{s.name}\t{s.sex}\t{s.voice.name}\t{s.voice.backend}\t{split}\t{counts[sid]}"
         )
-    write_text(root / "voxceleb" / "speakers.tsv", lines)
-    write_text(root / "voxceleb" / "veri_test.txt", verification_trials(done, seed))
+    write_lines(root / "voxceleb" / "speakers.tsv", lines)
+    write_lines(root / "voxceleb" / "veri_test.txt", verification_trials(done, seed))

@@ -3,7 +3,8 @@
 predict.zip holds predict/<task>_public/predict.* from the run folders of `learn2diss superb run`
 (ER: all five folds or none), each file checked, and the zip is checked against the public-set
 format; tasks without predictions are left out and listed; with --checkpoint, OUT/model_package gets the
-expert, hubconf, checkpoint and requirements for a hidden-set upload.
+expert, hubconf, checkpoint and requirements for a hidden-set upload. Every input is checked before anything
+is written; a prediction or checkpoint file that is a symbolic link is refused.
 
 Examples (not run: need the run folders of a SUPERB grid, `learn2diss superb run`)::
 
@@ -31,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from learn2diss.downstream_runs.commands.superb_run import results_csv
-    from learn2diss.downstream_runs.submit import build_model_package, build_predict_zip
+    from learn2diss.downstream_runs.submit import check_submission, write_submission
     from learn2diss.downstream_runs.tasks import parse_tasks
 
     input_folder(args.runs, "--runs")
@@ -42,13 +43,16 @@ def run(args: argparse.Namespace) -> int:
         results = Path("results/superb.csv")
     else:  # named: it must hold the results
         results = input_file(results_csv(args.results), "--results")
-    written = build_predict_zip(args.runs, args.out, parse_tasks(args.tasks), results)
+    # everything is read and checked before anything is written: a refused checkpoint leaves no predict.zip
+    submission = check_submission(args.runs, args.out, parse_tasks(args.tasks), results, args.checkpoint)
+    package = write_submission(submission, args.out)
+    written = submission.predict
     for name in written.members:
         print(name)
     for task, reason in written.missing.items():
         print(f"missing {task}: {reason}")
     print(f"wrote {written.path} ({len(written.members)} members, checked against the public-set format"
           f"{'; missing: ' + ', '.join(written.missing) if written.missing else ''})")
-    if args.checkpoint:
-        print(f"wrote {build_model_package(args.checkpoint, args.out)}")
+    if package is not None:
+        print(f"wrote {package}")
     return 0

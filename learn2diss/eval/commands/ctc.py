@@ -60,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
     from learn2diss.eval.ctc.decode import LexiconLMDecoder, viterbi_decode, word_error_rate
     from learn2diss.eval.ctc.finetune import emissions, finetune
     from learn2diss.eval.ctc.lexicon import read_word_list
-    from learn2diss.eval.results import ResultRow, append_rows, write_atomic
+    from learn2diss.eval.results import ResultRow, append_rows
+    from learn2diss.io import write_text
     from learn2diss.training.ddp import setup_distributed, teardown
 
     if args.checkpoint is None:
@@ -117,10 +118,10 @@ def run(args: argparse.Namespace) -> int:
                   "all-blank plateau); fine-tune longer or at a higher learning rate (--set finetune.max_updates=..., "
                   "--set finetune.optimizer.lr=...)", file=sys.stderr)
         ids = [u.utt_id for u in utterances]
-        write_atomic(hyp_dir / f"{dataset}.viterbi.txt", "".join(f"{i}\t{h}\n" for i, h in zip(ids, viterbi, strict=True)))
+        write_text(hyp_dir / f"{dataset}.viterbi.txt", "".join(f"{i}\t{h}\n" for i, h in zip(ids, viterbi, strict=True)))
         scores = {"wer_viterbi": word_error_rate(refs, viterbi), "blank_rate": blank}
         if decoder is not None:
-            write_atomic(hyp_dir / f"{dataset}.hyp.txt", "".join(f"{i}\t{h}\n" for i, h in zip(ids, beam, strict=True)))
+            write_text(hyp_dir / f"{dataset}.hyp.txt", "".join(f"{i}\t{h}\n" for i, h in zip(ids, beam, strict=True)))
             scores["wer"] = word_error_rate(refs, beam)
         for metric, value in scores.items():
             details = (f"{len(utterances)} utterances, {frames} frames" if metric == "blank_rate" else
