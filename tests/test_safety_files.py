@@ -76,7 +76,7 @@ def test_a_duplicated_key_in_a_run_folders_config_is_one_error_line(tmp_path, ca
     """`learn2diss eval` reads a checkpoint's config.yaml: one line naming it."""
     checkpoint = make_checkpoint(tmp_path / "ckpt")
     _duplicated(checkpoint / "config.yaml", (checkpoint / "config.yaml").read_text(), "format_version")
-    code = console(["eval", "abx", "--ckpt", str(checkpoint), "--item", str(tmp_path / "x.item"), "--audio",
+    code = console(["eval", "abx", "--checkpoint", str(checkpoint), "--item", str(tmp_path / "x.item"), "--audio",
                     str(tmp_path)])
     line = _one_error(capsys, "eval abx")
     assert code == 2 and f"{checkpoint / 'config.yaml'}:2: key 'format_version' given twice" in line
@@ -248,7 +248,8 @@ def test_a_killed_results_write_leaves_no_temporary_file_after_the_next_one(tmp_
 # ---- packages hold only the regular files they name ---------------------------------------------------------
 
 
-def test_a_symlink_in_the_checkpoint_is_refused_and_nothing_is_written(tmp_path, capsys):
+def test_a_symlink_in_the_checkpoint_is_refused_and_nothing_is_written(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no results/superb.csv here: the run with the best dev score is chosen
     make_runs(tmp_path / "runs")
     checkpoint = make_checkpoint(tmp_path / "ckpt")
     outside = tmp_path / "outside.safetensors"
@@ -256,33 +257,34 @@ def test_a_symlink_in_the_checkpoint_is_refused_and_nothing_is_written(tmp_path,
     (checkpoint / "model.safetensors").symlink_to(outside)
     (checkpoint / "extra").symlink_to("/etc/hostname")
     out = tmp_path / "submission"
-    code = console(["superb", "submit", "--runs", str(tmp_path / "runs"), "--out", str(out), "--results",
-                    str(tmp_path / "none.csv"), "--checkpoint", str(checkpoint)])
+    code = console(["superb", "submit", "--runs", str(tmp_path / "runs"), "--out", str(out), "--checkpoint",
+                    str(checkpoint)])
     line = _one_error(capsys, "superb submit")
     assert code == 2 and f"{checkpoint / 'model.safetensors'}: the checkpoint file is a symbolic link" in line
     assert not out.exists()  # predict.zip is not written before the checkpoint is checked
 
 
-def test_the_model_package_holds_the_named_files_and_no_link_target(tmp_path):
+def test_the_model_package_holds_the_named_files_and_no_link_target(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     make_runs(tmp_path / "runs")
     checkpoint = make_checkpoint(tmp_path / "ckpt")
     (checkpoint / "hostname").symlink_to("/etc/hostname")
     out = tmp_path / "submission"
-    assert console(["superb", "submit", "--runs", str(tmp_path / "runs"), "--out", str(out), "--results",
-                    str(tmp_path / "none.csv"), "--checkpoint", str(checkpoint)]) == 0
+    assert console(["superb", "submit", "--runs", str(tmp_path / "runs"), "--out", str(out), "--checkpoint",
+                    str(checkpoint)]) == 0
     files = sorted(str(p.relative_to(out / "model_package")) for p in (out / "model_package").rglob("*"))
     assert files == ["README.md", "checkpoint", "checkpoint/config.yaml", "checkpoint/model.safetensors",
                      "expert.py", "hubconf.py", "requirements.txt"]
     assert zipfile.is_zipfile(out / "predict.zip") and sorted(os.listdir(out)) == ["model_package", "predict.zip"]
 
 
-def test_a_prediction_file_that_is_a_link_is_refused(tmp_path, capsys):
+def test_a_prediction_file_that_is_a_link_is_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     make_runs(tmp_path / "runs")
     prediction = tmp_path / "runs" / "ks" / "lr0.01" / "test_predict.txt"
     prediction.unlink()
     prediction.symlink_to("/etc/hostname")
-    code = console(["superb", "submit", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--results",
-                    str(tmp_path / "none.csv")])
+    code = console(["superb", "submit", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out")])
     line = _one_error(capsys, "superb submit")
     assert code == 2 and f"{prediction}: the prediction file is a symbolic link (to /etc/hostname)" in line
     assert not (tmp_path / "out").exists()

@@ -141,7 +141,7 @@ def test_superb_run_refuses_the_upstream_checkpoint_with_one_line(tmp_path, monk
     data = make_speech_commands(tmp_path / "data")
     code = console(["superb", "run", "--upstream", "mockingjay_local", "-k", str(evil), "--tasks", "ks", "--lrs",
                     "1e-3", "--data-root", str(data), "--out", str(tmp_path / "runs"), "--results",
-                    str(tmp_path / "superb.csv"), "--device", "cpu", "--smoke", "--fail-fast"])
+                    str(tmp_path / "results"), "--device", "cpu", "--smoke", "--fail-fast"])
     stderr = capsys.readouterr().err
     assert "Traceback" not in stderr
     lines = re.findall(r"learn2diss superb run: error: .*", stderr)

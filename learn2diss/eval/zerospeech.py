@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from learn2diss.errors import InputError, MissingInputError, OutputExistsError
+from learn2diss.io import FileReadError, load_npy
 
 SUBSETS = ("dev-clean", "dev-other", "test-clean", "test-other")
 META_FILE = "meta.yaml"
@@ -248,8 +249,8 @@ def _load_array(path: Path) -> np.ndarray | None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         try:
-            return np.loadtxt(path) if path.suffix == ".txt" else np.load(path)  # allow_pickle=False
-        except (ValueError, OSError, UserWarning, EOFError):
+            return np.loadtxt(path) if path.suffix == ".txt" else load_npy(path)  # allow_pickle=False
+        except (FileReadError, ValueError, OSError, UserWarning, EOFError):
             return None
 
 
