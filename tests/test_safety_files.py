@@ -313,3 +313,16 @@ def test_the_models_input_checks_raise_the_projects_input_error():
         model.check_input(torch.full((1, 16000), float("nan")), None)
     with pytest.raises(InputError, match="utterance too short"):
         model.check_input(torch.zeros(1, 10), None)
+
+
+def test_a_broken_checkpoint_is_refused_before_predict_zip_is_written(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    make_runs(tmp_path / "runs")
+    checkpoint = make_checkpoint(tmp_path / "ckpt")
+    (checkpoint / "model.safetensors").write_bytes(b"not safetensors")
+    out = tmp_path / "submission"
+    code = console(["superb", "submit", "--runs", str(tmp_path / "runs"), "--out", str(out), "--checkpoint",
+                    str(checkpoint)])
+    line = _one_error(capsys, "superb submit")
+    assert code == 2 and str(checkpoint / "model.safetensors") in line
+    assert not out.exists()
