@@ -410,9 +410,13 @@ def _log(logger: MetricsLogger, bar: Any, progress: Progress, seconds: float, el
     bar.set_postfix(loss=f"{means['loss/total']:.3f}", audio_s_per_s=f"{means['throughput/audio_seconds_per_second']:.0f}")
 
 
-def _interrupted(stage: TrainingStage, progress: Progress, resume: bool) -> Interrupted:
-    """Ctrl-C in the loop: the step reached, the checkpoint a resumed run starts from, and how to resume."""
-    found = CHECKPOINT_PATTERN.fullmatch(progress.checkpoint.name) if progress.checkpoint else None
+def _interrupted(stage: TrainingStage, progress: Progress, ckpt_dir: Path, resume: bool) -> Interrupted:
+    """Ctrl-C in the loop: the step reached, the checkpoint a resumed run starts from, and how to resume.
+
+    The checkpoint is the newest one on disk, not the last one the loop recorded: Ctrl-C may arrive after a
+    checkpoint's rename and before the loop has recorded it."""
+    latest = latest_checkpoint(ckpt_dir)
+    found = CHECKPOINT_PATTERN.fullmatch(latest.name) if latest else None
     start = f"its checkpoint of step {int(found.group(1))}" if found else "the start (no checkpoint yet)"
     how = "rerun the same command to resume" if resume else "resume with --resume"
     return Interrupted(f"{stage.name}: interrupted at step {progress.step}; {how} (from {start})")
@@ -459,7 +463,7 @@ def train(
             if progress.step % train_cfg.checkpoint_every == 0 or progress.step == stage.steps:
                 progress.checkpoint = _save(stage, progress, ckpt_dir, train_cfg, ctx, checkpoint_extra or {})
     except KeyboardInterrupt:
-        raise _interrupted(stage, progress, resume) from None
+        raise _interrupted(stage, progress, ckpt_dir, resume) from None
     finally:
         bar.close()
         logger.close()
