@@ -53,11 +53,11 @@ def test_a_duplicated_key_in_a_run_config_is_refused(tmp_path):
 def test_a_duplicated_key_in_a_ctc_config_grid_checkpoint_and_set_value_is_refused(tmp_path):
     from learn2diss.eval.ctc.config import load_ctc_config
     from learn2diss.pretrain.config import load_config
-    from learn2diss.schema import packaged_yaml
+    from learn2diss.schema import find_config
     from learn2diss.study.grid import read_grid
     from learn2diss.upstream.checkpoints import load_model
 
-    ctc = _duplicated(tmp_path / "ctc.yaml", packaged_yaml("ctc_demo", "eval").read_text(), "max_updates")
+    ctc = _duplicated(tmp_path / "ctc.yaml", find_config("ctc_demo", "ctc").read_text(), "max_updates")
     with pytest.raises(Learn2DissError, match=r"ctc\.yaml:\d+: key 'max_updates' given twice"):
         load_ctc_config(ctc)
     grid = tmp_path / "grid.yaml"
