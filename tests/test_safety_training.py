@@ -96,7 +96,7 @@ def _poison(run: Path) -> str:
     """Set one weight of the final joint checkpoint to NaN; returns the tensor's name."""
     (path,) = sorted((run / "joint" / "checkpoints").glob("step_*.pt"))[-1:]
     state = torch.load(path, weights_only=True)
-    name = "frame_head.weight"
+    name = "g.head.weight"  # W_g
     state["model"][name].view(-1)[0] = float("nan")
     torch.save(state, path)
     return name
