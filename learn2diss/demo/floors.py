@@ -50,7 +50,7 @@ def write_mfcc_features(floor: str, audio: Mapping[str, Path], conv_layers: Sequ
 
     from learn2diss.data.audio import read_audio
     from learn2diss.data.batching import frames_for_samples
-    from learn2diss.eval.features import save_npy_atomic
+    from learn2diss.io import save_npy
     from learn2diss.pretrain.targets import mfcc_features
     from learn2diss.upstream.config import SAMPLE_RATE
 
@@ -63,4 +63,4 @@ def write_mfcc_features(floor: str, audio: Mapping[str, Path], conv_layers: Sequ
         frames = int(frames_for_samples(len(wav), [tuple(c) for c in conv_layers]))
         feats = mfcc_20(wav, frames, stride) if floor == "mfcc-20" else mfcc_features(wav, frames,
                                                                                         1000.0 * stride / SAMPLE_RATE)
-        save_npy_atomic(target, np.ascontiguousarray(feats.numpy(), dtype=np.float32))
+        save_npy(target, np.ascontiguousarray(feats.numpy(), dtype=np.float32))
