@@ -36,6 +36,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from learn2diss.errors import Learn2DissError
 from learn2diss.io import FileReadError, FileWriteError, parse_json, remove_temporaries
@@ -72,7 +73,7 @@ def _read_record(fd: int, path: Path) -> dict:
     return record if isinstance(record, dict) else {}
 
 
-def _alive(pid: object) -> bool:
+def _alive(pid: Any) -> bool:
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:

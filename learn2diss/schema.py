@@ -68,6 +68,10 @@ def non_negative(field: str, value: float) -> tuple[str, Any, bool, str]:
 DEVICES = re.compile(r"cpu|cuda(:\d+)?|mps")
 
 
+@typing.overload
+def check_device(device: str, option: str = ...) -> str: ...
+@typing.overload
+def check_device(device: None, option: str = ...) -> None: ...
 def check_device(device: str | None, option: str = "--device") -> str | None:
     """``device`` if it names a torch device this package runs on (``cpu``, ``cuda``, ``cuda:N``, ``mps``), else a
     :class:`ConfigError` naming the option; None (choose automatically) passes."""

@@ -46,9 +46,10 @@ import hashlib
 import io
 import re
 import shutil
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -196,7 +197,7 @@ def write_shards(
         raise
 
 
-def _write_shards(manifest: Manifest, out: Path, shard_utterances: int, frame_labels: Sequence[np.ndarray] | None,
+def _write_shards(manifest: Manifest, out: Path, shard_utterances: int, frame_labels: LabelTable | None,
                   frame_fingerprint: str | None, utt_labels: np.ndarray | None, utt_fingerprint: str | None,
                   seed: int, progress: bool) -> ShardIndex:
     import webdataset as wds
@@ -383,7 +384,7 @@ class ShardStream(torch.utils.data.IterableDataset):
         return self.dataset.item((row, epoch, batch), decode_audio(audio, where), frames, utt)
 
 
-def _samples(wds: object, url: str) -> Iterator[dict]:
+def _samples(wds: Any, url: str) -> Iterator[dict]:
     """The samples of one tar shard; a damaged or truncated tar is a :class:`ShardError` naming it."""
     import tarfile
 
@@ -403,7 +404,7 @@ def _row(sample: dict, url: str) -> int:
     return int(key)
 
 
-def _member(sample: dict, name: str, where: str, parse: Callable[[bytes], object]) -> object:
+def _member(sample: dict, name: str, where: str, parse: Callable[[bytes], Any]) -> Any:
     if name not in sample:
         raise ShardError(f"{where}: no .{name} member")
     try:

@@ -70,8 +70,8 @@ class SuperbRunJob(StateRecording):
         run = self.grid_run
         return train_and_evaluate(TASKS[run.task], self.spec, run.lr, run.fold, self.need_dev)
 
-    def summary(self, result: dict) -> dict:
-        return {"run": self.grid_run.name, "test": result.get("test")}
+    def summary(self, result: object) -> dict:
+        return {"run": self.grid_run.name, "test": result.get("test") if isinstance(result, dict) else None}
 
 
 def grid_runs(tasks: list, spec: Any, lrs: list[float] | None) -> list[tuple[GridRun, bool]]:

@@ -51,6 +51,7 @@ import sys
 import types
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -93,7 +94,7 @@ def refuse_unpickling(trusted: Sequence[str | os.PathLike[str]] = (), described:
         return isinstance(f, str | os.PathLike) and os.path.realpath(f) in trust
 
     @functools.wraps(original)
-    def load(f: object, *args: object, weights_only: bool | None = None, **kwargs: object) -> object:
+    def load(f: Any, *args: Any, weights_only: bool | None = None, **kwargs: Any) -> Any:
         if weights_only is False and not trusted_file(f):
             raise refusal(f)
         if not trusted_file(f):
@@ -128,7 +129,7 @@ def literal_expression(text: str, namespace: dict[str, object], where: str) -> o
     dotted names of modules in ``namespace`` (``torchaudio.compliance.kaldi.fbank``); else :class:`UntrustedFileError`."""
     import ast
 
-    def value(node: ast.AST) -> object:
+    def value(node: ast.AST | None) -> Any:
         if isinstance(node, ast.Constant):
             return node.value
         if isinstance(node, ast.List | ast.Tuple):
@@ -146,7 +147,7 @@ def literal_expression(text: str, namespace: dict[str, object], where: str) -> o
         if isinstance(node, ast.Attribute) and not node.attr.startswith("_"):
             owner = module_of(node.value)
             return getattr(owner, node.attr)
-        raise ValueError(ast.dump(node)[:60])
+        raise ValueError(ast.dump(node)[:60] if node is not None else "None")
 
     def module_of(node: ast.AST) -> types.ModuleType:
         owner = namespace.get(node.id) if isinstance(node, ast.Name) else value(node) \
@@ -389,7 +390,7 @@ def write_checkpoints_atomically() -> None:
         return
 
     @functools.wraps(original)
-    def save(obj: object, f: object, *args: object, **kwargs: object) -> None:
+    def save(obj: object, f: Any, *args: Any, **kwargs: Any) -> None:
         if isinstance(f, str | os.PathLike) and not args and not kwargs:
             save_torch(f, obj)
         else:

@@ -159,7 +159,7 @@ def finetune(
         return _finetune(model, train, config, out_dir, ctx)
 
 
-def _finetune(model: nn.Module, train: Sequence[LabelledUtterance], config: CtcConfig, out_dir: Path,
+def _finetune(model: Learn2Diss, train: Sequence[LabelledUtterance], config: CtcConfig, out_dir: Path,
               ctx: DistributedContext) -> CtcModel:
     from learn2diss.schema import to_dict
     from learn2diss.training.loop import TrainingStage, make_adam
