@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from learn2diss.errors import Learn2DissError
-from learn2diss.io import FileReadError, parse_yaml
+from learn2diss.io import FileReadError, parse_yaml, read_yaml
 
 T = TypeVar("T")
 
@@ -194,7 +194,12 @@ def read_config_data(path: Path, kind: str = "", chain: tuple[Path, ...] = ()) -
     if path.resolve() in chain:
         cycle = " -> ".join(str(p) for p in (*chain, path.resolve()))
         raise ConfigError(f"{chain[-1]}: base: cycle {cycle}")
-    data = read_yaml(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = read_yaml(path, "config file")
+    except FileReadError as err:  # invalid YAML, a Python tag, a key given twice: a config error naming the file
+        raise ConfigError(str(err)) from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     if "base" not in data:
@@ -221,19 +226,6 @@ def load_config_file(cls: type[T], name_or_path: str | Path, kind: str = "",
         return from_dict(cls, data, where)
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
-
-
-def read_yaml(path: str | Path) -> Any:
-    """``yaml.safe_load`` with an error that names the file (invalid YAML, a Python tag, unreadable)."""
-    from learn2diss.io import read_yaml as read
-
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        return read(path, "config file")
-    except FileReadError as err:
-        raise ConfigError(str(err)) from None
 
 
 def packaged_folder(folder: str) -> Path:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from learn2diss.io import read_yaml
 from learn2diss.pretrain.config import (
     Config,
     ConfigError,
@@ -23,7 +24,7 @@ from learn2diss.pretrain.config import (
     load_config,
     read_config,
 )
-from learn2diss.schema import KINDS, find_config, packaged_configs, read_yaml
+from learn2diss.schema import KINDS, find_config, packaged_configs
 
 REFERENCE = json.loads((Path(__file__).parent / "data" / "resolved_configs.json").read_text())
 
