@@ -53,3 +53,30 @@ def write_librispeech(root: Path, speakers: dict[str, list[str]], seconds: float
             paths[utt] = chapter / f"{utt}.flac"
         (chapter / f"{spk}-100.trans.txt").write_text("\n".join(lines) + "\n")
     return paths
+
+
+def write_spelled_librispeech(root: Path, speakers: dict[str, list[str]], letter_seconds: float = 0.08,
+                              seed: int = 0) -> None:
+    """A LibriSpeech-layout corpus whose audio spells its transcript: each letter a tone of its own pitch for
+    ``letter_seconds`` (4 frames at 50 Hz), 60 ms of silence after each word, 0.1 s at both ends, a little noise.
+    Each speaker shifts every pitch by 3 %. CTC can learn it from a random front end in a hundred updates."""
+    rng = np.random.default_rng(seed)
+    for k, (spk, texts) in enumerate(speakers.items()):
+        chapter = root / spk / "100"
+        chapter.mkdir(parents=True, exist_ok=True)
+        lines = []
+        for n, text in enumerate(texts):
+            parts = [np.zeros(1600)]
+            for word in text.lower().split():
+                for letter in word:
+                    t = np.arange(int(letter_seconds * 16000)) / 16000
+                    pitch = (250 + 140 * (ord(letter) - ord("a"))) * (1 + 0.03 * k)
+                    parts.append(0.5 * np.sin(2 * np.pi * pitch * t))
+                parts.append(np.zeros(960))
+            parts.append(np.zeros(1600))
+            wav = np.concatenate(parts)
+            wav += 0.01 * rng.standard_normal(wav.size)
+            utt = f"{spk}-100-{n:04d}"
+            sf.write(chapter / f"{utt}.flac", wav.astype(np.float32), 16000)
+            lines.append(f"{utt} {text}")
+        (chapter / f"{spk}-100.trans.txt").write_text("\n".join(lines) + "\n")

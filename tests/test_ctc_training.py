@@ -11,11 +11,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from eval_helpers import tiny_50hz_config, tiny_checkpoint, write_librispeech
+from eval_helpers import (
+    tiny_50hz_config,
+    tiny_checkpoint,
+    write_librispeech,
+    write_spelled_librispeech,
+)
 from pretrain_helpers import kill_after_checkpoint
 from test_eval_ctc import logged, tiny_config, tiny_schedule
 
 from learn2diss.eval.ctc.data import read_transcribed_folder
+from learn2diss.eval.ctc.decode import viterbi_decode
 from learn2diss.eval.ctc.finetune import CtcModel, emissions, finetune, load_ctc_checkpoint
 from learn2diss.eval.results import read_rows
 from learn2diss.training.loop import NonFiniteLossError
@@ -43,6 +49,39 @@ def _losses(run: Path) -> list[dict]:
     return records
 
 
+SPELLED = {"11": ["A CAT SAT", "THE MAT", "A HAT ON IT", "THE CAT ATE", "TEN MEN", "NO HAT"],
+           "22": ["ON THE MAT", "IT SAT", "A NET", "THE HEN ATE", "NOT ME", "AT SEA"]}
+
+
+def _spelled_run(tmp_path: Path, head_lr_scale: float) -> tuple[float, float, list[dict]]:
+    """Blank share (%) and character error rate (%) on the training utterances after 100 updates at lr 1e-3 on
+    spelled tones, and the logged metrics."""
+    import jiwer
+
+    write_spelled_librispeech(tmp_path / "train", SPELLED)
+    train = read_transcribed_folder(tmp_path / "train")
+    torch.manual_seed(0)
+    config = tiny_config(max_updates=100, lr=1e-3, initial_lr=1e-5, final_lr=5e-5, head_lr_scale=head_lr_scale,
+                         batch_seconds=8.0, max_seconds=8.0, log_every=10, checkpoint_every=100)
+    ctc = finetune(Learn2Diss(tiny_50hz_config()), train, config, tmp_path / f"run{head_lr_scale}")
+    outputs = [emissions(ctc, u) for u in train]
+    blank = 100 * sum(int((e.argmax(-1) == 0).sum()) for e in outputs) / sum(len(e) for e in outputs)
+    cer = 100 * jiwer.cer([u.text.lower() for u in train], [viterbi_decode(e) for e in outputs])
+    return blank, cer, logged(tmp_path / f"run{head_lr_scale}")
+
+
+@pytest.mark.slow  # two 100-update fine-tunes: about 2 CPU-minutes
+def test_ctc_leaves_the_all_blank_plateau_with_a_faster_head(tmp_path):
+    """The letter head at 10x the encoder's rate spells tones within 100 updates; with one rate g collapses to
+    blanks everywhere (the plateau that ctc_demo's head_lr_scale avoids)."""
+    blank, cer, records = _spelled_run(tmp_path, 10.0)
+    assert blank < 95 and cer < 75, (blank, cer)
+    assert records[-1]["ctc/blank_rate"] < 95 and records[-1]["loss/ctc"] < 2.0
+    assert {"lr/head", "lr/encoder"} <= set(records[-1]) and records[-1]["lr/head"] == pytest.approx(10 * records[-1]["lr/encoder"])
+    blank, cer, records = _spelled_run(tmp_path, 1.0)
+    assert blank == 100 and cer == 100 and records[-1]["ctc/blank_rate"] == 100
+
+
 def test_ctc_finetune_resumes_bit_exactly_after_a_kill(corpus, tmp_path, monkeypatch):
     """Killed right after the checkpoint of update 2, the rerun gives updates 3..6 exactly as an uninterrupted run:
     batch order across epochs, micro-batches, span masks, the freeze of g (lifted at update 4), Adam's state.
@@ -58,7 +97,7 @@ def test_ctc_finetune_resumes_bit_exactly_after_a_kill(corpus, tmp_path, monkeyp
     expected, got = _losses(tmp_path / "straight"), _losses(tmp_path / "killed")
     assert [m["step"] for m in got] == [1, 2, 3, 4, 5, 6]
     assert got == expected  # every loss, gradient norm and learning rate, bit for bit
-    assert len({m["lr/ctc"] for m in got}) > 3  # the tri-stage schedule moved
+    assert len({m["lr/encoder"] for m in got}) > 3  # the tri-stage schedule moved
     for key, value in straight.state_dict().items():
         assert torch.equal(value, resumed.state_dict()[key]), key
 
@@ -90,10 +129,24 @@ def test_a_nan_batch_is_skipped_and_counted(corpus, tmp_path, monkeypatch):
     assert all(torch.isfinite(p).all() for p in ctc.parameters())
     state = torch.load(tmp_path / "run" / "checkpoints" / "step_0000012.pt", weights_only=True)
     assert state["nonfinite_steps"] == 2
-    assert {int(s["step"]) for s in state["optimizers"]["ctc"]["state"].values()} == {10}  # 12 updates, 2 skipped
+    for name in ("encoder", "head"):  # 12 updates, 2 skipped
+        assert {int(s["step"]) for s in state["optimizers"][name]["state"].values()} == {10}, name
 
     with pytest.raises(NonFiniteLossError, match="max_nonfinite_steps = 1"):
         _run(corpus, tmp_path / "abort", **{**settings, "max_nonfinite_steps": 1})
+
+
+def test_a_checkpoint_without_the_head_and_encoder_optimisers_is_refused(corpus, tmp_path):
+    """A CTC checkpoint of the single-optimiser layout (``ctc``) is not resumed half-initialised: the error names it."""
+    from learn2diss.training.loop import ResumeError
+
+    _run(corpus, tmp_path / "run", max_updates=2, checkpoint_every=2)
+    path = tmp_path / "run" / "checkpoints" / "step_0000002.pt"
+    state = torch.load(path, weights_only=True)
+    state["optimizers"] = {"ctc": state["optimizers"]["encoder"]}
+    torch.save(state, path)
+    with pytest.raises(ResumeError, match=r"step_0000002.pt holds no state of the optimiser\(s\) \['encoder', 'head'\]"):
+        _run(corpus, tmp_path / "run", max_updates=3, checkpoint_every=2)
 
 
 def test_load_ctc_checkpoint_reads_the_run_folder_or_a_step_file(corpus, tmp_path):

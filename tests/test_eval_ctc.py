@@ -200,7 +200,7 @@ def tiny_config(**changes) -> CtcConfig:
         changes = {**tri_stage_steps(changes.get("max_updates", 25)), **changes}
     optimizer = dict(lr=2e-3, schedule="tri_stage", initial_lr=2e-4, final_lr=1e-3, warmup_steps=2, hold_steps=20,
                      decay_steps=3, betas=(0.9, 0.98), eps=1e-8, weight_decay=0.0, clip_grad_norm=10.0)
-    finetune_cfg = dict(max_updates=25, freeze_updates=0, batch_seconds=4.0, grad_accum=1, mask_prob=0.0,
+    finetune_cfg = dict(max_updates=25, freeze_updates=0, head_lr_scale=1.0, batch_seconds=4.0, grad_accum=1, mask_prob=0.0,
                         mask_length=2, max_seconds=4.0, num_workers=0)
     train = dict(seed=0, checkpoint_every=10, keep_checkpoints=2, log_every=1, max_nonfinite_steps=3, precision="fp32",
                  compile="none")

@@ -73,8 +73,9 @@ class CheckpointExistsError(Learn2DissError, FileExistsError):
 
 
 class StepLoss(NamedTuple):
-    """What an objective's ``loss`` returns: the total to back-propagate and the terms to log, by name
-    (``count/...`` terms are summed over a logging interval, the others averaged)."""
+    """What an objective's ``loss`` returns: the total to back-propagate and the terms to log, by name (a bare
+    name is logged as ``loss/<name>``, a name with a group such as ``ctc/blank_rate`` as it is; ``count/...``
+    terms are summed over a logging interval, the others averaged)."""
 
     total: Tensor
     terms: dict[str, Tensor]
@@ -279,7 +280,7 @@ class Trainer:
                 loss, terms = stage.objective.loss(outputs, progress.step)
                 (loss / stage.grad_accum).backward()
             bad |= ~torch.isfinite(loss.detach())
-            terms = {k if k.startswith("count/") else f"loss/{k}": v for k, v in terms.items()}
+            terms = {k if "/" in k else f"loss/{k}": v for k, v in terms.items()}
             logger.add(terms | auxiliary_terms | {"loss/total": loss})
             progress.position = (batch.epoch, batch.index + 1)
         return bad, seconds
@@ -363,6 +364,10 @@ def _resume(stage: TrainingStage, ckpt_dir: Path, ctx: DistributedContext, resum
     if state.get("world_size") != ctx.world_size:
         raise ResumeError(f"{found} was written by {state.get('world_size')} processes, this run has "
                           f"{ctx.world_size}: the data position would not match")
+    missing = sorted(set(stage.all_optimizers) - set(state["optimizers"]))
+    if missing:
+        raise ResumeError(f"{found} holds no state of the optimiser(s) {missing} (it has {sorted(state['optimizers'])}):"
+                          " written by another layout of this stage; move it away or use another run folder")
     stage.model.load_state_dict(state["model"])
     for aux in stage.objective.auxiliaries:
         aux.module.load_state_dict(state["modules"][aux.name])

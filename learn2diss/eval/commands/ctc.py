@@ -115,8 +115,8 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         if not any(viterbi):
             print(f"warning: {dataset}: every best-path hypothesis is empty: the model outputs only blanks (the CTC "
-                  "all-blank plateau); fine-tune longer or at a higher learning rate (--set finetune.max_updates=..., "
-                  "--set finetune.optimizer.lr=...)", file=sys.stderr)
+                  "all-blank plateau); let the letter head learn faster than the encoder (--set finetune.head_lr_scale=10), "
+                  "or fine-tune longer (--set finetune.max_updates=...)", file=sys.stderr)
         ids = [u.utt_id for u in utterances]
         write_text(hyp_dir / f"{dataset}.viterbi.txt", "".join(f"{i}\t{h}\n" for i, h in zip(ids, viterbi, strict=True)))
         scores = {"wer_viterbi": word_error_rate(refs, viterbi), "blank_rate": blank}

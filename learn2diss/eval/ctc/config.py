@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from learn2diss.eval.ctc.decode import DecodeConfig
@@ -25,6 +25,7 @@ class FinetuneConfig:
 
     max_updates: int
     freeze_updates: int  # only the head trains for the first updates (fairseq freeze_finetune_updates)
+    head_lr_scale: float  # the letter head's learning rates (lr, initial_lr, final_lr) are the optimizer's times this
     batch_seconds: float  # padded audio per micro-batch per process
     grad_accum: int  # micro-batches per update
     mask_prob: float  # span masking of X' during fine-tuning (0 disables it)
@@ -39,6 +40,7 @@ class FinetuneConfig:
               for name in ("max_updates", "grad_accum", "mask_length")),
             *((name, getattr(self, name), getattr(self, name) >= 0, ">= 0") for name in ("freeze_updates", "num_workers")),
             positive("batch_seconds", self.batch_seconds),
+            positive("head_lr_scale", self.head_lr_scale),
             ("max_seconds", self.max_seconds, 0 < self.max_seconds <= self.batch_seconds,
              f"in (0, batch_seconds = {self.batch_seconds}] (a batch holds the longest utterance)"),
             ("mask_prob", self.mask_prob, 0 <= self.mask_prob <= 1, "in [0, 1]"),
@@ -46,6 +48,12 @@ class FinetuneConfig:
              f"< max_updates = {self.max_updates} (from update freeze_updates on, g trains with the head)"),
         )
         self._check_schedule()
+
+    @property
+    def head_optimizer(self) -> TriStageOptimizerConfig:
+        """The letter head's optimizer: ``optimizer`` with its learning rates times ``head_lr_scale``."""
+        opt, scale = self.optimizer, self.head_lr_scale
+        return replace(opt, lr=opt.lr * scale, initial_lr=opt.initial_lr * scale, final_lr=opt.final_lr * scale)
 
     def _check_schedule(self) -> None:
         """The tri-stage schedule spans ``max_updates`` exactly (fairseq sizes its phases as shares of the updates):

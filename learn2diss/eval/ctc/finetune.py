@@ -28,6 +28,7 @@ from learn2diss.errors import InputError
 from learn2diss.eval.ctc.config import CtcConfig, FinetuneConfig
 from learn2diss.eval.ctc.data import CtcBatch, CtcDataset, LabelledUtterance, collate_ctc
 from learn2diss.eval.ctc.vocab import INDEX, TOKENS
+from learn2diss.training.config import OptimizerConfig
 from learn2diss.training.ddp import DistributedContext
 from learn2diss.training.loop import Objective, StepLoss
 from learn2diss.upstream.checkpoints import CheckpointError
@@ -48,10 +49,14 @@ class CtcModel(nn.Module):
         self.model = model
         self.head = nn.Linear(model.config.parent.embed_dim, len(TOKENS))
 
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        """g's layers, mask embedding and final norm (not W_g, which CTC does not use) and the head."""
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        """g's layers, mask embedding and final norm (not W_g, which CTC does not use)."""
         head_of_g = {id(p) for p in self.model.g.head.parameters()}
-        return [p for p in self.model.frame_parameters() if id(p) not in head_of_g] + list(self.head.parameters())
+        return [p for p in self.model.frame_parameters() if id(p) not in head_of_g]
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """g's trained parameters and the head."""
+        return self.encoder_parameters() + list(self.head.parameters())
 
     def forward(self, waveforms: Tensor, lengths: Tensor, mask: bool, config: FinetuneConfig | None = None,
                 generator: torch.Generator | None = None, update_encoder: bool = True) -> tuple[Tensor, Tensor]:
@@ -68,9 +73,18 @@ class CtcModel(nn.Module):
 
 
 class CtcOutput(NamedTuple):
-    """The CTC loss of a batch (torch's ``mean`` reduction: per-utterance loss / target length, averaged)."""
+    """The CTC loss of a batch (torch's ``mean`` reduction: per-utterance loss / target length, averaged) and the
+    share of its frames whose best label is blank (100 %: the all-blank plateau of early CTC training)."""
 
     ctc: Tensor
+    blank_rate: Tensor
+
+
+def blank_rate(log_probs: Tensor, frames: Tensor) -> Tensor:
+    """Percent of the valid frames of (batch, frame, tokens) ``log_probs`` whose best label is blank."""
+    valid = torch.arange(log_probs.shape[1], device=frames.device)[None, :] < frames[:, None]
+    blank = (log_probs.detach().argmax(-1) == INDEX["-"]) & valid
+    return 100.0 * blank.sum() / valid.sum().clamp(min=1)
 
 
 class CtcForward(nn.Module):
@@ -90,7 +104,7 @@ class CtcForward(nn.Module):
         log_probs, frames = self.ctc(batch.waveforms, batch.lengths, mask=True, config=self.config, generator=generator,
                                      update_encoder=self.update_encoder)
         return CtcOutput(nn.functional.ctc_loss(log_probs.transpose(0, 1), batch.targets, frames, batch.target_lengths,
-                                                blank=INDEX["-"], zero_infinity=True))
+                                                blank=INDEX["-"], zero_infinity=True), blank_rate(log_probs, frames))
 
 
 class CtcObjective(Objective):
@@ -105,7 +119,7 @@ class CtcObjective(Objective):
         module.before_step(step)
 
     def loss(self, outputs: CtcOutput, step: int) -> StepLoss:
-        return StepLoss(outputs.ctc, {"ctc": outputs.ctc})
+        return StepLoss(outputs.ctc, {"ctc": outputs.ctc, "ctc/blank_rate": outputs.blank_rate})
 
 
 def _trainable_utterances(train: Sequence[LabelledUtterance], shortest: int,
@@ -173,9 +187,12 @@ def _finetune(model: Learn2Diss, train: Sequence[LabelledUtterance], config: Ctc
     for p in trainable:
         p.requires_grad_(True)
     objective = CtcObjective(ctc, config.finetune)
-    opt_cfg = config.finetune.optimizer
+    encoder_cfg, head_cfg = config.finetune.optimizer, config.finetune.head_optimizer
+    optimizers: dict[str, tuple[torch.optim.Optimizer, OptimizerConfig]] = {
+        "encoder": (make_adam(ctc.encoder_parameters(), encoder_cfg), encoder_cfg),
+        "head": (make_adam(list(ctc.head.parameters()), head_cfg), head_cfg)}
     stage = TrainingStage(
-        name=STAGE, model=ctc, objective=objective, optimizers={"ctc": (make_adam(trainable, opt_cfg), opt_cfg)},
+        name=STAGE, model=ctc, objective=objective, optimizers=optimizers,
         steps=config.finetune.max_updates, grad_accum=config.finetune.grad_accum,
     )
     run_stage(stage, _batches(utterances, samples, config, ctx), out_dir, out_dir / "tensorboard", config.train, ctx,
