@@ -1,15 +1,18 @@
 """The whole method end to end on the demo corpus, on a CPU, sized for 15 minutes on 2 idle cores: `make demo`.
 
-Builds the synthetic demo corpus (train, unseen validation and unseen test speakers), pretrains a small
-HuBERT-style parent on it (iteration 1: masked prediction of MFCC k-means targets), prepares Learn2Diss from
-that parent once (frame targets, SimCLR of h, utterance clusters) and runs its joint stage with the MI
-penalty (the lambda of the packaged config demo_l2d) and without it (lambda = 0), each with several seeds, as the
-cells of a `learn2diss study`. Every model is evaluated on the unseen test speakers (linear speaker-ID and
-phone probes of both encoders, ABX within/across speaker, PNMI, speaker purity, and the phone error rate of
-a linear CTC head on the frozen frame features), and the Table 5 directions are reported as differences
-(lambda > 0 minus lambda = 0) with 95 % intervals over the seeds: "not resolved" where the interval
-contains 0. Tables and figures go to --out and the summary is printed. A rerun skips finished stages; an
-interrupted one resumes. docs/demo.md explains every choice and the measured numbers.
+Builds the synthetic demo corpus (train, unseen validation and unseen test speakers), takes the small
+HuBERT-style parent that ships with the package (iteration 1: masked prediction of MFCC k-means targets, trained
+by `learn2diss pretrain --config demo_parent` on the corpus's training speakers; --train-parent trains it
+again), scores the MFCC floors with the models' code, prepares Learn2Diss from the parent once (frame targets,
+SimCLR of h, utterance clusters) and runs its joint stage with the MI penalty (the lambda of the packaged config
+demo_l2d) and without it (lambda = 0), with the same seeds for both, as the cells of a `learn2diss study`. The
+floors, the parent and every run are evaluated on the unseen test speakers (speaker verification EER,
+speaker-ID and phone probes of both encoders, a per-frame speaker probe, ABX within/across speaker, PNMI,
+speaker purity, and the phone error rate of a linear CTC head on the frozen frame features), and the Table 5
+directions are reported as the mean of the same-seed differences (lambda > 0 minus lambda = 0) with their
+paired 95 % intervals: "not resolved" where the interval contains 0. Tables and figures go to --out and the
+summary is printed. A rerun skips finished stages; an interrupted one resumes. docs/demo.md explains every
+choice and the measured numbers.
 
 Examples::
 
