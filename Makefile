@@ -31,7 +31,7 @@ lint: install
 	$(VENV)/bin/mypy learn2diss
 
 # The whole method on the demo corpus, CPU only, sized for 15 minutes on 2 idle cores (docs/demo.md): lambda = 0
-# and lambda > 0 with 2 seeds each, Table 5 directions as differences with 95 % intervals. Reruns skip finished
+# and lambda > 0 with seeds 0-2 each, Table 5 directions as paired differences with 95 % intervals. Reruns skip finished
 # stages. Results in results/demo/ (summary.md, rows.csv), work files in runs/demo/.
 demo: install debs
 	$(VENV)/bin/learn2diss demo

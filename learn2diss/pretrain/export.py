@@ -10,12 +10,12 @@ model card (README.md) generated from the run; --format fairseq: model.pt in the
 Whatever the format, a model with a NaN or infinite weight is refused, naming the tensors
 (--allow-nonfinite exports it anyway, for debugging), and --out is held by one export at a time.
 
-Examples (on the files of `make demo`: its parent's pretraining run)::
+Examples (on the files of `make demo`: the pretraining run of its first MI model)::
 
-    learn2diss export runs/demo/runs/parent --out runs/checkpoints/parent
-    learn2diss export runs/demo/runs/parent --format huggingface --out runs/hf/parent --results results \
+    learn2diss export runs/demo/runs/lambda-default-seed0 --out runs/checkpoints/l2d
+    learn2diss export runs/demo/runs/lambda-default-seed0 --format huggingface --out runs/hf/l2d --results results \
         --license mit
-    learn2diss export runs/demo/runs/parent --format fairseq --out runs/fairseq/parent --license mit
+    learn2diss export runs/demo/runs/lambda-default-seed0 --format fairseq --out runs/fairseq/l2d --license mit
 """
 
 from __future__ import annotations
