@@ -10,7 +10,7 @@ imports only the module it runs; nothing below :mod:`learn2diss.cli` imports the
 Example::
 
     from learn2diss.commands import run_command
-    run_command("data", "manifest", "--root", "data/demo/LibriSpeech-style", "--subsets", "train", "--out", "m")
+    run_command("data", "manifest", "--root", "runs/demo/corpus/LibriSpeech-style", "--subsets", "train", "--out", "m")
 """
 
 from __future__ import annotations

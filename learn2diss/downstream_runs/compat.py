@@ -5,9 +5,9 @@ Each function fixes one known trap (docs/superb.md, "Traps handled") and is appl
 :func:`install` inside the ``run_downstream.py`` process only:
 
 * files are untrusted (:func:`refuse_unpickling`): s3prl's builders of ``mockingjay_local``,
-  ``distiller_local`` and others call ``torch.load(weights_only=False)``, which runs any code a pickle
-  carries; such a load is refused with one line naming the file, unless the user trusts that file
-  (``--trust-checkpoint PATH``, logged). Every other ``torch.load`` runs with ``weights_only=True`` (also
+  ``distiller_local`` and others load with full unpickling (``torch.load`` with weights-only off), which runs any code a pickle
+  carries; such a load is refused with one line naming the file (no option loads it: convert such a
+  checkpoint to a weights-only file where it came from). Every other ``torch.load`` runs with ``weights_only=True`` (also
   under ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``), and torch's refusal becomes the same one line;
 * s3prl's model builders ``eval()`` strings of a checkpoint's config (``conv_feature_layers`` of
   ``wavlm_local``, ``hubert_local``, ``wav2vec2_local`` ...), which runs any Python a file puts there: in
@@ -68,48 +68,32 @@ class UntrustedFileError(Learn2DissError, ValueError):
     """A file s3prl was handed would run code to load (a pickle, an expression); nothing of it was executed."""
 
 
-def refuse_unpickling(trusted: Sequence[str | os.PathLike[str]] = (), described: dict[str, str] | None = None,
-                      log: Callable[[str], None] = lambda message: print(message, file=sys.stderr)) -> None:
-    """``torch.load`` in this process: ``weights_only=True`` always, ``False`` only for the ``trusted`` files.
+def refuse_unpickling(described: dict[str, str] | None = None) -> None:
+    """``torch.load`` in this process: ``weights_only=True`` always; a file that needs more is refused.
 
     ``described`` maps a path to what it is for the message (``the -k checkpoint of upstream mockingjay_local``).
     A refused load raises :class:`UntrustedFileError`: ``refused: FILE needs arbitrary unpickling; nothing
-    executed``. Loading a trusted file unsafely is logged with ``log``.
+    executed``.
     """
     import pickle
 
     original = getattr(torch.load, "_learn2diss_original", torch.load)
-    trust = {os.path.realpath(p) for p in trusted}
     names = {os.path.realpath(p): what for p, what in (described or {}).items()}
 
     def refusal(f: object) -> UntrustedFileError:
         name = os.fspath(f) if isinstance(f, str | os.PathLike) else repr(f)
         what = names.get(os.path.realpath(name)) if isinstance(f, str | os.PathLike) else None
-        hint = f"; if you trust this file and where it came from, pass --trust-checkpoint {name}" \
-            if isinstance(f, str | os.PathLike) else ""
         return UntrustedFileError(f"refused: {name}{f' ({what})' if what else ''} needs arbitrary unpickling; "
-                                  f"nothing executed{hint}")
-
-    def trusted_file(f: object) -> bool:
-        return isinstance(f, str | os.PathLike) and os.path.realpath(f) in trust
+                                  "nothing executed")
 
     @functools.wraps(original)
     def load(f: Any, *args: Any, weights_only: bool | None = None, **kwargs: Any) -> Any:
-        if weights_only is False and not trusted_file(f):
+        if weights_only is False:
             raise refusal(f)
-        if not trusted_file(f):
-            try:
-                return original(f, *args, weights_only=True, **kwargs)
-            except pickle.UnpicklingError:
-                raise refusal(f) from None
-        try:  # a trusted file: the safe loader first, the unsafe one only if it must
+        try:
             return original(f, *args, weights_only=True, **kwargs)
         except pickle.UnpicklingError:
-            log(f"note: {os.fspath(f)}: loaded with weights_only=False because --trust-checkpoint names it "
-                "(code in it can run)")
-            if hasattr(f, "seek"):
-                f.seek(0)
-            return original(f, *args, weights_only=False, **kwargs)
+            raise refusal(f) from None
 
     load._learn2diss_original = original
     torch.load = load
@@ -400,11 +384,10 @@ def write_checkpoints_atomically() -> None:
     torch.save = save
 
 
-def install(cache_dir: Path, trusted: Sequence[str | os.PathLike[str]] = (),
-            described: dict[str, str] | None = None, source: str | None = None) -> None:
-    """Apply every fix above (idempotent; ``trusted`` and ``described``: :func:`refuse_unpickling`, ``source``:
+def install(cache_dir: Path, described: dict[str, str] | None = None, source: str | None = None) -> None:
+    """Apply every fix above (idempotent; ``described``: :func:`refuse_unpickling`, ``source``:
     :func:`evaluate_config_strings_literally`). Call before s3prl's runner is imported; imports ``s3prl.hub``."""
-    refuse_unpickling(trusted, described)
+    refuse_unpickling(described)
     allow_namespace_in_checkpoints()
     write_checkpoints_atomically()
     replace_torchaudio_io()

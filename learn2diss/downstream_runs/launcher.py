@@ -17,8 +17,7 @@ applies :mod:`learn2diss.downstream_runs.compat` and hands over to ``s3prl.run_d
 * A ``-c`` config must be plain YAML: a Python tag (``!!python/...``) or a key given twice is an error naming
   the file (and the line) before s3prl reads it.
 * Files are untrusted (:mod:`learn2diss.downstream_runs.compat`): an upstream checkpoint that needs arbitrary
-  unpickling (``weights_only=False``) is refused with one line naming it and the upstream, unless
-  ``--trust-checkpoint PATH`` names it (logged; repeatable).
+  unpickling (a full pickle load) is refused with one line naming it and the upstream.
 * Bad input (a dataset layout, a key, a checkpoint) is one ``error:`` line, exit 2
   (``LEARN2DISS_DEBUG=1`` shows the traceback); ``-h`` prints s3prl's options, then ours.
 * ``--local-rank N`` (``torch.distributed.launch``) and ``LOCAL_RANK`` (torchrun) become s3prl's
@@ -76,7 +75,6 @@ def _pre_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device")
     parser.add_argument("--local_rank", "--local-rank", type=int, dest="local_rank")
     parser.add_argument("--data-root", "--data_root", dest="data_root")
-    parser.add_argument("--trust-checkpoint", action="append", default=[], metavar="PATH")
     return parser
 
 
@@ -202,10 +200,6 @@ def our_help() -> str:
                         "utterance layers for sid asv er); an unknown key is an error")
     parser.add_argument("-t", metavar="SPLIT", help="with -m evaluate: default the task's test split "
                         "(test-clean for asr)")
-    parser.add_argument("--trust-checkpoint", metavar="PATH", action="append",
-                        help="load PATH even if it needs arbitrary unpickling (weights_only=False), which can run code "
-                             "in it; without it such a file (s3prl's mockingjay_local, distiller_local ... "
-                             "checkpoints) is refused; repeatable, logged")
     return parser.format_help()
 
 
@@ -238,9 +232,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def handed_files(argv: Sequence[str]) -> tuple[list[str], dict[str, str], str | None]:
-    """The files of ``argv`` the user trusts (``--trust-checkpoint``, logged), what each checkpoint given is for,
-    and the upstream's checkpoint: they are named when s3prl's loading of them is refused."""
+def handed_files(argv: Sequence[str]) -> tuple[dict[str, str], str | None]:
+    """What each checkpoint of ``argv`` is for, and the upstream's checkpoint: they are named when s3prl's loading
+    of them is refused."""
     known, _ = _pre_parser().parse_known_args(list(argv))
     described = {}
     if known.upstream_ckpt:
@@ -249,11 +243,8 @@ def handed_files(argv: Sequence[str]) -> tuple[list[str], dict[str, str], str | 
         past = Path(known.past_exp)
         for state in (sorted(past.glob("states-*.ckpt")) if past.is_dir() else [past]):
             described[str(state)] = "the s3prl experiment checkpoint of -e"
-    for path in known.trust_checkpoint:
-        print(f"note: --trust-checkpoint {path}: it may be loaded with weights_only=False, which can run code in it",
-              file=sys.stderr)
     upstream = f"{known.upstream_ckpt} (the -k checkpoint of upstream {known.upstream})" if known.upstream_ckpt else None
-    return known.trust_checkpoint, described, upstream
+    return described, upstream
 
 
 def _run(argv: list[str]) -> int:

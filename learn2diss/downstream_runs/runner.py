@@ -63,7 +63,6 @@ class RunSpec:
     device: str | None = None
     feature_key: str | None = None  # None: the task's default key
     smoke: bool = False  # the tiny settings of downstream_runs/smoke.py under ``override`` (ER: fold1 only)
-    trusted: tuple[str, ...] = ()  # --trust-checkpoint: files s3prl may load with weights_only=False
 
 
 def feature_key(task: Task, spec: RunSpec) -> str:
@@ -95,8 +94,7 @@ def launch_environment() -> dict[str, str]:
 
 def _launch(arguments: list[str], log: Path, spec: RunSpec) -> str:
     """``python -m learn2diss.downstream_runs.launcher ARGS``; stdout returned, stdout+stderr kept in ``log``."""
-    trust = [a for path in spec.trusted for a in ("--trust-checkpoint", path)]
-    command = [sys.executable, "-m", "learn2diss.downstream_runs.launcher", *arguments, *trust]
+    command = [sys.executable, "-m", "learn2diss.downstream_runs.launcher", *arguments]
     result = subprocess.run(command, capture_output=True, text=True, check=False, env=launch_environment())
     log.parent.mkdir(parents=True, exist_ok=True)
     write_text(log, f"$ {' '.join(command)}\n{result.stdout}\n--- stderr ---\n{result.stderr}")

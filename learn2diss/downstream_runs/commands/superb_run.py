@@ -21,7 +21,6 @@ Examples (not run: need the SUPERB datasets under --data-root, docs/superb.md; t
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -39,9 +38,6 @@ from learn2diss.options import (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--upstream", required=True, help="s3prl upstream name, e.g. learn2diss_w12, learn2diss_local")
     parser.add_argument("-k", "--checkpoint", metavar="DIR", help="Learn2Diss checkpoint folder (s3prl's -k)")
-    parser.add_argument("--trust-checkpoint", action="append", default=[], metavar="PATH",
-                        help="let s3prl load PATH with weights_only=False, which can run code in it (an upstream such "
-                             "as mockingjay_local or distiller_local needs it); refused otherwise; repeatable, logged")
     parser.add_argument("--tasks", default="all", help="comma-separated: pr,asr,ks,ic,sf,sid,asv,er or all")
     parser.add_argument("--data-root", type=Path, required=True,
                         help="folder holding the datasets under their published names (docs/superb.md)")
@@ -120,9 +116,7 @@ def _grid(args: argparse.Namespace) -> int:
     output_folder(args.out, "--out")
     spec = RunSpec(upstream=args.upstream, checkpoint=args.checkpoint, data_root=args.data_root, out=args.out,
                    override=s3prl_overrides(args.set), device=check_device(args.device), feature_key=args.feature_key,
-                   smoke=args.smoke, trusted=tuple(os.path.abspath(path) for path in args.trust_checkpoint))
-    for path in spec.trusted:
-        print(f"note: --trust-checkpoint {path}: s3prl may load it with weights_only=False, which can run code in it")
+                   smoke=args.smoke)
     if args.launcher:  # one submitit job per (task, LR, fold); collected below once all are finished
         from learn2diss.downstream_runs.cluster import run_on_cluster
 
